@@ -1,0 +1,40 @@
+//! Stable reason codes.
+//!
+//! A decision's reasons carry one of these codes (or a policy's own code). They
+//! are part of the API: hosts match on them, and they never change meaning.
+//! The spending codes keep the names of the controls they reproduce.
+
+/// The request is above the agent's per-transaction limit.
+pub const OVER_TRANSACTION_LIMIT: &str = "OVER_TRANSACTION_LIMIT";
+/// The request is above the tenant's maximum transaction amount.
+pub const OVER_ORG_MAX_TRANSACTION: &str = "OVER_ORG_MAX_TRANSACTION";
+/// A daily budget would be exceeded.
+pub const DAILY_LIMIT_EXCEEDED: &str = "DAILY_LIMIT_EXCEEDED";
+/// A weekly budget would be exceeded.
+pub const WEEKLY_LIMIT_EXCEEDED: &str = "WEEKLY_LIMIT_EXCEEDED";
+/// A monthly budget would be exceeded.
+pub const MONTHLY_LIMIT_EXCEEDED: &str = "MONTHLY_LIMIT_EXCEEDED";
+/// A yearly budget would be exceeded.
+pub const YEARLY_LIMIT_EXCEEDED: &str = "YEARLY_LIMIT_EXCEEDED";
+/// A lifetime budget would be exceeded.
+pub const LIFETIME_LIMIT_EXCEEDED: &str = "LIFETIME_LIMIT_EXCEEDED";
+/// A budget of the whole tenant (the organization) would be exceeded.
+pub const ORG_BUDGET_EXCEEDED: &str = "ORG_BUDGET_EXCEEDED";
+/// The merchant is on a block list.
+pub const MERCHANT_BLOCKED: &str = "MERCHANT_BLOCKED";
+/// The merchant is not on the allow list.
+pub const MERCHANT_NOT_ALLOWED: &str = "MERCHANT_NOT_ALLOWED";
+/// The merchant category (MCC) is blocked.
+pub const CATEGORY_BLOCKED: &str = "CATEGORY_BLOCKED";
+/// The agent does not exist in this tenant.
+pub const AGENT_NOT_FOUND: &str = "AGENT_NOT_FOUND";
+/// The agent exists but is paused or suspended.
+pub const AGENT_INACTIVE: &str = "AGENT_INACTIVE";
+/// No policy allowed the request and the tenant's default effect is deny.
+pub const NO_MATCHING_POLICY: &str = "NO_MATCHING_POLICY";
+/// Approval needed: the amount is above the agent's approval threshold.
+pub const OVER_THRESHOLD: &str = "OVER_THRESHOLD";
+/// Approval needed: the merchant has never been seen in this tenant.
+pub const NEW_VENDOR: &str = "NEW_VENDOR";
+/// Approval needed: a tenant-wide guardrail asks for it.
+pub const ORG_GUARDRAIL: &str = "ORG_GUARDRAIL";
