@@ -1,0 +1,304 @@
+//! Budget definitions of one tenant.
+
+use rust_decimal::Decimal;
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+
+use crate::budget::{Period, Scope, WindowBalance};
+use crate::entity::{agent, agent_run, budget, project, team};
+use crate::id::{AgentId, BudgetId, ProjectId, RunId, TeamId, TenantId};
+use crate::money::{Amount, Currency};
+use crate::store::Store;
+use crate::store::reservations::{balance_of, current_windows, tenant_timezone};
+use crate::{Error, Result};
+
+/// What to create a budget with.
+///
+/// ```
+/// use bursar::store::NewBudget;
+/// use rust_decimal::Decimal;
+/// let tenant_wide = NewBudget::tenant().monthly(Decimal::from(5_000), "USD");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewBudget {
+    scope: Scope,
+    name: Option<String>,
+    period: Period,
+    limit: Decimal,
+    currency: String,
+}
+
+impl NewBudget {
+    fn scoped(scope: Scope) -> Self {
+        Self {
+            scope,
+            name: None,
+            period: Period::Monthly,
+            limit: Decimal::ZERO,
+            currency: "USD".into(),
+        }
+    }
+
+    /// A budget on everything spent in the tenant.
+    #[must_use]
+    pub fn tenant() -> Self {
+        Self::scoped(Scope::Tenant)
+    }
+
+    /// A budget on one agent's spending.
+    #[must_use]
+    pub fn agent(id: AgentId) -> Self {
+        Self::scoped(Scope::Agent(id))
+    }
+
+    /// A budget on a team's spending.
+    #[must_use]
+    pub fn team(id: TeamId) -> Self {
+        Self::scoped(Scope::Team(id))
+    }
+
+    /// A budget on a project's spending.
+    #[must_use]
+    pub fn project(id: ProjectId) -> Self {
+        Self::scoped(Scope::Project(id))
+    }
+
+    /// A budget on one agent run's spending.
+    #[must_use]
+    pub fn run(id: RunId) -> Self {
+        Self::scoped(Scope::Run(id))
+    }
+
+    /// A budget for an arbitrary [`Scope`].
+    #[must_use]
+    pub fn for_scope(scope: Scope) -> Self {
+        Self::scoped(scope)
+    }
+
+    /// Limit per `period`.
+    #[must_use]
+    pub fn limit(mut self, period: Period, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.period = period;
+        self.limit = limit;
+        self.currency = currency.into();
+        self
+    }
+
+    /// Limit per day (in the tenant's time zone).
+    #[must_use]
+    pub fn daily(self, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.limit(Period::Daily, limit, currency)
+    }
+
+    /// Limit per week (Monday to Monday).
+    #[must_use]
+    pub fn weekly(self, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.limit(Period::Weekly, limit, currency)
+    }
+
+    /// Limit per calendar month.
+    #[must_use]
+    pub fn monthly(self, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.limit(Period::Monthly, limit, currency)
+    }
+
+    /// Limit per calendar year.
+    #[must_use]
+    pub fn yearly(self, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.limit(Period::Yearly, limit, currency)
+    }
+
+    /// A limit that never resets.
+    #[must_use]
+    pub fn lifetime(self, limit: Decimal, currency: impl Into<String>) -> Self {
+        self.limit(Period::Lifetime, limit, currency)
+    }
+
+    /// A display name (default: derived from scope and period).
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+}
+
+fn scope_kind(scope: Scope) -> budget::ScopeKind {
+    match scope {
+        Scope::Tenant => budget::ScopeKind::Tenant,
+        Scope::Agent(_) => budget::ScopeKind::Agent,
+        Scope::Team(_) => budget::ScopeKind::Team,
+        Scope::Project(_) => budget::ScopeKind::Project,
+        Scope::Run(_) => budget::ScopeKind::Run,
+    }
+}
+
+/// A budget with the balance of its current window.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BudgetStatus {
+    /// The budget.
+    pub budget: budget::Model,
+    /// Its current window's balance.
+    pub balance: WindowBalance,
+}
+
+/// The budget repository of one tenant. Get it from
+/// [`TenantScope::budgets`](crate::store::TenantScope::budgets).
+#[derive(Clone, Debug)]
+pub struct Budgets {
+    store: Store,
+    tenant: TenantId,
+}
+
+/// Checks that the row a scope names exists in `tenant`; another tenant's id
+/// is reported exactly like an id that does not exist.
+pub(crate) async fn check_scope(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    scope: Scope,
+) -> Result<()> {
+    let found = match scope {
+        Scope::Tenant => true,
+        Scope::Agent(id) => agent::Entity::find()
+            .filter(agent::Column::TenantId.eq(tenant))
+            .filter(agent::Column::Id.eq(id))
+            .one(conn)
+            .await?
+            .is_some(),
+        Scope::Team(id) => team::Entity::find()
+            .filter(team::Column::TenantId.eq(tenant))
+            .filter(team::Column::Id.eq(id))
+            .one(conn)
+            .await?
+            .is_some(),
+        Scope::Project(id) => project::Entity::find()
+            .filter(project::Column::TenantId.eq(tenant))
+            .filter(project::Column::Id.eq(id))
+            .one(conn)
+            .await?
+            .is_some(),
+        Scope::Run(id) => agent_run::Entity::find()
+            .filter(agent_run::Column::TenantId.eq(tenant))
+            .filter(agent_run::Column::Id.eq(id))
+            .one(conn)
+            .await?
+            .is_some(),
+    };
+    if found {
+        Ok(())
+    } else {
+        let (entity, id) = match scope {
+            Scope::Agent(id) => (AgentId::ENTITY, id.to_string()),
+            Scope::Team(id) => (TeamId::ENTITY, id.to_string()),
+            Scope::Project(id) => (ProjectId::ENTITY, id.to_string()),
+            Scope::Run(id) => (RunId::ENTITY, id.to_string()),
+            Scope::Tenant => (TenantId::ENTITY, tenant.to_string()),
+        };
+        Err(Error::not_found(entity, id))
+    }
+}
+
+impl Budgets {
+    pub(crate) fn new(store: Store, tenant: TenantId) -> Self {
+        Self { store, tenant }
+    }
+
+    /// Creates a budget. The scope's agent, team, project or run must belong to
+    /// this tenant.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a limit that is negative or not storable, an
+    /// unknown currency or a bad name; [`Error::NotFound`] when the scope names
+    /// a row this tenant does not have; [`Error::Database`].
+    pub async fn create(&self, new: NewBudget) -> Result<budget::Model> {
+        let currency = Currency::from_code(&new.currency)?;
+        if new.limit < Decimal::ZERO {
+            return Err(Error::invalid("limit", format!("must not be negative, got {}", new.limit)));
+        }
+        let limit = Amount::new(new.limit).map_err(|e| Error::invalid("limit", e))?;
+        let name = match &new.name {
+            Some(name) => crate::store::tenants::validate_name("name", name)?,
+            None => format!("{} {} budget", new.scope.kind(), new.period),
+        };
+        let conn = self.store.connection();
+        check_scope(conn, self.tenant, new.scope).await?;
+        let now = self.store.clock().now();
+        let scope_id = match new.scope {
+            Scope::Tenant => None,
+            Scope::Agent(id) => Some(id.0),
+            Scope::Team(id) => Some(id.0),
+            Scope::Project(id) => Some(id.0),
+            Scope::Run(id) => Some(id.0),
+        };
+        let row = budget::ActiveModel {
+            id: Set(BudgetId::new()),
+            tenant_id: Set(self.tenant),
+            name: Set(name),
+            scope_kind: Set(scope_kind(new.scope)),
+            scope_id: Set(scope_id),
+            currency: Set(currency),
+            period: Set(new.period),
+            limit_amount: Set(limit),
+            is_active: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+            ..Default::default()
+        };
+        Ok(row.insert(conn).await?)
+    }
+
+    /// One budget.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when it does not exist in this tenant.
+    pub async fn get(&self, id: BudgetId) -> Result<budget::Model> {
+        budget::Entity::find()
+            .filter(budget::Column::TenantId.eq(self.tenant))
+            .filter(budget::Column::Id.eq(id))
+            .one(self.store.connection())
+            .await?
+            .ok_or_else(|| Error::not_found(BudgetId::ENTITY, id))
+    }
+
+    /// Every budget of the tenant, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn list(&self) -> Result<Vec<budget::Model>> {
+        Ok(budget::Entity::find()
+            .filter(budget::Column::TenantId.eq(self.tenant))
+            .order_by_asc(budget::Column::Id)
+            .all(self.store.connection())
+            .await?)
+    }
+
+    /// Turns a budget off (it no longer applies) or on again.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
+        let current = self.get(id).await?;
+        let mut row: budget::ActiveModel = current.into();
+        row.is_active = Set(active);
+        row.updated_at = Set(self.store.clock().now());
+        Ok(row.update(self.store.connection()).await?)
+    }
+
+    /// The budget with its current window's balance (the window is created if
+    /// it does not exist yet, with nothing spent).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn status(&self, id: BudgetId) -> Result<BudgetStatus> {
+        let b = self.get(id).await?;
+        let now = self.store.clock().now();
+        let txn = self.store.begin_write().await?;
+        let tz = tenant_timezone(&txn, self.tenant).await?;
+        let windows = current_windows(&txn, self.tenant, vec![b], tz, now, false).await?;
+        txn.commit().await?;
+        let (b, w) = windows
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::not_found(BudgetId::ENTITY, id))?;
+        let balance = balance_of(&b, &w);
+        Ok(BudgetStatus { budget: b, balance })
+    }
+}

@@ -1,0 +1,323 @@
+//! The [`Store`]: a connection pool with the bursar schema, and the entry point
+//! to every repository.
+
+mod budgets;
+pub mod reservations;
+mod scope;
+mod tenants;
+
+pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use reservations::{
+    Discrepancy, Principal, Reconciliation, ReserveOutcome, ReserveRequest, Reservations,
+};
+pub use scope::TenantScope;
+pub use tenants::{NewTenant, Tenants};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
+    DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait,
+};
+use bursar_migration::MigratorTrait;
+
+use crate::clock::{Clock, SystemClock};
+use crate::{Error, Result};
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite, in memory or in a file.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// How to open a [`Store`]. Start from [`Store::builder`].
+#[derive(Clone)]
+pub struct StoreBuilder {
+    url: String,
+    max_connections: Option<u32>,
+    busy_timeout: Duration,
+    acquire_timeout: Duration,
+    migrate: bool,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for StoreBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreBuilder")
+            .field("url", &redact(&self.url))
+            .field("max_connections", &self.max_connections)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("migrate", &self.migrate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreBuilder {
+    /// Largest pool size (default: 8 for PostgreSQL and file SQLite, 4 for
+    /// in-memory SQLite).
+    #[must_use]
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = Some(n.max(1));
+        self
+    }
+
+    /// How long a SQLite writer waits for the database lock before giving up
+    /// (default 30 s).
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// How long to wait for a pooled connection (default 30 s).
+    #[must_use]
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Whether [`StoreBuilder::connect`] runs pending migrations (default true).
+    #[must_use]
+    pub fn migrate(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// The clock every time-dependent decision reads (default: the system clock).
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Connects, and runs pending migrations unless told not to.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (field `url`) for a URL that is neither `sqlite:` nor
+    /// `postgres:`/`postgresql:`; [`Error::Database`] when the database cannot
+    /// be reached or migrated.
+    pub async fn connect(self) -> Result<Store> {
+        let backend = backend_of(&self.url)?;
+        let in_memory = backend == Backend::Sqlite && is_sqlite_memory(&self.url);
+        let mut options = ConnectOptions::new(self.url.clone());
+        options
+            .max_connections(
+                self.max_connections
+                    .unwrap_or(if in_memory { 4 } else { 8 }),
+            )
+            .acquire_timeout(self.acquire_timeout)
+            .sqlx_logging(false);
+        if backend == Backend::Sqlite {
+            let busy = self.busy_timeout;
+            options.map_sqlx_sqlite_opts(move |o| {
+                let o = o.foreign_keys(true).busy_timeout(busy);
+                if in_memory {
+                    // `sqlite::memory:` already means a uniquely named,
+                    // shared-cache database, so every pooled connection sees
+                    // the same tables.
+                    o
+                } else {
+                    o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                }
+            });
+            if in_memory {
+                // The database lives as long as one connection to it does:
+                // keep one open and never retire it.
+                options.map_sqlx_sqlite_pool_opts(|o| {
+                    o.min_connections(1).idle_timeout(None).max_lifetime(None)
+                });
+            }
+        }
+        let db = Database::connect(options).await?;
+        if self.migrate {
+            bursar_migration::Migrator::up(&db, None).await?;
+        }
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db,
+                backend,
+                clock: self.clock,
+            }),
+        })
+    }
+}
+
+/// A handle on the bursar database: a connection pool plus the clock. Cheap to
+/// clone; clones share the pool.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bursar::Error> {
+/// let store = bursar::Store::connect("sqlite::memory:").await?;
+/// assert_eq!(store.backend(), bursar::store::Backend::Sqlite);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    backend: Backend,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.inner.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Connects to `url` and runs pending migrations.
+    ///
+    /// * `sqlite::memory:` — a private in-memory database shared by every
+    ///   connection of this store's pool, gone when the store is dropped;
+    /// * `sqlite://path/to/file.db?mode=rwc` — a file, in WAL mode with a busy
+    ///   timeout, so several connections and processes can share it;
+    /// * `postgres://user@host:5432/db` — PostgreSQL with a normal pool.
+    ///
+    /// # Errors
+    /// See [`StoreBuilder::connect`].
+    pub async fn connect(url: &str) -> Result<Self> {
+        Self::builder(url).connect().await
+    }
+
+    /// Options for connecting to `url`.
+    #[must_use]
+    pub fn builder(url: &str) -> StoreBuilder {
+        StoreBuilder {
+            url: url.to_owned(),
+            max_connections: None,
+            busy_timeout: Duration::from_secs(30),
+            acquire_timeout: Duration::from_secs(30),
+            migrate: true,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The SeaORM connection, for queries bursar has no method for.
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// The database kind.
+    #[must_use]
+    pub fn backend(&self) -> Backend {
+        self.inner.backend
+    }
+
+    /// The clock this store reads.
+    #[must_use]
+    pub fn clock(&self) -> &dyn Clock {
+        self.inner.clock.as_ref()
+    }
+
+    /// Starts a transaction that will write. On SQLite it takes the write lock
+    /// at `BEGIN` (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout
+    /// instead of failing when one upgrades a read lock.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        Ok(self
+            .inner
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?)
+    }
+
+    /// Creates and finds tenants.
+    #[must_use]
+    pub fn tenants(&self) -> Tenants {
+        Tenants::new(self.clone())
+    }
+
+    /// Everything about one tenant, and nothing about any other.
+    #[must_use]
+    pub fn tenant(&self, id: crate::id::TenantId) -> TenantScope {
+        TenantScope::new(self.clone(), id)
+    }
+
+    /// Closes the pool.
+    ///
+    /// # Errors
+    /// [`Error::Database`] when closing fails.
+    pub async fn close(self) -> Result<()> {
+        match Arc::try_unwrap(self.inner) {
+            Ok(inner) => Ok(inner.db.close().await?),
+            // Other clones keep the pool alive; it closes with the last one.
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn backend_of(url: &str) -> Result<Backend> {
+    if url.starts_with("sqlite:") {
+        Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Backend::Postgres)
+    } else {
+        Err(Error::invalid(
+            "url",
+            format!(
+                "{:?} names no supported database; expected sqlite:… or postgres://…",
+                redact(url)
+            ),
+        ))
+    }
+}
+
+fn is_sqlite_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
+/// The URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme_end + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Whether the database backend of a connection is PostgreSQL.
+pub(crate) fn is_postgres(conn: &impl ConnectionTrait) -> bool {
+    conn.get_database_backend() == DatabaseBackend::Postgres
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_recognised_and_passwords_never_shown() {
+        assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
+        assert_eq!(backend_of("postgresql://a@b/c").unwrap(), Backend::Postgres);
+        let err = backend_of("mysql://root:hunter2@localhost/db").unwrap_err();
+        assert_eq!(err.code(), "invalid");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+        assert!(err.to_string().contains("mysql://root:***@localhost/db"), "{err}");
+    }
+}

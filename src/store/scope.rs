@@ -1,0 +1,47 @@
+//! [`TenantScope`]: every repository of one tenant.
+
+use crate::id::TenantId;
+use crate::store::Store;
+use crate::store::budgets::Budgets;
+use crate::store::reservations::Reservations;
+
+/// Everything bursar knows about one tenant, and nothing about any other.
+///
+/// A scope carries its tenant's id, so no method takes one: every query it
+/// issues is filtered by that id, and an id of another tenant's row behaves
+/// exactly like an id that does not exist ([`Error::NotFound`](crate::Error::NotFound)).
+#[derive(Clone, Debug)]
+pub struct TenantScope {
+    store: Store,
+    tenant: TenantId,
+}
+
+impl TenantScope {
+    pub(crate) fn new(store: Store, tenant: TenantId) -> Self {
+        Self { store, tenant }
+    }
+
+    /// The tenant this scope is confined to.
+    #[must_use]
+    pub fn tenant_id(&self) -> TenantId {
+        self.tenant
+    }
+
+    /// The store behind this scope.
+    #[must_use]
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Budget definitions and their current balances.
+    #[must_use]
+    pub fn budgets(&self) -> Budgets {
+        Budgets::new(self.store.clone(), self.tenant)
+    }
+
+    /// Reservations: reserve, capture, release, expire, refund, reconcile.
+    #[must_use]
+    pub fn reservations(&self) -> Reservations {
+        Reservations::new(self.store.clone(), self.tenant)
+    }
+}

@@ -1,0 +1,69 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use bursar::Store;
+
+/// The backends a test body runs on: in-memory SQLite always, PostgreSQL when
+/// `BURSAR_TEST_POSTGRES_URL` is set (CI sets it).
+pub fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::SqliteMemory];
+    if postgres_url().is_some() {
+        all.push(Backend::Postgres);
+    }
+    all
+}
+
+/// A database to run a test body against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    SqliteMemory,
+    Postgres,
+}
+
+pub fn postgres_url() -> Option<String> {
+    std::env::var("BURSAR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+}
+
+/// A fresh, empty, migrated database of the given kind. On PostgreSQL each call
+/// gets its own schema inside the configured database, so tests can run in
+/// parallel and never see each other's rows; CI drops the whole database.
+pub async fn fresh(backend: Backend) -> Store {
+    match backend {
+        Backend::SqliteMemory => Store::connect("sqlite::memory:").await.expect("sqlite store"),
+        Backend::Postgres => Store::connect(&fresh_postgres_schema().await)
+            .await
+            .expect("postgres store"),
+    }
+}
+
+/// Creates an empty schema in `BURSAR_TEST_POSTGRES_URL`'s database and returns
+/// a URL whose connections use it as their `search_path`.
+pub async fn fresh_postgres_schema() -> String {
+    use sea_orm::{ConnectionTrait, Database};
+    let base = postgres_url().expect("BURSAR_TEST_POSTGRES_URL");
+    let admin = Database::connect(base.as_str()).await.expect("connect to postgres");
+    let name = format!("t_{}", uuid::Uuid::now_v7().simple());
+    admin
+        .execute_unprepared(&format!("CREATE SCHEMA {name}"))
+        .await
+        .expect("create test schema");
+    admin.close().await.ok();
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-c%20search_path%3D{name}")
+}
+
+/// A temporary SQLite file URL (WAL), and the directory that holds it (keep it
+/// alive for the test's duration).
+pub fn sqlite_file_url() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bursar.db");
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    (dir, url)
+}
+
+/// Parses a decimal literal.
+pub fn dec(s: &str) -> rust_decimal::Decimal {
+    s.parse().expect("decimal literal")
+}
