@@ -4,6 +4,7 @@ mod common;
 
 use std::sync::Arc;
 
+use bursar::budget::Principal;
 use bursar::clock::ManualClock;
 use bursar::codes;
 use bursar::entity::reservation::ReservationStatus;
@@ -86,14 +87,14 @@ async fn a_hierarchy_rejects_on_the_team_budget_and_moves_no_window() {
         let other = common::agent(&acme, "other", Some(team)).await;
         let big = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("950"), later).agent(other).team(team))
+            .reserve(ReserveRequest::new(usd("950"), later).principal(Principal::agent(other).team(team)))
             .await
             .unwrap();
         assert!(big.reservation().is_some());
 
         let outcome = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("60"), later).agent(agent).team(team))
+            .reserve(ReserveRequest::new(usd("60"), later).principal(Principal::agent(agent).team(team)))
             .await
             .unwrap();
         let shortfalls = outcome.shortfalls();
@@ -111,7 +112,7 @@ async fn a_hierarchy_rejects_on_the_team_budget_and_moves_no_window() {
         // A smaller one fits every level and holds on all three.
         let ok = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("50"), later).agent(agent).team(team))
+            .reserve(ReserveRequest::new(usd("50"), later).principal(Principal::agent(agent).team(team)))
             .await
             .unwrap();
         let ReserveOutcome::Reserved { lines, .. } = &ok else { panic!("{ok:?}") };

@@ -7,9 +7,7 @@ mod scope;
 mod tenants;
 
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
-pub use reservations::{
-    Discrepancy, Principal, Reconciliation, ReserveOutcome, ReserveRequest, Reservations,
-};
+pub use reservations::{Discrepancy, Reconciliation, ReserveOutcome, ReserveRequest, Reservations};
 pub use scope::TenantScope;
 pub use tenants::{NewTenant, Tenants};
 

@@ -15,15 +15,15 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::budget::{Period, Scope, Shortfall, WindowBalance};
+use crate::budget::{Principal, Scope, Shortfall, WindowBalance, check_fit};
 use crate::entity::{
     budget, budget_window, ledger_entry, reservation, reservation_line,
     ledger_entry::{Bucket, Direction, EntryType},
     reservation::ReservationStatus,
 };
 use crate::id::{
-    AgentId, BudgetId, BudgetWindowId, LedgerEntryId, ProjectId, PurchaseIntentId, ReservationId,
-    ReservationLineId, RunId, TeamId, TenantId,
+    BudgetId, BudgetWindowId, LedgerEntryId, PurchaseIntentId, ReservationId, ReservationLineId,
+    TenantId,
 };
 use crate::money::{Amount, Currency, Money};
 use crate::store::Store;
@@ -32,27 +32,16 @@ use crate::{Error, Result};
 /// Longest accepted idempotency key, in bytes.
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
 
-/// Whose spending a reservation counts against: every budget whose scope
-/// contains one of these (and the tenant's own budgets) applies.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Principal {
-    /// The agent spending.
-    pub agent_id: Option<AgentId>,
-    /// The agent's team.
-    pub team_id: Option<TeamId>,
-    /// The project the spending is for.
-    pub project_id: Option<ProjectId>,
-    /// The agent run the spending belongs to.
-    pub run_id: Option<RunId>,
-}
-
 /// A request to hold money on every applicable budget window.
 ///
 /// ```
+/// use bursar::budget::Principal;
+/// use bursar::id::AgentId;
 /// use bursar::money::Money;
 /// use bursar::store::ReserveRequest;
 /// use chrono::{Duration, Utc};
 /// let req = ReserveRequest::new(Money::parse("12.50", "USD")?, Utc::now() + Duration::minutes(15))
+///     .principal(Principal::agent(AgentId::new()))
 ///     .idempotency_key("order-42");
 /// assert_eq!(req.amount().amount().to_string(), "12.5");
 /// # Ok::<(), bursar::money::MoneyError>(())
@@ -61,7 +50,7 @@ pub struct Principal {
 pub struct ReserveRequest {
     amount: Money,
     expires_at: DateTime<Utc>,
-    principal: Principal,
+    principal: Option<Principal>,
     idempotency_key: Option<String>,
     purchase_intent_id: Option<PurchaseIntentId>,
 }
@@ -74,44 +63,18 @@ impl ReserveRequest {
         Self {
             amount,
             expires_at,
-            principal: Principal::default(),
+            principal: None,
             idempotency_key: None,
             purchase_intent_id: None,
         }
     }
 
-    /// The spending agent (its agent budgets apply).
-    #[must_use]
-    pub fn agent(mut self, id: AgentId) -> Self {
-        self.principal.agent_id = Some(id);
-        self
-    }
-
-    /// The team (its team budgets apply).
-    #[must_use]
-    pub fn team(mut self, id: TeamId) -> Self {
-        self.principal.team_id = Some(id);
-        self
-    }
-
-    /// The project (its project budgets apply).
-    #[must_use]
-    pub fn project(mut self, id: ProjectId) -> Self {
-        self.principal.project_id = Some(id);
-        self
-    }
-
-    /// The agent run (its run budgets apply).
-    #[must_use]
-    pub fn run(mut self, id: RunId) -> Self {
-        self.principal.run_id = Some(id);
-        self
-    }
-
-    /// Sets the whole principal at once.
+    /// Who is spending: the budgets of the agent, and of its team, project and
+    /// run, apply besides the tenant's. Without a principal only the tenant's
+    /// own budgets apply.
     #[must_use]
     pub fn principal(mut self, principal: Principal) -> Self {
-        self.principal = principal;
+        self.principal = Some(principal);
         self
     }
 
@@ -136,10 +99,10 @@ impl ReserveRequest {
         self.amount
     }
 
-    /// Whose budgets apply.
+    /// Who is spending, if set.
     #[must_use]
-    pub fn principal_ref(&self) -> &Principal {
-        &self.principal
+    pub fn principal_of(&self) -> Option<&Principal> {
+        self.principal.as_ref()
     }
 }
 
@@ -528,24 +491,28 @@ pub(crate) async fn tenant_timezone(
 pub(crate) async fn applicable_budgets(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
-    principal: &Principal,
+    principal: Option<&Principal>,
     currency: Currency,
 ) -> Result<Vec<budget::Model>> {
     use budget::ScopeKind;
     let mut scopes = Condition::any().add(budget::Column::ScopeKind.eq(ScopeKind::Tenant));
-    let mut scoped = |kind: ScopeKind, id: Option<uuid::Uuid>| {
-        if let Some(id) = id {
-            scopes = std::mem::take(&mut scopes).add(
-                Condition::all()
-                    .add(budget::Column::ScopeKind.eq(kind))
-                    .add(budget::Column::ScopeId.eq(id)),
-            );
+    if let Some(p) = principal {
+        let candidates = [
+            (ScopeKind::Agent, Some(p.agent.0)),
+            (ScopeKind::Team, p.team.map(|i| i.0)),
+            (ScopeKind::Project, p.project.map(|i| i.0)),
+            (ScopeKind::Run, p.run.map(|i| i.0)),
+        ];
+        for (kind, id) in candidates {
+            if let Some(id) = id {
+                scopes = scopes.add(
+                    Condition::all()
+                        .add(budget::Column::ScopeKind.eq(kind))
+                        .add(budget::Column::ScopeId.eq(id)),
+                );
+            }
         }
-    };
-    scoped(ScopeKind::Agent, principal.agent_id.map(|i| i.0));
-    scoped(ScopeKind::Team, principal.team_id.map(|i| i.0));
-    scoped(ScopeKind::Project, principal.project_id.map(|i| i.0));
-    scoped(ScopeKind::Run, principal.run_id.map(|i| i.0));
+    }
     Ok(budget::Entity::find()
         .filter(budget::Column::TenantId.eq(tenant))
         .filter(budget::Column::IsActive.eq(true))
@@ -649,21 +616,6 @@ pub(crate) fn balance_of(b: &budget::Model, w: &budget_window::Model) -> WindowB
         spent: w.spent.get(),
         reserved: w.reserved.get(),
     }
-}
-
-/// Orders shortfalls with the tightest budget first: least remaining, then the
-/// shorter period, then the budget id.
-pub(crate) fn sort_shortfalls(shortfalls: &mut [Shortfall]) {
-    shortfalls.sort_by(|a, b| {
-        a.remaining
-            .cmp(&b.remaining)
-            .then(period_rank(a.period).cmp(&period_rank(b.period)))
-            .then(a.budget_id.cmp(&b.budget_id))
-    });
-}
-
-fn period_rank(p: Period) -> usize {
-    Period::ALL.iter().position(|q| *q == p).unwrap_or(usize::MAX)
 }
 
 /// Sets a window's balance, guarded by the balance read under the lock:
@@ -795,7 +747,7 @@ pub async fn reserve_in(
     let row = reservation::ActiveModel {
         id: Set(reservation_id),
         tenant_id: Set(tenant),
-        agent_id: Set(request.principal.agent_id),
+        agent_id: Set(request.principal.map(|p| p.agent)),
         purchase_intent_id: Set(request.purchase_intent_id),
         idempotency_key: Set(request.idempotency_key.clone()),
         currency: Set(currency),
@@ -822,14 +774,11 @@ pub async fn reserve_in(
     })?;
 
     let tz = tenant_timezone(txn, tenant).await?;
-    let budgets = applicable_budgets(txn, tenant, &request.principal, currency).await?;
+    let budgets = applicable_budgets(txn, tenant, request.principal.as_ref(), currency).await?;
     let windows = current_windows(txn, tenant, budgets, tz, now, true).await?;
 
-    let mut shortfalls: Vec<Shortfall> = windows
-        .iter()
-        .filter_map(|(b, w)| balance_of(b, w).shortfall(amount.get()))
-        .collect();
-    if !shortfalls.is_empty() {
+    let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
+    if let crate::budget::Fit::Exceeds(shortfalls) = check_fit(&balances, amount.get())? {
         // Give the idempotency key back: a rejection holds nothing and
         // records nothing, whoever commits this transaction.
         reservation::Entity::delete_many()
@@ -837,7 +786,6 @@ pub async fn reserve_in(
             .filter(reservation::Column::Id.eq(reservation_id))
             .exec(txn)
             .await?;
-        sort_shortfalls(&mut shortfalls);
         return Ok(ReserveOutcome::Rejected { shortfalls });
     }
 

@@ -1,0 +1,172 @@
+//! What every repository shares: the executor it runs on, the tenant it is
+//! confined to, the clock, and paging.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    DatabaseExecutor, DatabaseTransaction, SqliteTransactionMode, TransactionOptions,
+    TransactionTrait,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Clock;
+use crate::id::TenantId;
+use crate::{Error, Result};
+
+/// The connection (or transaction), tenant and clock a repository works with.
+///
+/// Repositories are built on a [`DatabaseExecutor`], so the same code runs on
+/// the pool (through [`TenantScope`](crate::store::TenantScope)) or inside a
+/// transaction someone else opened (as `authorize` does).
+#[derive(Debug)]
+pub(crate) struct Ctx<'a> {
+    pub(crate) db: DatabaseExecutor<'a>,
+    pub(crate) tenant: TenantId,
+    pub(crate) clock: &'a dyn Clock,
+}
+
+impl std::fmt::Debug for dyn Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Clock")
+    }
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(db: impl Into<DatabaseExecutor<'a>>, tenant: TenantId, clock: &'a dyn Clock) -> Self {
+        Self {
+            db: db.into(),
+            tenant,
+            clock,
+        }
+    }
+
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// A write transaction: on the pool, `BEGIN IMMEDIATE` on SQLite (the write
+    /// lock is taken at once, so writers queue on the busy timeout instead of
+    /// failing on a lock upgrade); inside a transaction, a savepoint.
+    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+        Ok(self
+            .db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..TransactionOptions::default()
+            })
+            .await?)
+    }
+}
+
+/// Commits on `Ok`, rolls back on `Err`.
+pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            txn.rollback().await?;
+            Err(err)
+        }
+    }
+}
+
+/// Largest page a listing returns.
+pub const MAX_PAGE_SIZE: u64 = 500;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+
+/// Which page of a listing to return, and what to filter it by.
+///
+/// ```
+/// use bursar::store::PageRequest;
+/// let first = PageRequest::new().limit(20);
+/// assert_eq!(first.offset_value(), 0);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageRequest {
+    limit: Option<u64>,
+    offset: u64,
+    status: Option<String>,
+    created_from: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+}
+
+impl PageRequest {
+    /// The first page of [`DEFAULT_PAGE_SIZE`] rows, unfiltered.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// At most `limit` rows (1 to [`MAX_PAGE_SIZE`]).
+    #[must_use]
+    pub fn limit(mut self, limit: u64) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Skips the first `offset` rows.
+    #[must_use]
+    pub fn offset(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self
+    }
+
+    /// Only rows in this status (its stored name, e.g. `"active"`).
+    #[must_use]
+    pub fn status(mut self, status: impl Into<String>) -> Self {
+        self.status = Some(status.into());
+        self
+    }
+
+    /// Only rows created at or after `from` and before `before`.
+    #[must_use]
+    pub fn created_between(mut self, from: Option<DateTime<Utc>>, before: Option<DateTime<Utc>>) -> Self {
+        self.created_from = from;
+        self.created_before = before;
+        self
+    }
+
+    /// The page size, checked against [`MAX_PAGE_SIZE`].
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (field `limit`) for 0 or more than [`MAX_PAGE_SIZE`].
+    pub fn limit_value(&self) -> Result<u64> {
+        match self.limit {
+            None => Ok(DEFAULT_PAGE_SIZE),
+            Some(n) if (1..=MAX_PAGE_SIZE).contains(&n) => Ok(n),
+            Some(n) => Err(Error::invalid(
+                "limit",
+                format!("{n} is out of range; a page holds 1 to {MAX_PAGE_SIZE} rows"),
+            )),
+        }
+    }
+
+    /// Rows skipped.
+    #[must_use]
+    pub fn offset_value(&self) -> u64 {
+        self.offset
+    }
+
+    /// The status filter.
+    #[must_use]
+    pub fn status_filter(&self) -> Option<&str> {
+        self.status.as_deref()
+    }
+
+    /// The creation-time filter: `[from, before)`.
+    #[must_use]
+    pub fn created_range(&self) -> (Option<DateTime<Utc>>, Option<DateTime<Utc>>) {
+        (self.created_from, self.created_before)
+    }
+}
+
+/// One page of a listing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Page<T> {
+    /// The rows, oldest first.
+    pub items: Vec<T>,
+    /// The offset of the next page, when there may be one.
+    pub next_offset: Option<u64>,
+}
