@@ -1,11 +1,14 @@
 //! Budgets, without I/O: period windows in a tenant's time zone, which budgets
 //! apply to a request, and whether an amount fits.
+//!
 
 mod balance;
 mod period;
+mod window;
 
 pub use balance::{Shortfall, WindowBalance, exceeded_code};
 pub use period::Period;
+pub use window::{LIFETIME_START, MAX_TIMEZONE_LEN, Window, parse_timezone};
 
 use serde::{Deserialize, Serialize};
 
