@@ -9,9 +9,11 @@
 //!    and whose currency matches (sorted by id);
 //! 2. [`Period::window`] (or [`BudgetDef::window`]) gives each one's window
 //!    for `now` in the tenant's time zone ([`parse_timezone`]);
+//! 3. [`check_fit`] tells whether the amount fits every [`WindowBalance`],
+//!    and otherwise names every [`Shortfall`], most specific first.
 //!
 //! ```
-//! use bursar::budget::{BudgetDef, Period, Principal, Scope, applicable, parse_timezone};
+//! use bursar::budget::{BudgetDef, Period, Principal, Scope, applicable, check_fit, parse_timezone};
 //! use bursar::id::{AgentId, BudgetId};
 //! use bursar::money::Currency;
 //! use chrono::{TimeZone, Utc};
@@ -28,16 +30,22 @@
 //! let applying = applicable(&budgets, &Principal::agent(agent), Currency::USD);
 //! let window = applying[0].window(now, tz); // 2026-03-29 00:00 CET .. 2026-03-30 00:00 CEST
 //! assert_eq!(window.duration().map(|d| d.num_hours()), Some(23));
+//! // Spent and reserved in that window come from the store.
+//! let balance = applying[0].balance(Decimal::from(95), Decimal::ZERO);
+//! let fit = check_fit(&[balance], Decimal::from(10))?;
+//! assert_eq!(fit.shortfalls()[0].code, "DAILY_LIMIT_EXCEEDED");
 //! # Ok::<(), bursar::Error>(())
 //! ```
 
 mod apply;
 mod balance;
+mod fit;
 mod period;
 mod window;
 
 pub use apply::{BudgetDef, Principal, applicable};
 pub use balance::{Shortfall, WindowBalance, exceeded_code};
+pub use fit::{Fit, check_fit, validate_amount};
 pub use period::Period;
 pub use window::{LIFETIME_START, MAX_TIMEZONE_LEN, Window, parse_timezone};
 
