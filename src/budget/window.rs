@@ -6,7 +6,8 @@
 //! [`Period::window`] and `docs/budgets.md` ("Windows").
 
 use chrono::{
-    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, TimeDelta, TimeZone, Utc,
+    DateTime, Datelike, Days, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeDelta, TimeZone,
+    Utc,
 };
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
@@ -89,7 +90,10 @@ impl Period {
     ///
     /// The result contains `at` (for lifetime windows: whenever `at` is at or
     /// after [`LIFETIME_START`]; earlier instants still get the one lifetime
-    /// window), and the next window starts exactly where this one ends.
+    /// window), and the next window starts exactly where this one ends. At the
+    /// very edges of the representable range (years beyond ±262,000), a
+    /// boundary that cannot be represented becomes [`DateTime::<Utc>::MIN_UTC`]
+    /// for a start and `None` for an end; this never panics.
     ///
     /// ```
     /// use bursar::budget::Period;
@@ -115,8 +119,7 @@ impl Period {
                 end: None,
             };
         }
-        let local_date = at.with_timezone(&tz).date_naive();
-        let Some(mut first_day) = self.first_day(local_date) else {
+        let Some(mut first_day) = local_time(tz, at).and_then(|t| self.first_day(t.date())) else {
             return Window {
                 start: DateTime::<Utc>::MIN_UTC,
                 end: None,
@@ -222,7 +225,7 @@ fn boundary(tz: Tz, date: NaiveDate) -> Option<DateTime<Utc>> {
 fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Utc>> {
     // No UTC offset in the tz database exceeds ±16 hours, so the instant lies
     // within a day of `local` read as UTC.
-    let reached = |t: DateTime<Utc>| t.with_timezone(&tz).naive_local() >= local;
+    let reached = |t: DateTime<Utc>| local_time(tz, t).is_some_and(|t| t >= local);
     let naive_utc = local.and_utc();
     let last = naive_utc.checked_add_signed(SEARCH_SPAN)?;
     let mut before = naive_utc.checked_sub_signed(SEARCH_SPAN)?;
@@ -252,6 +255,13 @@ fn first_instant_at_or_after(tz: Tz, local: NaiveDateTime) -> Option<DateTime<Ut
         }
     }
     Some(after)
+}
+
+/// The local wall-clock time of `at` in `tz`; `None` when it falls outside the
+/// representable range.
+fn local_time(tz: Tz, at: DateTime<Utc>) -> Option<NaiveDateTime> {
+    let offset = tz.offset_from_utc_datetime(&at.naive_utc()).fix();
+    at.naive_utc().checked_add_offset(offset)
 }
 
 /// How far either side of a local time read as UTC its instant can lie.
@@ -487,6 +497,20 @@ mod tests {
         );
         assert!(parse_timezone("").is_err());
         assert!(parse_timezone(&"A".repeat(10_000)).is_err());
+    }
+
+    #[test]
+    fn the_edges_of_time_do_not_panic() {
+        for tz in ZONES {
+            for period in Period::ALL {
+                for at in [DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC] {
+                    let w = period.window(at, tz);
+                    if period != Period::Lifetime {
+                        assert!(w.contains(at), "{period} {tz} {at}: {w:?}");
+                    }
+                }
+            }
+        }
     }
 
     const ZONES: [Tz; 9] = [
