@@ -27,16 +27,24 @@ pub struct WindowBalance {
 }
 
 impl WindowBalance {
-    /// `limit - spent - reserved`, floored at zero.
+    /// `limit - spent - reserved`, floored at zero (also zero when the
+    /// arithmetic would overflow [`Decimal`]).
     #[must_use]
     pub fn remaining(&self) -> Decimal {
-        (self.limit - self.spent - self.reserved).max(Decimal::ZERO)
+        self.limit
+            .checked_sub(self.spent)
+            .and_then(|r| r.checked_sub(self.reserved))
+            .map_or(Decimal::ZERO, |r| r.max(Decimal::ZERO))
     }
 
-    /// Whether `amount` more fits: `spent + reserved + amount <= limit`.
+    /// Whether `amount` more fits: `spent + reserved + amount <= limit`,
+    /// compared exactly. A sum that would overflow [`Decimal`] does not fit.
     #[must_use]
     pub fn fits(&self, amount: Decimal) -> bool {
-        self.spent + self.reserved + amount <= self.limit
+        self.spent
+            .checked_add(self.reserved)
+            .and_then(|used| used.checked_add(amount))
+            .is_some_and(|total| total <= self.limit)
     }
 
     /// The shortfall `amount` would cause, or `None` when it fits.
