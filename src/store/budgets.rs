@@ -7,7 +7,7 @@ use crate::budget::{Period, Scope, WindowBalance};
 use crate::entity::{agent, agent_run, budget, project, team};
 use crate::id::{AgentId, BudgetId, ProjectId, RunId, TeamId, TenantId};
 use crate::money::{Amount, Currency};
-use crate::store::Store;
+use crate::store::repo::Ctx;
 use crate::store::reservations::{balance_of, current_windows, tenant_timezone};
 use crate::{Error, Result};
 
@@ -142,10 +142,9 @@ pub struct BudgetStatus {
 
 /// The budget repository of one tenant. Get it from
 /// [`TenantScope::budgets`](crate::store::TenantScope::budgets).
-#[derive(Clone, Debug)]
-pub struct Budgets {
-    store: Store,
-    tenant: TenantId,
+#[derive(Debug)]
+pub struct Budgets<'a> {
+    ctx: Ctx<'a>,
 }
 
 /// Checks that the row a scope names exists in `tenant`; another tenant's id
@@ -196,9 +195,9 @@ pub(crate) async fn check_scope(
     }
 }
 
-impl Budgets {
-    pub(crate) fn new(store: Store, tenant: TenantId) -> Self {
-        Self { store, tenant }
+impl<'a> Budgets<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>) -> Self {
+        Self { ctx }
     }
 
     /// Creates a budget. The scope's agent, team, project or run must belong to
@@ -218,9 +217,9 @@ impl Budgets {
             Some(name) => crate::store::tenants::validate_name("name", name)?,
             None => format!("{} {} budget", new.scope.kind(), new.period),
         };
-        let conn = self.store.connection();
-        check_scope(conn, self.tenant, new.scope).await?;
-        let now = self.store.clock().now();
+        let conn = &self.ctx.db;
+        check_scope(conn, self.ctx.tenant, new.scope).await?;
+        let now = self.ctx.now();
         let scope_id = match new.scope {
             Scope::Tenant => None,
             Scope::Agent(id) => Some(id.0),
@@ -230,7 +229,7 @@ impl Budgets {
         };
         let row = budget::ActiveModel {
             id: Set(BudgetId::new()),
-            tenant_id: Set(self.tenant),
+            tenant_id: Set(self.ctx.tenant),
             name: Set(name),
             scope_kind: Set(scope_kind(new.scope)),
             scope_id: Set(scope_id),
@@ -251,9 +250,9 @@ impl Budgets {
     /// [`Error::NotFound`] when it does not exist in this tenant.
     pub async fn get(&self, id: BudgetId) -> Result<budget::Model> {
         budget::Entity::find()
-            .filter(budget::Column::TenantId.eq(self.tenant))
+            .filter(budget::Column::TenantId.eq(self.ctx.tenant))
             .filter(budget::Column::Id.eq(id))
-            .one(self.store.connection())
+            .one(&self.ctx.db)
             .await?
             .ok_or_else(|| Error::not_found(BudgetId::ENTITY, id))
     }
@@ -264,9 +263,9 @@ impl Budgets {
     /// [`Error::Database`].
     pub async fn list(&self) -> Result<Vec<budget::Model>> {
         Ok(budget::Entity::find()
-            .filter(budget::Column::TenantId.eq(self.tenant))
+            .filter(budget::Column::TenantId.eq(self.ctx.tenant))
             .order_by_asc(budget::Column::Id)
-            .all(self.store.connection())
+            .all(&self.ctx.db)
             .await?)
     }
 
@@ -278,8 +277,8 @@ impl Budgets {
         let current = self.get(id).await?;
         let mut row: budget::ActiveModel = current.into();
         row.is_active = Set(active);
-        row.updated_at = Set(self.store.clock().now());
-        Ok(row.update(self.store.connection()).await?)
+        row.updated_at = Set(self.ctx.now());
+        Ok(row.update(&self.ctx.db).await?)
     }
 
     /// The budget with its current window's balance (the window is created if
@@ -289,10 +288,10 @@ impl Budgets {
     /// [`Error::NotFound`]; [`Error::Database`].
     pub async fn status(&self, id: BudgetId) -> Result<BudgetStatus> {
         let b = self.get(id).await?;
-        let now = self.store.clock().now();
-        let txn = self.store.begin_write().await?;
-        let tz = tenant_timezone(&txn, self.tenant).await?;
-        let windows = current_windows(&txn, self.tenant, vec![b], tz, now, false).await?;
+        let now = self.ctx.now();
+        let txn = self.ctx.begin_write().await?;
+        let tz = tenant_timezone(&txn, self.ctx.tenant).await?;
+        let windows = current_windows(&txn, self.ctx.tenant, vec![b], tz, now, false).await?;
         txn.commit().await?;
         let (b, w) = windows
             .into_iter()

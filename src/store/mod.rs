@@ -2,22 +2,21 @@
 //! to every repository.
 
 mod budgets;
+mod repo;
 pub mod reservations;
 mod scope;
 mod tenants;
 
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
 pub use reservations::{Discrepancy, Reconciliation, ReserveOutcome, ReserveRequest, Reservations};
+pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use scope::TenantScope;
 pub use tenants::{NewTenant, Tenants};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection,
-    DatabaseTransaction, SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use bursar_migration::MigratorTrait;
 
 use crate::clock::{Clock, SystemClock};
@@ -222,20 +221,6 @@ impl Store {
         self.inner.clock.as_ref()
     }
 
-    /// Starts a transaction that will write. On SQLite it takes the write lock
-    /// at `BEGIN` (`BEGIN IMMEDIATE`), so two writers queue on the busy timeout
-    /// instead of failing when one upgrades a read lock.
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        Ok(self
-            .inner
-            .db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?)
-    }
-
     /// Creates and finds tenants.
     #[must_use]
     pub fn tenants(&self) -> Tenants {
@@ -298,11 +283,6 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
-}
-
-/// Whether the database backend of a connection is PostgreSQL.
-pub(crate) fn is_postgres(conn: &impl ConnectionTrait) -> bool {
-    conn.get_database_backend() == DatabaseBackend::Postgres
 }
 
 #[cfg(test)]

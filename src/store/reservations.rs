@@ -26,7 +26,7 @@ use crate::id::{
     TenantId,
 };
 use crate::money::{Amount, Currency, Money};
-use crate::store::Store;
+use crate::store::repo::{Ctx, finish};
 use crate::{Error, Result};
 
 /// Longest accepted idempotency key, in bytes.
@@ -188,15 +188,14 @@ impl Reconciliation {
 
 /// The reservation repository of one tenant. Get it from
 /// [`TenantScope::reservations`](crate::store::TenantScope::reservations).
-#[derive(Clone, Debug)]
-pub struct Reservations {
-    store: Store,
-    tenant: TenantId,
+#[derive(Debug)]
+pub struct Reservations<'a> {
+    ctx: Ctx<'a>,
 }
 
-impl Reservations {
-    pub(crate) fn new(store: Store, tenant: TenantId) -> Self {
-        Self { store, tenant }
+impl<'a> Reservations<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>) -> Self {
+        Self { ctx }
     }
 
     /// Holds the request's amount on every applicable budget window, all or
@@ -208,14 +207,14 @@ impl Reservations {
     /// the idempotency key was used for a different amount;
     /// [`Error::Database`].
     pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
-        let now = self.store.clock().now();
+        let now = self.ctx.now();
         // A lost race on the idempotency key is retried a few times; anything
         // else is returned at once.
         let mut attempts = 0;
         loop {
             attempts += 1;
-            let txn = self.store.begin_write().await?;
-            match reserve_in(&txn, self.tenant, &request, now).await {
+            let txn = self.ctx.begin_write().await?;
+            match reserve_in(&txn, self.ctx.tenant, &request, now).await {
                 Ok(outcome) => {
                     if matches!(outcome, ReserveOutcome::Reserved { .. }) {
                         txn.commit().await?;
@@ -253,7 +252,7 @@ impl Reservations {
         &self,
         key: &str,
     ) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
-        find_by_key(self.store.connection(), self.tenant, key).await
+        find_by_key(&self.ctx.db, self.ctx.tenant, key).await
     }
 
     /// One reservation with its lines.
@@ -264,9 +263,9 @@ impl Reservations {
         &self,
         id: ReservationId,
     ) -> Result<(reservation::Model, Vec<reservation_line::Model>)> {
-        let conn = self.store.connection();
-        let found = load(conn, self.tenant, id, false).await?;
-        let lines = lines_of(conn, self.tenant, id).await?;
+        let conn = &self.ctx.db;
+        let found = load(conn, self.ctx.tenant, id, false).await?;
+        let lines = lines_of(conn, self.ctx.tenant, id).await?;
         Ok((found, lines))
     }
 
@@ -284,9 +283,9 @@ impl Reservations {
     /// does not fit), [`Error::Invalid`] (negative or unstorable amount, or a
     /// currency other than the reservation's), [`Error::Database`].
     pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
-        let now = self.store.clock().now();
-        let txn = self.store.begin_write().await?;
-        let result = capture_in(&txn, self.tenant, id, amount, now).await;
+        let now = self.ctx.now();
+        let txn = self.ctx.begin_write().await?;
+        let result = capture_in(&txn, self.ctx.tenant, id, amount, now).await;
         finish(txn, result).await
     }
 
@@ -297,9 +296,9 @@ impl Reservations {
     /// [`Error::NotFound`], [`Error::Conflict`] when it was captured or expired,
     /// [`Error::Database`].
     pub async fn release(&self, id: ReservationId) -> Result<reservation::Model> {
-        let now = self.store.clock().now();
-        let txn = self.store.begin_write().await?;
-        let result = end_hold_in(&txn, self.tenant, id, ReservationStatus::Released, now).await;
+        let now = self.ctx.now();
+        let txn = self.ctx.begin_write().await?;
+        let result = end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Released, now).await;
         finish(txn, result).await
     }
 
@@ -311,26 +310,26 @@ impl Reservations {
     /// [`Error::Database`].
     pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
         let due: Vec<ReservationId> = reservation::Entity::find()
-            .filter(reservation::Column::TenantId.eq(self.tenant))
+            .filter(reservation::Column::TenantId.eq(self.ctx.tenant))
             .filter(reservation::Column::Status.eq(ReservationStatus::Held))
             .filter(reservation::Column::ExpiresAt.lte(now))
             .order_by_asc(reservation::Column::Id)
-            .all(self.store.connection())
+            .all(&self.ctx.db)
             .await?
             .into_iter()
             .map(|r| r.id)
             .collect();
         let mut expired = 0;
         for id in due {
-            let txn = self.store.begin_write().await?;
+            let txn = self.ctx.begin_write().await?;
             // Another sweeper (or a capture) may have got there first: only a
             // reservation still held and still due is expired.
-            let current = load(&txn, self.tenant, id, true).await?;
+            let current = load(&txn, self.ctx.tenant, id, true).await?;
             if current.status != ReservationStatus::Held || current.expires_at > now {
                 txn.rollback().await?;
                 continue;
             }
-            end_hold_in(&txn, self.tenant, id, ReservationStatus::Expired, now).await?;
+            end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Expired, now).await?;
             txn.commit().await?;
             expired += 1;
         }
@@ -352,9 +351,9 @@ impl Reservations {
         amount: Money,
         refund_id: &str,
     ) -> Result<reservation::Model> {
-        let now = self.store.clock().now();
-        let txn = self.store.begin_write().await?;
-        let result = refund_in(&txn, self.tenant, id, amount, refund_id, now).await;
+        let now = self.ctx.now();
+        let txn = self.ctx.begin_write().await?;
+        let result = refund_in(&txn, self.ctx.tenant, id, amount, refund_id, now).await;
         finish(txn, result).await
     }
 
@@ -365,20 +364,7 @@ impl Reservations {
     /// # Errors
     /// [`Error::Database`].
     pub async fn reconcile(&self) -> Result<Reconciliation> {
-        reconcile_in(self.store.connection(), self.tenant).await
-    }
-}
-
-async fn finish<T>(txn: sea_orm::DatabaseTransaction, result: Result<T>) -> Result<T> {
-    match result {
-        Ok(value) => {
-            txn.commit().await?;
-            Ok(value)
-        }
-        Err(err) => {
-            txn.rollback().await?;
-            Err(err)
-        }
+        reconcile_in(&self.ctx.db, self.ctx.tenant).await
     }
 }
 
@@ -700,7 +686,7 @@ async fn append_ledger(
 }
 
 /// Reserves inside the caller's transaction (which must be a write
-/// transaction: [`Store::begin_write`] on SQLite).
+/// transaction: `BEGIN IMMEDIATE` on SQLite).
 ///
 /// 1. With an idempotency key, an existing reservation for it is returned
 ///    (`replayed: true`) and nothing moves.

@@ -3,6 +3,7 @@
 use crate::id::TenantId;
 use crate::store::Store;
 use crate::store::budgets::Budgets;
+use crate::store::repo::Ctx;
 use crate::store::reservations::Reservations;
 
 /// Everything bursar knows about one tenant, and nothing about any other.
@@ -33,15 +34,19 @@ impl TenantScope {
         &self.store
     }
 
+    pub(crate) fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(self.store.connection(), self.tenant, self.store.clock())
+    }
+
     /// Budget definitions and their current balances.
     #[must_use]
-    pub fn budgets(&self) -> Budgets {
-        Budgets::new(self.store.clone(), self.tenant)
+    pub fn budgets(&self) -> Budgets<'_> {
+        Budgets::new(self.ctx())
     }
 
     /// Reservations: reserve, capture, release, expire, refund, reconcile.
     #[must_use]
-    pub fn reservations(&self) -> Reservations {
-        Reservations::new(self.store.clone(), self.tenant)
+    pub fn reservations(&self) -> Reservations<'_> {
+        Reservations::new(self.ctx())
     }
 }
