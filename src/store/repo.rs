@@ -170,3 +170,13 @@ pub struct Page<T> {
     /// The offset of the next page, when there may be one.
     pub next_offset: Option<u64>,
 }
+
+/// Builds a page from up to `limit + 1` rows fetched at `offset`.
+pub(crate) fn page_of<T>(mut items: Vec<T>, offset: u64, limit: u64) -> Page<T> {
+    let more = items.len() as u64 > limit;
+    items.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    Page {
+        next_offset: more.then(|| offset + limit),
+        items,
+    }
+}

@@ -1,0 +1,381 @@
+//! The tamper-evident audit log.
+//!
+//! Every tenant has its own chain: entry `n` stores the SHA-256 `hash` of its
+//! own canonical form together with `prev_hash`, the hash of entry `n - 1` (64
+//! zeros for the first). Changing, inserting or deleting any entry changes a
+//! hash that a later entry recorded, which [`AuditLog::verify`] detects.
+//!
+//! Appends are serialized per tenant (a transaction-scoped advisory lock on
+//! PostgreSQL, the write lock on SQLite), so `seq` has no gaps or duplicates
+//! even with many writers.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set, Statement,
+};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::entity::audit_log::{self, AuditActorType, AuditDetails, AuditLevel, AuditStatus};
+use crate::id::{AuditLogId, TenantId};
+use crate::store::repo::Ctx;
+use crate::store::{Page, PageRequest};
+use crate::{Error, Result};
+
+/// `prev_hash` of a tenant's first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Longest `action` / `resource_type`, in bytes.
+pub const MAX_ACTION_LEN: usize = 100;
+
+/// An entry to append.
+///
+/// ```
+/// use bursar::audit::AuditEntry;
+/// use bursar::entity::audit_log::AuditActorType;
+/// let entry = AuditEntry::new("policy.created", "policy")
+///     .actor(AuditActorType::User, None)
+///     .resource_id("pol_123")
+///     .message("created by the admin console");
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    actor_type: AuditActorType,
+    actor_id: Option<uuid::Uuid>,
+    action: String,
+    resource_type: String,
+    resource_id: Option<String>,
+    level: AuditLevel,
+    status: AuditStatus,
+    correlation_id: Option<String>,
+    ip_address: Option<String>,
+    user_agent: Option<String>,
+    message: Option<String>,
+    details: AuditDetails,
+}
+
+impl AuditEntry {
+    /// `action` (e.g. `purchase.authorized`) on a `resource_type` (e.g.
+    /// `purchase_intent`), by the system, at level info, successful.
+    #[must_use]
+    pub fn new(action: impl Into<String>, resource_type: impl Into<String>) -> Self {
+        Self {
+            actor_type: AuditActorType::System,
+            actor_id: None,
+            action: action.into(),
+            resource_type: resource_type.into(),
+            resource_id: None,
+            level: AuditLevel::Info,
+            status: AuditStatus::Success,
+            correlation_id: None,
+            ip_address: None,
+            user_agent: None,
+            message: None,
+            details: AuditDetails::default(),
+        }
+    }
+
+    /// Who acted.
+    #[must_use]
+    pub fn actor(mut self, kind: AuditActorType, id: Option<uuid::Uuid>) -> Self {
+        self.actor_type = kind;
+        self.actor_id = id;
+        self
+    }
+
+    /// The affected resource's id.
+    #[must_use]
+    pub fn resource_id(mut self, id: impl ToString) -> Self {
+        self.resource_id = Some(id.to_string());
+        self
+    }
+
+    /// The outcome (default: success).
+    #[must_use]
+    pub fn status(mut self, status: AuditStatus) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The severity (default: info).
+    #[must_use]
+    pub fn level(mut self, level: AuditLevel) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Groups entries of one request.
+    #[must_use]
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// The client's address and user agent.
+    #[must_use]
+    pub fn client(mut self, ip: Option<String>, user_agent: Option<String>) -> Self {
+        self.ip_address = ip;
+        self.user_agent = user_agent;
+        self
+    }
+
+    /// A human summary.
+    #[must_use]
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// Structured details.
+    #[must_use]
+    pub fn details(mut self, details: AuditDetails) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Reason codes of the decision audited.
+    #[must_use]
+    pub fn reason_codes(mut self, codes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.details.reason_codes = codes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        for (field, value) in [("action", &self.action), ("resource_type", &self.resource_type)] {
+            if value.is_empty() || value.len() > MAX_ACTION_LEN {
+                return Err(Error::invalid(
+                    field,
+                    format!("{value:?} must be 1 to {MAX_ACTION_LEN} bytes"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The hashed, canonical form of an entry: every stored field but the hash.
+#[derive(Serialize)]
+struct Canonical<'a> {
+    tenant_id: TenantId,
+    seq: i64,
+    actor_type: AuditActorType,
+    actor_id: Option<uuid::Uuid>,
+    action: &'a str,
+    resource_type: &'a str,
+    resource_id: Option<&'a str>,
+    level: AuditLevel,
+    status: AuditStatus,
+    correlation_id: Option<&'a str>,
+    ip_address: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    message: Option<&'a str>,
+    details: &'a AuditDetails,
+    created_at: String,
+    prev_hash: &'a str,
+}
+
+fn hash_of(m: &audit_log::Model) -> Result<String> {
+    let canonical = Canonical {
+        tenant_id: m.tenant_id,
+        seq: m.seq,
+        actor_type: m.actor_type,
+        actor_id: m.actor_id,
+        action: &m.action,
+        resource_type: &m.resource_type,
+        resource_id: m.resource_id.as_deref(),
+        level: m.level,
+        status: m.status,
+        correlation_id: m.correlation_id.as_deref(),
+        ip_address: m.ip_address.as_deref(),
+        user_agent: m.user_agent.as_deref(),
+        message: m.message.as_deref(),
+        details: &m.details,
+        created_at: m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        prev_hash: &m.prev_hash,
+    };
+    let bytes = serde_json::to_vec(&canonical)
+        .map_err(|e| Error::invalid("details", format!("cannot be serialized: {e}")))?;
+    Ok(to_hex(&Sha256::digest(&bytes)))
+}
+
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Appends `entry` to the tenant's chain inside the caller's write transaction.
+pub(crate) async fn append(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    entry: AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<audit_log::Model> {
+    entry.validate()?;
+    if conn.get_database_backend() == DatabaseBackend::Postgres {
+        conn.execute_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            [format!("bursar.audit.{tenant}").into()],
+        ))
+        .await?;
+    }
+    let last = audit_log::Entity::find()
+        .filter(audit_log::Column::TenantId.eq(tenant))
+        .order_by_desc(audit_log::Column::Seq)
+        .limit(1)
+        .one(conn)
+        .await?;
+    let (seq, prev_hash) = match last {
+        Some(l) => (l.seq + 1, l.hash),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    let mut model = audit_log::Model {
+        id: AuditLogId::new(),
+        tenant_id: tenant,
+        seq,
+        actor_type: entry.actor_type,
+        actor_id: entry.actor_id,
+        action: entry.action,
+        resource_type: entry.resource_type,
+        resource_id: entry.resource_id,
+        level: entry.level,
+        status: entry.status,
+        correlation_id: entry.correlation_id,
+        ip_address: entry.ip_address,
+        user_agent: entry.user_agent,
+        message: entry.message,
+        details: entry.details,
+        prev_hash,
+        hash: String::new(),
+        // Stored at microsecond precision on every backend, so hash what is stored.
+        created_at: now.trunc_subsecs(6),
+    };
+    model.hash = hash_of(&model)?;
+    // `reset_all` marks every field as set, so the insert writes them all.
+    let row = audit_log::ActiveModel::from(model).reset_all();
+    Ok(row.insert(conn).await?)
+}
+
+/// The result of [`AuditLog::verify`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChainReport {
+    /// Entries checked.
+    pub entries: u64,
+    /// The first entry whose hash, sequence or link does not hold, if any.
+    pub first_broken_seq: Option<i64>,
+}
+
+impl ChainReport {
+    /// Whether the whole chain holds.
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.first_broken_seq.is_none()
+    }
+}
+
+/// The audit log of one tenant (read side). Get it from
+/// [`TenantScope::audit_log`](crate::store::TenantScope::audit_log).
+#[derive(Debug)]
+pub struct AuditLog<'a> {
+    ctx: Ctx<'a>,
+}
+
+impl<'a> AuditLog<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>) -> Self {
+        Self { ctx }
+    }
+
+    /// Appends an entry of the host's own (a login, a setting change, …).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for an empty or over-long action or resource type;
+    /// [`Error::Database`].
+    pub async fn record(&self, entry: AuditEntry) -> Result<audit_log::Model> {
+        let txn = self.ctx.begin_write().await?;
+        let result = append(&txn, self.ctx.tenant, entry, self.ctx.now()).await;
+        crate::store::repo::finish(txn, result).await
+    }
+
+    /// Entries in chain order (oldest first), filtered by status (`success`,
+    /// `error`, `denied`) and creation time.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad page size or status; [`Error::Database`].
+    pub async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
+        let limit = page.limit_value()?;
+        let mut query = audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(self.ctx.tenant));
+        if let Some(status) = page.status_filter() {
+            let status = match status {
+                "success" => AuditStatus::Success,
+                "error" => AuditStatus::Error,
+                "denied" => AuditStatus::Denied,
+                other => {
+                    return Err(Error::invalid(
+                        "status",
+                        format!("{other:?} is not one of success, error, denied"),
+                    ));
+                }
+            };
+            query = query.filter(audit_log::Column::Status.eq(status));
+        }
+        let (from, before) = page.created_range();
+        if let Some(from) = from {
+            query = query.filter(audit_log::Column::CreatedAt.gte(from));
+        }
+        if let Some(before) = before {
+            query = query.filter(audit_log::Column::CreatedAt.lt(before));
+        }
+        let items = query
+            .order_by_asc(audit_log::Column::Seq)
+            .offset(page.offset_value())
+            .limit(limit + 1)
+            .all(&self.ctx.db)
+            .await?;
+        Ok(crate::store::repo::page_of(items, page.offset_value(), limit))
+    }
+
+    /// Recomputes every hash of the tenant's chain and checks each link.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn verify(&self) -> Result<ChainReport> {
+        const BATCH: u64 = 1_000;
+        let mut expected_prev = GENESIS_HASH.to_owned();
+        let mut expected_seq = 1;
+        let mut entries = 0;
+        loop {
+            let batch = audit_log::Entity::find()
+                .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+                .filter(audit_log::Column::Seq.gte(expected_seq))
+                .order_by_asc(audit_log::Column::Seq)
+                .limit(BATCH)
+                .all(&self.ctx.db)
+                .await?;
+            let done = (batch.len() as u64) < BATCH;
+            for entry in batch {
+                entries += 1;
+                if entry.seq != expected_seq
+                    || entry.prev_hash != expected_prev
+                    || hash_of(&entry)? != entry.hash
+                {
+                    return Ok(ChainReport {
+                        entries,
+                        first_broken_seq: Some(expected_seq),
+                    });
+                }
+                expected_prev = entry.hash;
+                expected_seq += 1;
+            }
+            if done {
+                return Ok(ChainReport {
+                    entries,
+                    first_broken_seq: None,
+                });
+            }
+        }
+    }
+}
