@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod codes;
+pub mod entity;
 pub mod error;
 pub mod id;
 pub mod money;

@@ -1,1 +1,79 @@
+//! The bursar schema as a [`sea_orm_migration`] [`Migrator`], and a command-line
+//! runner (`cargo run -p bursar-migration -- up`).
+//!
+//! Two migrations:
+//!
+//! 1. [`m20250101_000001_create_tables`]: every table in [`TABLES`] with its keys,
+//!    tenant-scoped foreign keys and indexes.
+//! 2. [`m20250101_000002_row_level_security`]: on PostgreSQL only, row-level
+//!    security on every tenant-owned table, keyed on the `bursar.tenant_id`
+//!    setting. A no-op on SQLite.
+//!
+//! This crate does not depend on `bursar`; the entities in `bursar::entity` are
+//! checked against it by bursar's round-trip test.
+
 pub use sea_orm_migration::prelude::*;
+
+pub mod columns;
+pub mod m20250101_000001_create_tables;
+pub mod m20250101_000002_row_level_security;
+
+/// Every table, in creation order (parents before children).
+pub const TABLES: [&str; 28] = [
+    "tenants",
+    "users",
+    "tenant_members",
+    "roles",
+    "permissions",
+    "role_permissions",
+    "member_roles",
+    "teams",
+    "projects",
+    "agents",
+    "agent_api_keys",
+    "policies",
+    "budgets",
+    "budget_windows",
+    "agent_runs",
+    "reservations",
+    "approval_requests",
+    "purchase_intents",
+    "reservation_lines",
+    "ledger_entries",
+    "virtual_cards",
+    "transactions",
+    "merchants",
+    "blocked_attempts",
+    "usage_records",
+    "approval_decisions",
+    "audit_logs",
+    "connections",
+];
+
+/// The tables that do not belong to one tenant: `tenants` itself, the global
+/// `users` identities and the global `permissions` codes. Every other table
+/// carries `tenant_id`.
+pub const GLOBAL_TABLES: [&str; 3] = ["tenants", "users", "permissions"];
+
+/// The tables that carry `tenant_id` (all of [`TABLES`] but [`GLOBAL_TABLES`]),
+/// in creation order.
+pub fn tenant_owned_tables() -> impl Iterator<Item = &'static str> {
+    TABLES.into_iter().filter(|t| !GLOBAL_TABLES.contains(t))
+}
+
+/// Runs bursar's migrations: `Migrator::up(&db, None).await`.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20250101_000001_create_tables::Migration),
+            Box::new(m20250101_000002_row_level_security::Migration),
+        ]
+    }
+
+    fn migration_table_name() -> DynIden {
+        "bursar_migrations".into_iden()
+    }
+}

@@ -1,0 +1,30 @@
+//! Every entity, named after its table in the singular: `use bursar::entity::prelude::*;`.
+
+pub use super::agent::Entity as Agent;
+pub use super::agent_api_key::Entity as AgentApiKey;
+pub use super::agent_run::Entity as AgentRun;
+pub use super::approval_decision::Entity as ApprovalDecision;
+pub use super::approval_request::Entity as ApprovalRequest;
+pub use super::audit_log::Entity as AuditLog;
+pub use super::blocked_attempt::Entity as BlockedAttempt;
+pub use super::budget::Entity as Budget;
+pub use super::budget_window::Entity as BudgetWindow;
+pub use super::connection::Entity as Connection;
+pub use super::ledger_entry::Entity as LedgerEntry;
+pub use super::member_role::Entity as MemberRole;
+pub use super::merchant::Entity as Merchant;
+pub use super::permission::Entity as Permission;
+pub use super::policy::Entity as Policy;
+pub use super::project::Entity as Project;
+pub use super::purchase_intent::Entity as PurchaseIntent;
+pub use super::reservation::Entity as Reservation;
+pub use super::reservation_line::Entity as ReservationLine;
+pub use super::role::Entity as Role;
+pub use super::role_permission::Entity as RolePermission;
+pub use super::team::Entity as Team;
+pub use super::tenant::Entity as Tenant;
+pub use super::tenant_member::Entity as TenantMember;
+pub use super::transaction::Entity as Transaction;
+pub use super::usage_record::Entity as UsageRecord;
+pub use super::user::Entity as User;
+pub use super::virtual_card::Entity as VirtualCard;
