@@ -12,14 +12,14 @@
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Set, Statement,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::entity::audit_log::{self, AuditActorType, AuditDetails, AuditLevel, AuditStatus};
 use crate::id::{AuditLogId, TenantId};
-use crate::store::repo::Ctx;
+use crate::store::repo::{Ctx, list_page};
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
@@ -142,7 +142,10 @@ impl AuditEntry {
     }
 
     fn validate(&self) -> Result<()> {
-        for (field, value) in [("action", &self.action), ("resource_type", &self.resource_type)] {
+        for (field, value) in [
+            ("action", &self.action),
+            ("resource_type", &self.resource_type),
+        ] {
             if value.is_empty() || value.len() > MAX_ACTION_LEN {
                 return Err(Error::invalid(
                     field,
@@ -191,7 +194,9 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
         user_agent: m.user_agent.as_deref(),
         message: m.message.as_deref(),
         details: &m.details,
-        created_at: m.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        created_at: m
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         prev_hash: &m.prev_hash,
     };
     let bytes = serde_json::to_vec(&canonical)
@@ -201,10 +206,12 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
 
 pub(crate) fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Appends `entry` to the tenant's chain inside the caller's write transaction.
@@ -306,8 +313,8 @@ impl<'a> AuditLog<'a> {
     /// # Errors
     /// [`Error::Invalid`] for a bad page size or status; [`Error::Database`].
     pub async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
-        let limit = page.limit_value()?;
-        let mut query = audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(self.ctx.tenant));
+        let mut query =
+            audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(self.ctx.tenant));
         if let Some(status) = page.status_filter() {
             let status = match status {
                 "success" => AuditStatus::Success,
@@ -322,20 +329,14 @@ impl<'a> AuditLog<'a> {
             };
             query = query.filter(audit_log::Column::Status.eq(status));
         }
-        let (from, before) = page.created_range();
-        if let Some(from) = from {
-            query = query.filter(audit_log::Column::CreatedAt.gte(from));
-        }
-        if let Some(before) = before {
-            query = query.filter(audit_log::Column::CreatedAt.lt(before));
-        }
-        let items = query
-            .order_by_asc(audit_log::Column::Seq)
-            .offset(page.offset_value())
-            .limit(limit + 1)
-            .all(&self.ctx.db)
-            .await?;
-        Ok(crate::store::repo::page_of(items, page.offset_value(), limit))
+        list_page(
+            &self.ctx.db,
+            query,
+            audit_log::Column::CreatedAt,
+            audit_log::Column::Seq,
+            &page,
+        )
+        .await
     }
 
     /// Recomputes every hash of the tenant's chain and checks each link.

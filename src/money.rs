@@ -123,29 +123,164 @@ pub struct Currency {
 
 /// Active ISO 4217 codes and their minor units.
 const CURRENCIES: &[(&str, u8)] = &[
-    ("AED", 2), ("AFN", 2), ("ALL", 2), ("AMD", 2), ("ANG", 2), ("AOA", 2), ("ARS", 2),
-    ("AUD", 2), ("AWG", 2), ("AZN", 2), ("BAM", 2), ("BBD", 2), ("BDT", 2), ("BGN", 2),
-    ("BHD", 3), ("BIF", 0), ("BMD", 2), ("BND", 2), ("BOB", 2), ("BRL", 2), ("BSD", 2),
-    ("BTN", 2), ("BWP", 2), ("BYN", 2), ("BZD", 2), ("CAD", 2), ("CDF", 2), ("CHF", 2),
-    ("CLF", 4), ("CLP", 0), ("CNY", 2), ("COP", 2), ("CRC", 2), ("CUP", 2), ("CVE", 2),
-    ("CZK", 2), ("DJF", 0), ("DKK", 2), ("DOP", 2), ("DZD", 2), ("EGP", 2), ("ERN", 2),
-    ("ETB", 2), ("EUR", 2), ("FJD", 2), ("FKP", 2), ("GBP", 2), ("GEL", 2), ("GHS", 2),
-    ("GIP", 2), ("GMD", 2), ("GNF", 0), ("GTQ", 2), ("GYD", 2), ("HKD", 2), ("HNL", 2),
-    ("HTG", 2), ("HUF", 2), ("IDR", 2), ("ILS", 2), ("INR", 2), ("IQD", 3), ("IRR", 2),
-    ("ISK", 0), ("JMD", 2), ("JOD", 3), ("JPY", 0), ("KES", 2), ("KGS", 2), ("KHR", 2),
-    ("KMF", 0), ("KPW", 2), ("KRW", 0), ("KWD", 3), ("KYD", 2), ("KZT", 2), ("LAK", 2),
-    ("LBP", 2), ("LKR", 2), ("LRD", 2), ("LSL", 2), ("LYD", 3), ("MAD", 2), ("MDL", 2),
-    ("MGA", 2), ("MKD", 2), ("MMK", 2), ("MNT", 2), ("MOP", 2), ("MRU", 2), ("MUR", 2),
-    ("MVR", 2), ("MWK", 2), ("MXN", 2), ("MYR", 2), ("MZN", 2), ("NAD", 2), ("NGN", 2),
-    ("NIO", 2), ("NOK", 2), ("NPR", 2), ("NZD", 2), ("OMR", 3), ("PAB", 2), ("PEN", 2),
-    ("PGK", 2), ("PHP", 2), ("PKR", 2), ("PLN", 2), ("PYG", 0), ("QAR", 2), ("RON", 2),
-    ("RSD", 2), ("RUB", 2), ("RWF", 0), ("SAR", 2), ("SBD", 2), ("SCR", 2), ("SDG", 2),
-    ("SEK", 2), ("SGD", 2), ("SHP", 2), ("SLE", 2), ("SOS", 2), ("SRD", 2), ("SSP", 2),
-    ("STN", 2), ("SVC", 2), ("SYP", 2), ("SZL", 2), ("THB", 2), ("TJS", 2), ("TMT", 2),
-    ("TND", 3), ("TOP", 2), ("TRY", 2), ("TTD", 2), ("TWD", 2), ("TZS", 2), ("UAH", 2),
-    ("UGX", 0), ("USD", 2), ("UYI", 0), ("UYU", 2), ("UYW", 4), ("UZS", 2), ("VES", 2),
-    ("VND", 0), ("VUV", 0), ("WST", 2), ("XAF", 0), ("XCD", 2), ("XOF", 0), ("XPF", 0),
-    ("YER", 2), ("ZAR", 2), ("ZMW", 2), ("ZWG", 2),
+    ("AED", 2),
+    ("AFN", 2),
+    ("ALL", 2),
+    ("AMD", 2),
+    ("ANG", 2),
+    ("AOA", 2),
+    ("ARS", 2),
+    ("AUD", 2),
+    ("AWG", 2),
+    ("AZN", 2),
+    ("BAM", 2),
+    ("BBD", 2),
+    ("BDT", 2),
+    ("BGN", 2),
+    ("BHD", 3),
+    ("BIF", 0),
+    ("BMD", 2),
+    ("BND", 2),
+    ("BOB", 2),
+    ("BRL", 2),
+    ("BSD", 2),
+    ("BTN", 2),
+    ("BWP", 2),
+    ("BYN", 2),
+    ("BZD", 2),
+    ("CAD", 2),
+    ("CDF", 2),
+    ("CHF", 2),
+    ("CLF", 4),
+    ("CLP", 0),
+    ("CNY", 2),
+    ("COP", 2),
+    ("CRC", 2),
+    ("CUP", 2),
+    ("CVE", 2),
+    ("CZK", 2),
+    ("DJF", 0),
+    ("DKK", 2),
+    ("DOP", 2),
+    ("DZD", 2),
+    ("EGP", 2),
+    ("ERN", 2),
+    ("ETB", 2),
+    ("EUR", 2),
+    ("FJD", 2),
+    ("FKP", 2),
+    ("GBP", 2),
+    ("GEL", 2),
+    ("GHS", 2),
+    ("GIP", 2),
+    ("GMD", 2),
+    ("GNF", 0),
+    ("GTQ", 2),
+    ("GYD", 2),
+    ("HKD", 2),
+    ("HNL", 2),
+    ("HTG", 2),
+    ("HUF", 2),
+    ("IDR", 2),
+    ("ILS", 2),
+    ("INR", 2),
+    ("IQD", 3),
+    ("IRR", 2),
+    ("ISK", 0),
+    ("JMD", 2),
+    ("JOD", 3),
+    ("JPY", 0),
+    ("KES", 2),
+    ("KGS", 2),
+    ("KHR", 2),
+    ("KMF", 0),
+    ("KPW", 2),
+    ("KRW", 0),
+    ("KWD", 3),
+    ("KYD", 2),
+    ("KZT", 2),
+    ("LAK", 2),
+    ("LBP", 2),
+    ("LKR", 2),
+    ("LRD", 2),
+    ("LSL", 2),
+    ("LYD", 3),
+    ("MAD", 2),
+    ("MDL", 2),
+    ("MGA", 2),
+    ("MKD", 2),
+    ("MMK", 2),
+    ("MNT", 2),
+    ("MOP", 2),
+    ("MRU", 2),
+    ("MUR", 2),
+    ("MVR", 2),
+    ("MWK", 2),
+    ("MXN", 2),
+    ("MYR", 2),
+    ("MZN", 2),
+    ("NAD", 2),
+    ("NGN", 2),
+    ("NIO", 2),
+    ("NOK", 2),
+    ("NPR", 2),
+    ("NZD", 2),
+    ("OMR", 3),
+    ("PAB", 2),
+    ("PEN", 2),
+    ("PGK", 2),
+    ("PHP", 2),
+    ("PKR", 2),
+    ("PLN", 2),
+    ("PYG", 0),
+    ("QAR", 2),
+    ("RON", 2),
+    ("RSD", 2),
+    ("RUB", 2),
+    ("RWF", 0),
+    ("SAR", 2),
+    ("SBD", 2),
+    ("SCR", 2),
+    ("SDG", 2),
+    ("SEK", 2),
+    ("SGD", 2),
+    ("SHP", 2),
+    ("SLE", 2),
+    ("SOS", 2),
+    ("SRD", 2),
+    ("SSP", 2),
+    ("STN", 2),
+    ("SVC", 2),
+    ("SYP", 2),
+    ("SZL", 2),
+    ("THB", 2),
+    ("TJS", 2),
+    ("TMT", 2),
+    ("TND", 3),
+    ("TOP", 2),
+    ("TRY", 2),
+    ("TTD", 2),
+    ("TWD", 2),
+    ("TZS", 2),
+    ("UAH", 2),
+    ("UGX", 0),
+    ("USD", 2),
+    ("UYI", 0),
+    ("UYU", 2),
+    ("UYW", 4),
+    ("UZS", 2),
+    ("VES", 2),
+    ("VND", 0),
+    ("VUV", 0),
+    ("WST", 2),
+    ("XAF", 0),
+    ("XCD", 2),
+    ("XOF", 0),
+    ("XPF", 0),
+    ("YER", 2),
+    ("ZAR", 2),
+    ("ZMW", 2),
+    ("ZWG", 2),
 ];
 
 impl Currency {
@@ -356,10 +491,13 @@ impl Amount {
     /// # Errors
     /// [`MoneyError::Overflow`] naming the sum.
     pub fn checked_add(self, other: Amount) -> Result<Amount, MoneyError> {
-        let sum = self.0.checked_add(other.0).ok_or_else(|| MoneyError::Overflow {
-            value: format!("{} + {}", self.0, other.0),
-            max_integer_digits: Self::INTEGER_DIGITS,
-        })?;
+        let sum = self
+            .0
+            .checked_add(other.0)
+            .ok_or_else(|| MoneyError::Overflow {
+                value: format!("{} + {}", self.0, other.0),
+                max_integer_digits: Self::INTEGER_DIGITS,
+            })?;
         Self::new(sum)
     }
 
@@ -545,10 +683,13 @@ impl Money {
     /// [`MoneyError::CurrencyMismatch`] or [`MoneyError::Overflow`].
     pub fn checked_add(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let sum = self.amount.checked_add(other.amount).ok_or_else(|| MoneyError::Overflow {
-            value: format!("{} + {}", self.amount, other.amount),
-            max_integer_digits: Amount::INTEGER_DIGITS,
-        })?;
+        let sum = self
+            .amount
+            .checked_add(other.amount)
+            .ok_or_else(|| MoneyError::Overflow {
+                value: format!("{} + {}", self.amount, other.amount),
+                max_integer_digits: Amount::INTEGER_DIGITS,
+            })?;
         Money::new(sum, self.currency)
     }
 
@@ -558,10 +699,13 @@ impl Money {
     /// [`MoneyError::CurrencyMismatch`] or [`MoneyError::Overflow`].
     pub fn checked_sub(&self, other: &Money) -> Result<Money, MoneyError> {
         self.same_currency(other)?;
-        let diff = self.amount.checked_sub(other.amount).ok_or_else(|| MoneyError::Overflow {
-            value: format!("{} - {}", self.amount, other.amount),
-            max_integer_digits: Amount::INTEGER_DIGITS,
-        })?;
+        let diff = self
+            .amount
+            .checked_sub(other.amount)
+            .ok_or_else(|| MoneyError::Overflow {
+                value: format!("{} - {}", self.amount, other.amount),
+                max_integer_digits: Amount::INTEGER_DIGITS,
+            })?;
         Money::new(diff, self.currency)
     }
 }
@@ -586,7 +730,14 @@ mod tests {
 
     #[test]
     fn stored_text_is_fixed_width_and_round_trips() {
-        for s in ["0", "0.000001", "9.5", "100", "12345678901234.123456", "99999999999999999999.999999"] {
+        for s in [
+            "0",
+            "0.000001",
+            "9.5",
+            "100",
+            "12345678901234.123456",
+            "99999999999999999999.999999",
+        ] {
             let a = Amount::new(d(s)).unwrap();
             let text = a.to_db_string();
             assert_eq!(text.len(), Amount::DB_WIDTH, "{text}");
@@ -596,10 +747,18 @@ mod tests {
 
     #[test]
     fn byte_order_of_stored_text_is_numeric_order() {
-        let mut values: Vec<Amount> = ["100", "9.5", "0.000001", "0", "10", "99.999999", "12345678901234.123456"]
-            .iter()
-            .map(|s| Amount::new(d(s)).unwrap())
-            .collect();
+        let mut values: Vec<Amount> = [
+            "100",
+            "9.5",
+            "0.000001",
+            "0",
+            "10",
+            "99.999999",
+            "12345678901234.123456",
+        ]
+        .iter()
+        .map(|s| Amount::new(d(s)).unwrap())
+        .collect();
         let mut by_text = values.clone();
         by_text.sort_by_key(Amount::to_db_string);
         values.sort();
@@ -636,10 +795,18 @@ mod tests {
         assert_eq!(Currency::BHD.minor_units(), 3);
         let usd = Money::parse("1.10", "USD").unwrap();
         let eur = Money::parse("1", "EUR").unwrap();
-        assert!(matches!(usd.checked_add(&eur), Err(MoneyError::CurrencyMismatch { .. })));
+        assert!(matches!(
+            usd.checked_add(&eur),
+            Err(MoneyError::CurrencyMismatch { .. })
+        ));
         assert_eq!(usd.to_string(), "1.10 USD");
         assert!(usd.is_whole_minor_units());
         assert!(!Money::parse("0.001", "USD").unwrap().is_whole_minor_units());
-        assert_eq!(usd.checked_sub(&Money::parse("2", "USD").unwrap()).unwrap().amount(), d("-0.9"));
+        assert_eq!(
+            usd.checked_sub(&Money::parse("2", "USD").unwrap())
+                .unwrap()
+                .amount(),
+            d("-0.9")
+        );
     }
 }

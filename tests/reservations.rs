@@ -42,7 +42,10 @@ async fn tenant(store: &Store, tz: &str) -> TenantScope {
 
 async fn assert_ledger_clean(scope: &TenantScope) {
     let report = scope.reservations().reconcile().await.unwrap();
-    assert!(report.is_clean(), "ledger differs from balances: {report:#?}");
+    assert!(
+        report.is_clean(),
+        "ledger differs from balances: {report:#?}"
+    );
 }
 
 fn held(outcome: &ReserveOutcome) -> bursar::id::ReservationId {
@@ -55,12 +58,30 @@ async fn limit_point_three_takes_point_one_and_point_two_and_not_one_unit_more()
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_at(backend, clock.clone()).await;
         let acme = tenant(&store, "UTC").await;
-        acme.budgets().create(NewBudget::tenant().monthly(dec("0.3"), "USD")).await.unwrap();
+        acme.budgets()
+            .create(NewBudget::tenant().monthly(dec("0.3"), "USD"))
+            .await
+            .unwrap();
         let later = noon() + Duration::hours(1);
         let r = acme.reservations();
-        assert!(r.reserve(ReserveRequest::new(usd("0.1"), later)).await.unwrap().reservation().is_some());
-        assert!(r.reserve(ReserveRequest::new(usd("0.2"), later)).await.unwrap().reservation().is_some());
-        let third = r.reserve(ReserveRequest::new(usd("0.000001"), later)).await.unwrap();
+        assert!(
+            r.reserve(ReserveRequest::new(usd("0.1"), later))
+                .await
+                .unwrap()
+                .reservation()
+                .is_some()
+        );
+        assert!(
+            r.reserve(ReserveRequest::new(usd("0.2"), later))
+                .await
+                .unwrap()
+                .reservation()
+                .is_some()
+        );
+        let third = r
+            .reserve(ReserveRequest::new(usd("0.000001"), later))
+            .await
+            .unwrap();
         let shortfalls = third.shortfalls();
         assert_eq!(shortfalls.len(), 1, "{backend:?}");
         assert_eq!(shortfalls[0].code, codes::ORG_BUDGET_EXCEEDED);
@@ -79,22 +100,36 @@ async fn a_hierarchy_rejects_on_the_team_budget_and_moves_no_window() {
         let team = common::team(&acme, "research").await;
         let agent = common::agent(&acme, "bot", Some(team)).await;
         let b = acme.budgets();
-        let agent_daily = b.create(NewBudget::agent(agent).daily(dec("100"), "USD")).await.unwrap();
-        let team_monthly = b.create(NewBudget::team(team).monthly(dec("1000"), "USD")).await.unwrap();
-        let tenant_monthly = b.create(NewBudget::tenant().monthly(dec("5000"), "USD")).await.unwrap();
+        let agent_daily = b
+            .create(NewBudget::agent(agent).daily(dec("100"), "USD"))
+            .await
+            .unwrap();
+        let team_monthly = b
+            .create(NewBudget::team(team).monthly(dec("1000"), "USD"))
+            .await
+            .unwrap();
+        let tenant_monthly = b
+            .create(NewBudget::tenant().monthly(dec("5000"), "USD"))
+            .await
+            .unwrap();
         let later = noon() + Duration::hours(1);
         // Use up most of the team's month through another agent of the team.
         let other = common::agent(&acme, "other", Some(team)).await;
         let big = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("950"), later).principal(Principal::agent(other).team(team)))
+            .reserve(
+                ReserveRequest::new(usd("950"), later)
+                    .principal(Principal::agent(other).team(team)),
+            )
             .await
             .unwrap();
         assert!(big.reservation().is_some());
 
         let outcome = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("60"), later).principal(Principal::agent(agent).team(team)))
+            .reserve(
+                ReserveRequest::new(usd("60"), later).principal(Principal::agent(agent).team(team)),
+            )
             .await
             .unwrap();
         let shortfalls = outcome.shortfalls();
@@ -105,20 +140,39 @@ async fn a_hierarchy_rejects_on_the_team_budget_and_moves_no_window() {
         assert_eq!(shortfalls[0].limit, dec("1000"));
 
         // No window moved for the rejected request.
-        assert_eq!(b.status(agent_daily.id).await.unwrap().balance.reserved, dec("0"));
-        assert_eq!(b.status(team_monthly.id).await.unwrap().balance.reserved, dec("950"));
-        assert_eq!(b.status(tenant_monthly.id).await.unwrap().balance.reserved, dec("950"));
+        assert_eq!(
+            b.status(agent_daily.id).await.unwrap().balance.reserved,
+            dec("0")
+        );
+        assert_eq!(
+            b.status(team_monthly.id).await.unwrap().balance.reserved,
+            dec("950")
+        );
+        assert_eq!(
+            b.status(tenant_monthly.id).await.unwrap().balance.reserved,
+            dec("950")
+        );
 
         // A smaller one fits every level and holds on all three.
         let ok = acme
             .reservations()
-            .reserve(ReserveRequest::new(usd("50"), later).principal(Principal::agent(agent).team(team)))
+            .reserve(
+                ReserveRequest::new(usd("50"), later).principal(Principal::agent(agent).team(team)),
+            )
             .await
             .unwrap();
-        let ReserveOutcome::Reserved { lines, .. } = &ok else { panic!("{ok:?}") };
+        let ReserveOutcome::Reserved { lines, .. } = &ok else {
+            panic!("{ok:?}")
+        };
         assert_eq!(lines.len(), 3);
-        assert_eq!(b.status(agent_daily.id).await.unwrap().balance.reserved, dec("50"));
-        assert_eq!(b.status(tenant_monthly.id).await.unwrap().balance.reserved, dec("1000"));
+        assert_eq!(
+            b.status(agent_daily.id).await.unwrap().balance.reserved,
+            dec("50")
+        );
+        assert_eq!(
+            b.status(tenant_monthly.id).await.unwrap().balance.reserved,
+            dec("1000")
+        );
         assert_ledger_clean(&acme).await;
     }
 }
@@ -129,30 +183,59 @@ async fn capture_partial_moves_to_spent_and_releases_the_rest() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_at(backend, clock.clone()).await;
         let acme = tenant(&store, "UTC").await;
-        let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("100"), "USD")).await.unwrap();
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().monthly(dec("100"), "USD"))
+            .await
+            .unwrap();
         let r = acme.reservations();
-        let id = held(&r.reserve(ReserveRequest::new(usd("30"), noon() + Duration::hours(1))).await.unwrap());
+        let id = held(
+            &r.reserve(ReserveRequest::new(usd("30"), noon() + Duration::hours(1)))
+                .await
+                .unwrap(),
+        );
 
         let captured = r.capture(id, usd("29.50")).await.unwrap();
         assert_eq!(captured.status, ReservationStatus::Captured);
         let balance = acme.budgets().status(budget.id).await.unwrap().balance;
-        assert_eq!((balance.spent, balance.reserved), (dec("29.5"), dec("0")), "{backend:?}");
+        assert_eq!(
+            (balance.spent, balance.reserved),
+            (dec("29.5"), dec("0")),
+            "{backend:?}"
+        );
 
         // The same capture again is a no-op; another amount is a conflict.
         r.capture(id, usd("29.50")).await.unwrap();
         let err = r.capture(id, usd("30")).await.unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
         // Released or expired reservations cannot be captured; the state is named.
-        let other = held(&r.reserve(ReserveRequest::new(usd("5"), noon() + Duration::hours(1))).await.unwrap());
+        let other = held(
+            &r.reserve(ReserveRequest::new(usd("5"), noon() + Duration::hours(1)))
+                .await
+                .unwrap(),
+        );
         r.release(other).await.unwrap();
         let err = r.capture(other, usd("5")).await.unwrap_err();
         assert!(err.to_string().contains("released"), "{err}");
         // Currency and amount are checked and named.
-        let third = held(&r.reserve(ReserveRequest::new(usd("5"), noon() + Duration::hours(1))).await.unwrap());
-        let err = r.capture(third, Money::parse("5", "EUR").unwrap()).await.unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "currency"), "{err:?}");
+        let third = held(
+            &r.reserve(ReserveRequest::new(usd("5"), noon() + Duration::hours(1)))
+                .await
+                .unwrap(),
+        );
+        let err = r
+            .capture(third, Money::parse("5", "EUR").unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "currency"),
+            "{err:?}"
+        );
         let err = r.capture(third, usd("-1")).await.unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "amount"), "{err:?}");
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "amount"),
+            "{err:?}"
+        );
         let balance = acme.budgets().status(budget.id).await.unwrap().balance;
         assert_eq!((balance.spent, balance.reserved), (dec("29.5"), dec("5")));
         assert_ledger_clean(&acme).await;
@@ -165,16 +248,31 @@ async fn capturing_more_than_held_is_allowed_only_while_it_fits() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_at(backend, clock).await;
         let acme = tenant(&store, "UTC").await;
-        let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("100"), "USD")).await.unwrap();
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().monthly(dec("100"), "USD"))
+            .await
+            .unwrap();
         let r = acme.reservations();
         let later = noon() + Duration::hours(1);
-        let a = held(&r.reserve(ReserveRequest::new(usd("50"), later)).await.unwrap());
-        let b = held(&r.reserve(ReserveRequest::new(usd("40"), later)).await.unwrap());
+        let a = held(
+            &r.reserve(ReserveRequest::new(usd("50"), later))
+                .await
+                .unwrap(),
+        );
+        let b = held(
+            &r.reserve(ReserveRequest::new(usd("40"), later))
+                .await
+                .unwrap(),
+        );
         // 60 for a: 50 held + 10 extra fits (10 free).
         r.capture(a, usd("60")).await.unwrap();
         // 41 for b: 40 held + 1 extra does not fit (0 free).
         let err = r.capture(b, usd("41")).await.unwrap_err();
-        assert!(matches!(err, Error::Conflict { .. }), "{backend:?}: {err:?}");
+        assert!(
+            matches!(err, Error::Conflict { .. }),
+            "{backend:?}: {err:?}"
+        );
         assert!(err.to_string().contains(&budget.id.to_string()), "{err}");
         r.capture(b, usd("40")).await.unwrap();
         let balance = acme.budgets().status(budget.id).await.unwrap().balance;
@@ -189,11 +287,22 @@ async fn refunds_reduce_spent_in_the_captured_window_and_repeat_safely() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_at(backend, clock.clone()).await;
         let acme = tenant(&store, "UTC").await;
-        let budget = acme.budgets().create(NewBudget::tenant().daily(dec("100"), "USD")).await.unwrap();
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().daily(dec("100"), "USD"))
+            .await
+            .unwrap();
         let r = acme.reservations();
-        let id = held(&r.reserve(ReserveRequest::new(usd("40"), noon() + Duration::hours(1))).await.unwrap());
+        let id = held(
+            &r.reserve(ReserveRequest::new(usd("40"), noon() + Duration::hours(1)))
+                .await
+                .unwrap(),
+        );
         let err = r.refund(id, usd("1"), "rf-0").await.unwrap_err();
-        assert!(err.to_string().contains("held"), "refund before capture names the state: {err}");
+        assert!(
+            err.to_string().contains("held"),
+            "refund before capture names the state: {err}"
+        );
         r.capture(id, usd("40")).await.unwrap();
         let first_window = acme.budgets().status(budget.id).await.unwrap().balance;
         assert_eq!(first_window.spent, dec("40"));
@@ -207,7 +316,10 @@ async fn refunds_reduce_spent_in_the_captured_window_and_repeat_safely() {
         let (res, _) = r.get(id).await.unwrap();
         assert_eq!(res.refunded_amount.get(), dec("15"));
         let err = r.refund(id, usd("25.01"), "rf-2").await.unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "amount"), "{err:?}");
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "amount"),
+            "{err:?}"
+        );
         r.refund(id, usd("25"), "rf-2").await.unwrap();
         let report = r.reconcile().await.unwrap();
         assert!(report.is_clean(), "{report:#?}");
@@ -223,18 +335,49 @@ async fn a_hold_the_host_never_captures_is_expired_by_the_sweep() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_at(backend, clock.clone()).await;
         let acme = tenant(&store, "UTC").await;
-        let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("100"), "USD")).await.unwrap();
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().monthly(dec("100"), "USD"))
+            .await
+            .unwrap();
         let r = acme.reservations();
-        let soon = held(&r.reserve(ReserveRequest::new(usd("70"), noon() + Duration::minutes(15))).await.unwrap());
-        let _late = held(&r.reserve(ReserveRequest::new(usd("10"), noon() + Duration::hours(2))).await.unwrap());
+        let soon = held(
+            &r.reserve(ReserveRequest::new(
+                usd("70"),
+                noon() + Duration::minutes(15),
+            ))
+            .await
+            .unwrap(),
+        );
+        let _late = held(
+            &r.reserve(ReserveRequest::new(usd("10"), noon() + Duration::hours(2)))
+                .await
+                .unwrap(),
+        );
         assert_eq!(r.expire_due(noon()).await.unwrap(), 0);
         // The host crashed and never came back for `soon`.
         clock.advance(Duration::minutes(30));
-        assert_eq!(r.expire_due(clock_now(&clock)).await.unwrap(), 1, "{backend:?}");
-        assert_eq!(r.expire_due(clock_now(&clock)).await.unwrap(), 0, "a second sweep finds nothing");
+        assert_eq!(
+            r.expire_due(clock_now(&clock)).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
+        assert_eq!(
+            r.expire_due(clock_now(&clock)).await.unwrap(),
+            0,
+            "a second sweep finds nothing"
+        );
         let (res, _) = r.get(soon).await.unwrap();
         assert_eq!(res.status, ReservationStatus::Expired);
-        assert_eq!(acme.budgets().status(budget.id).await.unwrap().balance.reserved, dec("10"));
+        assert_eq!(
+            acme.budgets()
+                .status(budget.id)
+                .await
+                .unwrap()
+                .balance
+                .reserved,
+            dec("10")
+        );
         let err = r.capture(soon, usd("70")).await.unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
         assert_ledger_clean(&acme).await;
@@ -254,21 +397,47 @@ async fn bad_input_and_unknown_ids_are_typed_errors() {
     let r = acme.reservations();
     let later = noon() + Duration::hours(1);
     for (amount, field) in [("0", "amount"), ("-5", "amount")] {
-        let err = r.reserve(ReserveRequest::new(usd(amount), later)).await.unwrap_err();
-        assert!(matches!(err, Error::Invalid { field: ref f, .. } if f == field), "{err:?}");
+        let err = r
+            .reserve(ReserveRequest::new(usd(amount), later))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { field: ref f, .. } if f == field),
+            "{err:?}"
+        );
         assert!(err.to_string().contains(amount), "{err}");
     }
-    let err = r.reserve(ReserveRequest::new(usd("1"), noon())).await.unwrap_err();
-    assert!(matches!(err, Error::Invalid { ref field, .. } if field == "expires_at"), "{err:?}");
-    let err = r.reserve(ReserveRequest::new(usd("1"), later).idempotency_key("")).await.unwrap_err();
-    assert!(matches!(err, Error::Invalid { ref field, .. } if field == "idempotency_key"), "{err:?}");
+    let err = r
+        .reserve(ReserveRequest::new(usd("1"), noon()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "expires_at"),
+        "{err:?}"
+    );
+    let err = r
+        .reserve(ReserveRequest::new(usd("1"), later).idempotency_key(""))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref field, .. } if field == "idempotency_key"),
+        "{err:?}"
+    );
     let missing = bursar::id::ReservationId::new();
     let err = r.capture(missing, usd("1")).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-    assert!(matches!(r.release(missing).await.unwrap_err(), Error::NotFound { .. }));
+    assert!(matches!(
+        r.release(missing).await.unwrap_err(),
+        Error::NotFound { .. }
+    ));
     // The same key for a different amount is a conflict, not a silent replay.
-    r.reserve(ReserveRequest::new(usd("1"), later).idempotency_key("k")).await.unwrap();
-    let err = r.reserve(ReserveRequest::new(usd("2"), later).idempotency_key("k")).await.unwrap_err();
+    r.reserve(ReserveRequest::new(usd("1"), later).idempotency_key("k"))
+        .await
+        .unwrap();
+    let err = r
+        .reserve(ReserveRequest::new(usd("2"), later).idempotency_key("k"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
 }
 
@@ -283,17 +452,28 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
     for (backend, url) in runs {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = match url {
-            Some(url) => Store::builder(&url).clock(clock.clone()).connect().await.unwrap(),
+            Some(url) => Store::builder(&url)
+                .clock(clock.clone())
+                .connect()
+                .await
+                .unwrap(),
             None => store_at(backend, clock.clone()).await,
         };
         let acme = tenant(&store, "UTC").await;
-        let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("100"), "USD")).await.unwrap();
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().monthly(dec("100"), "USD"))
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for _ in 0..10 {
             let r = acme.reservations();
             tasks.push(tokio::spawn(async move {
-                r.reserve(ReserveRequest::new(usd("7"), noon() + Duration::hours(1)).idempotency_key("same"))
-                    .await
+                r.reserve(
+                    ReserveRequest::new(usd("7"), noon() + Duration::hours(1))
+                        .idempotency_key("same"),
+                )
+                .await
             }));
         }
         let mut ids = Vec::new();
@@ -308,7 +488,15 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
         ids.dedup();
         assert_eq!(ids.len(), 1, "{backend:?}: one reservation");
         assert_eq!(replays, 9);
-        assert_eq!(acme.budgets().status(budget.id).await.unwrap().balance.reserved, dec("7"));
+        assert_eq!(
+            acme.budgets()
+                .status(budget.id)
+                .await
+                .unwrap()
+                .balance
+                .reserved,
+            dec("7")
+        );
         assert_ledger_clean(&acme).await;
     }
 }
@@ -322,7 +510,10 @@ async fn hammer(store: &Store, acme: &TenantScope) -> usize {
             let mut ok = 0;
             for _ in 0..20 {
                 let outcome = r
-                    .reserve(ReserveRequest::new(usd("1.00"), noon() + Duration::hours(1)))
+                    .reserve(ReserveRequest::new(
+                        usd("1.00"),
+                        noon() + Duration::hours(1),
+                    ))
                     .await
                     .expect("reserve never errors under contention");
                 ok += usize::from(outcome.reservation().is_some());
@@ -351,7 +542,11 @@ async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite() {
     let clock = Arc::new(ManualClock::new(noon()));
     let store = Store::builder(&url).clock(clock).connect().await.unwrap();
     let acme = tenant(&store, "UTC").await;
-    let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("500.00"), "USD")).await.unwrap();
+    let budget = acme
+        .budgets()
+        .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
+        .await
+        .unwrap();
     assert_eq!(hammer(&store, &acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
 }
@@ -370,7 +565,11 @@ async fn never_overspends_under_64_concurrent_tasks_on_postgres() {
         .await
         .unwrap();
     let acme = tenant(&store, "UTC").await;
-    let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("500.00"), "USD")).await.unwrap();
+    let budget = acme
+        .budgets()
+        .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
+        .await
+        .unwrap();
     assert_eq!(hammer(&store, &acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
 }
@@ -387,7 +586,13 @@ async fn reservation_worker_process() {
         return;
     };
     let clock = Arc::new(ManualClock::new(noon()));
-    let store = Store::builder(&url).clock(clock).max_connections(8).migrate(false).connect().await.unwrap();
+    let store = Store::builder(&url)
+        .clock(clock)
+        .max_connections(8)
+        .migrate(false)
+        .connect()
+        .await
+        .unwrap();
     let acme = store.tenant(tenant_id.parse().unwrap());
     let ok = hammer(&store, &acme).await;
     println!("WORKER_RESERVED={ok}");
@@ -403,11 +608,20 @@ async fn never_overspends_with_two_processes_on_postgres() {
     let clock = Arc::new(ManualClock::new(noon()));
     let store = Store::builder(&url).clock(clock).connect().await.unwrap();
     let acme = tenant(&store, "UTC").await;
-    let budget = acme.budgets().create(NewBudget::tenant().monthly(dec("500.00"), "USD")).await.unwrap();
+    let budget = acme
+        .budgets()
+        .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
+        .await
+        .unwrap();
     let exe = std::env::current_exe().unwrap();
     let spawn = || {
         std::process::Command::new(&exe)
-            .args(["reservation_worker_process", "--exact", "--nocapture", "--test-threads=1"])
+            .args([
+                "reservation_worker_process",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(WORKER_URL, &url)
             .env(WORKER_TENANT, acme.tenant_id().to_string())
             .stdout(std::process::Stdio::piped())

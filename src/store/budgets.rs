@@ -1,7 +1,9 @@
 //! Budget definitions of one tenant.
 
 use rust_decimal::Decimal;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 
 use crate::budget::{Period, Scope, WindowBalance};
 use crate::entity::{agent, agent_run, budget, project, team};
@@ -132,7 +134,7 @@ fn scope_kind(scope: Scope) -> budget::ScopeKind {
 }
 
 /// A budget with the balance of its current window.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct BudgetStatus {
     /// The budget.
     pub budget: budget::Model,
@@ -210,7 +212,10 @@ impl<'a> Budgets<'a> {
     pub async fn create(&self, new: NewBudget) -> Result<budget::Model> {
         let currency = Currency::from_code(&new.currency)?;
         if new.limit < Decimal::ZERO {
-            return Err(Error::invalid("limit", format!("must not be negative, got {}", new.limit)));
+            return Err(Error::invalid(
+                "limit",
+                format!("must not be negative, got {}", new.limit),
+            ));
         }
         let limit = Amount::new(new.limit).map_err(|e| Error::invalid("limit", e))?;
         let name = match &new.name {

@@ -1,23 +1,27 @@
 //! The [`Store`]: a connection pool with the bursar schema, and the entry point
 //! to every repository.
 
+mod agents;
 mod budgets;
-mod repo;
+pub(crate) mod repo;
 pub mod reservations;
 mod scope;
+mod teams;
 mod tenants;
 
+pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
-pub use reservations::{Discrepancy, Reconciliation, ReserveOutcome, ReserveRequest, Reservations};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
+pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
 pub use scope::TenantScope;
+pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
 pub use tenants::{NewTenant, Tenants};
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use bursar_migration::MigratorTrait;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::clock::{Clock, SystemClock};
 use crate::{Error, Result};
@@ -296,6 +300,9 @@ mod tests {
         let err = backend_of("mysql://root:hunter2@localhost/db").unwrap_err();
         assert_eq!(err.code(), "invalid");
         assert!(!err.to_string().contains("hunter2"), "{err}");
-        assert!(err.to_string().contains("mysql://root:***@localhost/db"), "{err}");
+        assert!(
+            err.to_string().contains("mysql://root:***@localhost/db"),
+            "{err}"
+        );
     }
 }

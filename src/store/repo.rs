@@ -31,11 +31,30 @@ impl std::fmt::Debug for dyn Clock {
 }
 
 impl<'a> Ctx<'a> {
-    pub(crate) fn new(db: impl Into<DatabaseExecutor<'a>>, tenant: TenantId, clock: &'a dyn Clock) -> Self {
+    pub(crate) fn new(
+        db: impl Into<DatabaseExecutor<'a>>,
+        tenant: TenantId,
+        clock: &'a dyn Clock,
+    ) -> Self {
         Self {
             db: db.into(),
             tenant,
             clock,
+        }
+    }
+
+    /// The same executor, tenant and clock, borrowed: for calling another
+    /// repository from inside one.
+    pub(crate) fn reborrow(&self) -> Ctx<'_> {
+        let db = match &self.db {
+            DatabaseExecutor::Connection(c) => DatabaseExecutor::Connection(c),
+            DatabaseExecutor::Transaction(t) => DatabaseExecutor::Transaction(t),
+            DatabaseExecutor::OwnedTransaction(t) => DatabaseExecutor::Transaction(t),
+        };
+        Ctx {
+            db,
+            tenant: self.tenant,
+            clock: self.clock,
         }
     }
 
@@ -122,7 +141,11 @@ impl PageRequest {
 
     /// Only rows created at or after `from` and before `before`.
     #[must_use]
-    pub fn created_between(mut self, from: Option<DateTime<Utc>>, before: Option<DateTime<Utc>>) -> Self {
+    pub fn created_between(
+        mut self,
+        from: Option<DateTime<Utc>>,
+        before: Option<DateTime<Utc>>,
+    ) -> Self {
         self.created_from = from;
         self.created_before = before;
         self
@@ -179,4 +202,35 @@ pub(crate) fn page_of<T>(mut items: Vec<T>, offset: u64, limit: u64) -> Page<T> 
         next_offset: more.then(|| offset + limit),
         items,
     }
+}
+
+/// Runs a tenant-filtered `query` as one page: applies the page's creation-time
+/// range on `created`, orders by `order` (oldest first) and pages.
+pub(crate) async fn list_page<E>(
+    db: &impl sea_orm::ConnectionTrait,
+    mut query: sea_orm::Select<E>,
+    created: E::Column,
+    order: E::Column,
+    page: &PageRequest,
+) -> Result<Page<E::Model>>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Send + Sync,
+{
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+    let limit = page.limit_value()?;
+    let (from, before) = page.created_range();
+    if let Some(from) = from {
+        query = query.filter(created.gte(from));
+    }
+    if let Some(before) = before {
+        query = query.filter(created.lt(before));
+    }
+    let items = query
+        .order_by_asc(order)
+        .offset(page.offset_value())
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(page_of(items, page.offset_value(), limit))
 }

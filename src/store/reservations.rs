@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -17,9 +17,13 @@ use serde::Serialize;
 
 use crate::budget::{Principal, Scope, Shortfall, WindowBalance, check_fit};
 use crate::entity::{
-    budget, budget_window, ledger_entry, reservation, reservation_line,
-    ledger_entry::{Bucket, Direction, EntryType},
+    budget, budget_window, ledger_entry,
+    ledger_entry::{
+        LedgerBucket as Bucket, LedgerDirection as Direction, LedgerEntryType as EntryType,
+    },
+    reservation,
     reservation::ReservationStatus,
+    reservation_line,
 };
 use crate::id::{
     BudgetId, BudgetWindowId, LedgerEntryId, PurchaseIntentId, ReservationId, ReservationLineId,
@@ -225,7 +229,9 @@ impl<'a> Reservations<'a> {
                 }
                 // A concurrent call with the same idempotency key won the race:
                 // return its reservation.
-                Err(Error::Conflict { .. }) if request.idempotency_key.is_some() && attempts < 5 => {
+                Err(Error::Conflict { .. })
+                    if request.idempotency_key.is_some() && attempts < 5 =>
+                {
                     txn.rollback().await?;
                     if let Some(found) = self
                         .find_by_key(request.idempotency_key.as_deref().unwrap_or_default())
@@ -553,16 +559,11 @@ pub(crate) async fn current_windows(
             updated_at: Set(now),
         };
         budget_window::Entity::insert(row)
-            .on_conflict(
-                OnConflict::columns([
-                    budget_window::Column::TenantId,
-                    budget_window::Column::BudgetId,
-                    budget_window::Column::PeriodStart,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
-            .do_nothing()
+            .on_conflict_do_nothing_on([
+                budget_window::Column::TenantId,
+                budget_window::Column::BudgetId,
+                budget_window::Column::PeriodStart,
+            ])
             .exec_without_returning(conn)
             .await?;
     }
@@ -626,7 +627,9 @@ async fn write_window(
         .filter(budget_window::Column::Spent.eq(w.spent))
         .filter(budget_window::Column::Reserved.eq(w.reserved));
     if must_fit {
-        let total = spent.checked_add(reserved).map_err(|e| Error::invalid("amount", e))?;
+        let total = spent
+            .checked_add(reserved)
+            .map_err(|e| Error::invalid("amount", e))?;
         update = update.filter(budget_window::Column::LimitAmount.gte(total));
     }
     let result = update.exec(conn).await?;
@@ -667,6 +670,7 @@ fn ledger_row(
         amount: Set(amount),
         currency: Set(currency),
         reference: Set(reference),
+        occurred_at: Set(now),
         created_at: Set(now),
         ..Default::default()
     }
@@ -778,7 +782,10 @@ pub async fn reserve_in(
     let mut lines = Vec::with_capacity(windows.len());
     let mut entries = Vec::with_capacity(windows.len());
     for (_, w) in &windows {
-        let reserved = w.reserved.checked_add(amount).map_err(|e| Error::invalid("amount", e))?;
+        let reserved = w
+            .reserved
+            .checked_add(amount)
+            .map_err(|e| Error::invalid("amount", e))?;
         write_window(txn, w, w.spent, reserved, true, now).await?;
         lines.push(reservation_line::ActiveModel {
             id: Set(ReservationLineId::new()),
@@ -885,7 +892,10 @@ pub async fn capture_in(
         other => {
             return Err(Error::conflict(
                 "reservation",
-                format!("reservation {id} is {}; only a held reservation can be captured", other.to_value()),
+                format!(
+                    "reservation {id} is {}; only a held reservation can be captured",
+                    other.to_value()
+                ),
             ));
         }
     }
@@ -900,12 +910,20 @@ pub async fn capture_in(
             .find(|l| l.window_id == w.id)
             .map_or(held, |l| l.amount);
         let reserved = w.reserved.saturating_sub(line_held);
-        let spent = w.spent.checked_add(captured).map_err(|e| Error::invalid("amount", e))?;
+        let spent = w
+            .spent
+            .checked_add(captured)
+            .map_err(|e| Error::invalid("amount", e))?;
         let over = extra.is_some_and(|e| !e.is_zero());
         if over {
-            let total = spent.checked_add(reserved).map_err(|e| Error::invalid("amount", e))?;
+            let total = spent
+                .checked_add(reserved)
+                .map_err(|e| Error::invalid("amount", e))?;
             if total > w.limit_amount {
-                let available = w.limit_amount.saturating_sub(w.spent).saturating_sub(reserved);
+                let available = w
+                    .limit_amount
+                    .saturating_sub(w.spent)
+                    .saturating_sub(reserved);
                 return Err(Error::conflict(
                     "reservation",
                     format!(
@@ -917,19 +935,38 @@ pub async fn capture_in(
         }
         write_window(txn, w, spent, reserved, over, now).await?;
         entries.push(ledger_row(
-            tenant, w, id, current.currency, EntryType::Capture, Bucket::Reserved,
-            Direction::Credit, line_held, None, now,
+            tenant,
+            w,
+            id,
+            current.currency,
+            EntryType::Capture,
+            Bucket::Reserved,
+            Direction::Credit,
+            line_held,
+            None,
+            now,
         ));
         if !captured.is_zero() {
             entries.push(ledger_row(
-                tenant, w, id, current.currency, EntryType::Capture, Bucket::Spent,
-                Direction::Debit, captured, None, now,
+                tenant,
+                w,
+                id,
+                current.currency,
+                EntryType::Capture,
+                Bucket::Spent,
+                Direction::Debit,
+                captured,
+                None,
+                now,
             ));
         }
     }
     append_ledger(txn, entries).await?;
     reservation_line::Entity::update_many()
-        .col_expr(reservation_line::Column::CapturedAmount, Expr::value(captured))
+        .col_expr(
+            reservation_line::Column::CapturedAmount,
+            Expr::value(captured),
+        )
         .filter(reservation_line::Column::TenantId.eq(tenant))
         .filter(reservation_line::Column::ReservationId.eq(id))
         .exec(txn)
@@ -984,8 +1021,16 @@ pub async fn end_hold_in(
         let reserved = w.reserved.saturating_sub(line_held);
         write_window(txn, w, w.spent, reserved, false, now).await?;
         entries.push(ledger_row(
-            tenant, w, id, current.currency, entry_type, Bucket::Reserved, Direction::Credit,
-            line_held, None, now,
+            tenant,
+            w,
+            id,
+            current.currency,
+            entry_type,
+            Bucket::Reserved,
+            Direction::Credit,
+            line_held,
+            None,
+            now,
         ));
     }
     append_ledger(txn, entries).await?;
@@ -1012,7 +1057,10 @@ pub async fn refund_in(
     validate_key(refund_id).map_err(|_| {
         Error::invalid(
             "refund_id",
-            format!("must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes, got {} bytes", refund_id.len()),
+            format!(
+                "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes, got {} bytes",
+                refund_id.len()
+            ),
         )
     })?;
     let current = load(txn, tenant, id, true).await?;
@@ -1036,7 +1084,9 @@ pub async fn refund_in(
             ),
         ));
     }
-    let refundable = current.captured_amount.saturating_sub(current.refunded_amount);
+    let refundable = current
+        .captured_amount
+        .saturating_sub(current.refunded_amount);
     if refund > refundable {
         return Err(Error::invalid(
             "amount",
@@ -1053,8 +1103,16 @@ pub async fn refund_in(
         write_window(txn, w, spent, w.reserved, false, now).await?;
         if !taken.is_zero() {
             entries.push(ledger_row(
-                tenant, w, id, current.currency, EntryType::Refund, Bucket::Spent,
-                Direction::Credit, taken, Some(refund_id.to_owned()), now,
+                tenant,
+                w,
+                id,
+                current.currency,
+                EntryType::Refund,
+                Bucket::Spent,
+                Direction::Credit,
+                taken,
+                Some(refund_id.to_owned()),
+                now,
             ));
         }
     }
@@ -1062,8 +1120,16 @@ pub async fn refund_in(
         // Still record the refund id so a repeat is recognised.
         if let Some(w) = windows.first() {
             entries.push(ledger_row(
-                tenant, w, id, current.currency, EntryType::Refund, Bucket::Spent,
-                Direction::Credit, Amount::ZERO, Some(refund_id.to_owned()), now,
+                tenant,
+                w,
+                id,
+                current.currency,
+                EntryType::Refund,
+                Bucket::Spent,
+                Direction::Credit,
+                Amount::ZERO,
+                Some(refund_id.to_owned()),
+                now,
             ));
         }
     }
@@ -1073,7 +1139,10 @@ pub async fn refund_in(
         .checked_add(refund)
         .map_err(|e| Error::invalid("amount", e))?;
     reservation_line::Entity::update_many()
-        .col_expr(reservation_line::Column::RefundedAmount, Expr::value(refunded))
+        .col_expr(
+            reservation_line::Column::RefundedAmount,
+            Expr::value(refunded),
+        )
         .filter(reservation_line::Column::TenantId.eq(tenant))
         .filter(reservation_line::Column::ReservationId.eq(id))
         .exec(txn)
@@ -1088,10 +1157,7 @@ pub async fn refund_in(
 ///
 /// # Errors
 /// [`Error::Database`].
-pub async fn reconcile_in(
-    conn: &impl ConnectionTrait,
-    tenant: TenantId,
-) -> Result<Reconciliation> {
+pub async fn reconcile_in(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Reconciliation> {
     use std::collections::HashMap;
     let windows = budget_window::Entity::find()
         .filter(budget_window::Column::TenantId.eq(tenant))

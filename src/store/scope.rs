@@ -2,9 +2,11 @@
 
 use crate::id::TenantId;
 use crate::store::Store;
+use crate::store::agents::Agents;
 use crate::store::budgets::Budgets;
 use crate::store::repo::Ctx;
 use crate::store::reservations::Reservations;
+use crate::store::teams::{Projects, Teams};
 
 /// Everything bursar knows about one tenant, and nothing about any other.
 ///
@@ -38,10 +40,34 @@ impl TenantScope {
         Ctx::new(self.store.connection(), self.tenant, self.store.clock())
     }
 
+    /// Agents: create, look up, pause and suspend.
+    #[must_use]
+    pub fn agents(&self) -> Agents<'_> {
+        Agents::new(self.ctx())
+    }
+
+    /// Teams.
+    #[must_use]
+    pub fn teams(&self) -> Teams<'_> {
+        Teams::new(self.ctx())
+    }
+
+    /// Projects.
+    #[must_use]
+    pub fn projects(&self) -> Projects<'_> {
+        Projects::new(self.ctx())
+    }
+
     /// Budget definitions and their current balances.
     #[must_use]
     pub fn budgets(&self) -> Budgets<'_> {
         Budgets::new(self.ctx())
+    }
+
+    /// The tamper-evident audit log: read, verify, and record the host's own entries.
+    #[must_use]
+    pub fn audit_log(&self) -> crate::audit::AuditLog<'_> {
+        crate::audit::AuditLog::new(self.ctx())
     }
 
     /// Reservations: reserve, capture, release, expire, refund, reconcile.

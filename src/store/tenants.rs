@@ -88,7 +88,10 @@ pub(crate) fn validate_name(field: &str, name: &str) -> Result<String> {
         ));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(Error::invalid(field, format!("{trimmed:?} contains control characters")));
+        return Err(Error::invalid(
+            field,
+            format!("{trimmed:?} contains control characters"),
+        ));
     }
     Ok(trimmed.to_owned())
 }
@@ -141,6 +144,7 @@ impl Tenants {
             name: Set(name),
             slug: Set(slug.clone()),
             plan: Set(plan),
+            plan_expires_at: Set(None),
             is_active: Set(true),
             timezone: Set(tz.name().to_owned()),
             default_currency: Set(currency),
@@ -153,12 +157,14 @@ impl Tenants {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        row.insert(self.store.connection()).await.map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("tenant", format!("slug {slug:?} is already taken"))
-            }
-            other => other,
-        })
+        row.insert(self.store.connection())
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => {
+                    Error::conflict("tenant", format!("slug {slug:?} is already taken"))
+                }
+                other => other,
+            })
     }
 
     /// The tenant with this id.

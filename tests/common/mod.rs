@@ -31,7 +31,9 @@ pub fn postgres_url() -> Option<String> {
 /// parallel and never see each other's rows; CI drops the whole database.
 pub async fn fresh(backend: Backend) -> Store {
     match backend {
-        Backend::SqliteMemory => Store::connect("sqlite::memory:").await.expect("sqlite store"),
+        Backend::SqliteMemory => Store::connect("sqlite::memory:")
+            .await
+            .expect("sqlite store"),
         Backend::Postgres => Store::connect(&fresh_postgres_schema().await)
             .await
             .expect("postgres store"),
@@ -43,7 +45,9 @@ pub async fn fresh(backend: Backend) -> Store {
 pub async fn fresh_postgres_schema() -> String {
     use sea_orm::{ConnectionTrait, Database};
     let base = postgres_url().expect("BURSAR_TEST_POSTGRES_URL");
-    let admin = Database::connect(base.as_str()).await.expect("connect to postgres");
+    let admin = Database::connect(base.as_str())
+        .await
+        .expect("connect to postgres");
     let name = format!("t_{}", uuid::Uuid::now_v7().simple());
     admin
         .execute_unprepared(&format!("CREATE SCHEMA {name}"))
@@ -66,4 +70,29 @@ pub fn sqlite_file_url() -> (tempfile::TempDir, String) {
 /// Parses a decimal literal.
 pub fn dec(s: &str) -> rust_decimal::Decimal {
     s.parse().expect("decimal literal")
+}
+
+/// Creates a team in the scope's tenant.
+pub async fn team(scope: &bursar::TenantScope, slug: &str) -> bursar::id::TeamId {
+    use bursar::store::{NewGroup, TeamRepository};
+    scope
+        .teams()
+        .create(NewGroup::new(slug, slug))
+        .await
+        .expect("team")
+        .id
+}
+
+/// Creates an active agent in the scope's tenant.
+pub async fn agent(
+    scope: &bursar::TenantScope,
+    name: &str,
+    team: Option<bursar::id::TeamId>,
+) -> bursar::id::AgentId {
+    use bursar::store::{AgentRepository, NewAgent};
+    let mut new = NewAgent::new(name);
+    if let Some(team) = team {
+        new = new.team(team);
+    }
+    scope.agents().create(new).await.expect("agent").id
 }
