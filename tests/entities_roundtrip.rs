@@ -532,6 +532,40 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         updated_at: ts(),
     };
     roundtrip::<connection::Entity, connection::ActiveModel>(db, row).await;
+
+    // Foreign keys stay within a tenant: another tenant's agent cannot point at
+    // this tenant's team.
+    let other = tenant::Model {
+        id: TenantId::new(),
+        slug: "other".to_owned(),
+        ..tenant::Entity::find_by_id(id_tenants)
+            .one(db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    other.clone().into_active_model().insert(db).await.unwrap();
+    let stranger = agent::Model {
+        id: AgentId::new(),
+        tenant_id: other.id,
+        slug: None,
+        project_id: None,
+        created_by: None,
+        ..agent::Entity::find_by_id(id_agents)
+            .one(db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    let err = stranger
+        .into_active_model()
+        .insert(db)
+        .await
+        .expect_err("an agent referenced another tenant's team");
+    assert!(
+        err.to_string().to_lowercase().contains("foreign key"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
