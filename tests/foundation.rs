@@ -26,7 +26,7 @@ async fn table_names(store: &Store) -> Vec<String> {
         .unwrap();
     rows.iter()
         .map(|r| r.try_get::<String>("", "n").unwrap())
-        .filter(|n| !n.starts_with("sqlite_") && n != "seaql_migrations")
+        .filter(|n| !n.starts_with("sqlite_") && n != "bursar_migrations")
         .collect()
 }
 

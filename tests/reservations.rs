@@ -467,9 +467,9 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
             .unwrap();
         let mut tasks = Vec::new();
         for _ in 0..10 {
-            let r = acme.reservations();
+            let acme = acme.clone();
             tasks.push(tokio::spawn(async move {
-                r.reserve(
+                acme.reservations().reserve(
                     ReserveRequest::new(usd("7"), noon() + Duration::hours(1))
                         .idempotency_key("same"),
                 )
@@ -505,11 +505,12 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
 async fn hammer(store: &Store, acme: &TenantScope) -> usize {
     let mut tasks = Vec::new();
     for _ in 0..64 {
-        let r = acme.reservations();
+        let acme = acme.clone();
         tasks.push(tokio::spawn(async move {
             let mut ok = 0;
             for _ in 0..20 {
-                let outcome = r
+                let outcome = acme
+                    .reservations()
                     .reserve(ReserveRequest::new(
                         usd("1.00"),
                         noon() + Duration::hours(1),
@@ -595,7 +596,7 @@ async fn reservation_worker_process() {
         .unwrap();
     let acme = store.tenant(tenant_id.parse().unwrap());
     let ok = hammer(&store, &acme).await;
-    println!("WORKER_RESERVED={ok}");
+    println!("\nWORKER_RESERVED={ok}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -636,7 +637,7 @@ async fn never_overspends_with_two_processes_on_postgres() {
         assert!(out.status.success(), "worker failed: {stdout}");
         let n: usize = stdout
             .lines()
-            .find_map(|l| l.strip_prefix("WORKER_RESERVED="))
+            .find_map(|l| l.split("WORKER_RESERVED=").nth(1))
             .unwrap_or_else(|| panic!("worker printed no count: {stdout}"))
             .trim()
             .parse()
