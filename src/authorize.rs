@@ -1,0 +1,520 @@
+//! The one authorize flow: load → evaluate (pure) → reserve (atomic) → record,
+//! in one database transaction.
+//!
+//! See [`TenantScope::authorize`](crate::store::TenantScope::authorize).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
+    Set,
+};
+use serde::Serialize;
+
+use crate::audit::{AuditEntry, append};
+use crate::budget::{Principal, Shortfall};
+use crate::codes;
+use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus, ApprovalSubjectKind};
+use crate::entity::audit_log::{AuditActorType, AuditStatus};
+use crate::entity::blocked_attempt;
+use crate::entity::json::{Metadata, ReasonList};
+use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
+use crate::entity::{agent::AgentStatus, reservation, tenant};
+use crate::id::{AgentId, ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
+use crate::money::{Amount, Currency, Money};
+use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
+use crate::store::merchants::{normalize_merchant, record_seen};
+use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
+use crate::store::repo::Ctx;
+use crate::store::reservations::{
+    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, current_windows, reserve_in,
+};
+use crate::store::{AgentRepository, Agents};
+use crate::{Error, Result};
+
+/// How long an approved purchase's reservation is held when the tenant's
+/// settings do not say (`settings.reservation_ttl_secs`): 15 minutes.
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::minutes(15);
+/// How long an approval request (and its hold on the budgets) lives when the
+/// tenant's settings do not say (`settings.approval_ttl_secs`): 24 hours.
+pub const DEFAULT_APPROVAL_TTL: Duration = Duration::hours(24);
+
+/// What [`TenantScope::authorize`](crate::store::TenantScope::authorize) decided
+/// and recorded.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Authorization {
+    /// Approved, pending approval, or rejected.
+    pub outcome: Outcome,
+    /// Why: every deny reason of a rejection, every approval reason of a
+    /// pending approval (empty for a plain approval).
+    pub reasons: Vec<Reason>,
+    /// The purchase intent recorded for the request.
+    pub intent: purchase_intent::Model,
+    /// The hold on the budgets: for an approval, until capture or expiry; for
+    /// a pending approval, until the approval's expiry.
+    pub reservation: Option<reservation::Model>,
+    /// The approval request, for a pending approval.
+    pub approval: Option<approval_request::Model>,
+    /// Whether this is the first call's result returned again for a repeated
+    /// idempotency key (nothing was written this time).
+    pub replayed: bool,
+}
+
+impl Authorization {
+    /// The reservation to capture or release.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the request was rejected and holds nothing.
+    pub fn reservation_id(&self) -> Result<ReservationId> {
+        self.reservation.as_ref().map(|r| r.id).ok_or_else(|| {
+            Error::conflict(
+                "purchase_intent",
+                format!("purchase intent {} was rejected and holds no reservation", self.intent.id),
+            )
+        })
+    }
+
+    /// The reason codes, in order.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.reasons.iter().map(|r| r.code.as_str())
+    }
+
+    /// Whether the request was approved.
+    #[must_use]
+    pub fn is_approved(&self) -> bool {
+        self.outcome == Outcome::Approved
+    }
+}
+
+/// Runs inside `authorize`'s transaction just before it commits. Returning an
+/// error rolls back everything `authorize` wrote, so a host can make its own
+/// step (issuing a card, writing its own rows through `txn`) part of the same
+/// all-or-nothing unit.
+#[async_trait]
+pub trait AuthorizeHook: Send + Sync {
+    /// Called with the result about to be committed.
+    ///
+    /// # Errors
+    /// Any error aborts the authorization; it is returned to the caller.
+    async fn before_commit(&self, authorization: &Authorization, txn: &DatabaseTransaction) -> Result<()>;
+}
+
+/// The hook that does nothing.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoHook;
+
+#[async_trait]
+impl AuthorizeHook for NoHook {
+    async fn before_commit(&self, _: &Authorization, _: &DatabaseTransaction) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn shortfall_reason(s: &Shortfall, currency: Currency) -> Reason {
+    Reason {
+        code: s.code.to_owned(),
+        message: format!(
+            "the {} budget {} has {} {currency} left of its {} {currency} limit",
+            s.period, s.budget_id, s.remaining, s.limit
+        ),
+        policy_id: None,
+        budget: Some(BudgetDetail {
+            budget_id: s.budget_id,
+            period: s.period,
+            currency,
+            limit: s.limit,
+            remaining: s.remaining,
+        }),
+        undetermined: false,
+    }
+}
+
+fn ttl(secs: Option<u32>, default: Duration) -> Duration {
+    secs.map_or(default, |s| Duration::seconds(i64::from(s)))
+}
+
+/// The flow, inside an open write transaction.
+pub(crate) struct Flow<'a> {
+    pub(crate) txn: &'a DatabaseTransaction,
+    pub(crate) tenant: TenantId,
+    pub(crate) clock: &'a dyn crate::clock::Clock,
+    pub(crate) cache: &'a PolicyCache,
+}
+
+impl Flow<'_> {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx::new(self.txn, self.tenant, self.clock)
+    }
+
+    /// An intent already recorded for this idempotency key, returned as the
+    /// first result.
+    pub(crate) async fn replay(&self, key: &str, request: &Request) -> Result<Option<Authorization>> {
+        let Some(intent) = purchase_intent::Entity::find()
+            .filter(purchase_intent::Column::TenantId.eq(self.tenant))
+            .filter(purchase_intent::Column::IdempotencyKey.eq(key))
+            .one(self.txn)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let same = request
+            .money()
+            .is_some_and(|(amount, currency)| intent.amount.get() == amount && intent.currency == currency);
+        if !same {
+            return Err(Error::conflict(
+                "purchase_intent",
+                format!(
+                    "idempotency key {key:?} was first used for {} {}, not this request",
+                    intent.amount, intent.currency
+                ),
+            ));
+        }
+        let outcome = match intent.status {
+            PurchaseIntentStatus::Approved => Outcome::Approved,
+            PurchaseIntentStatus::PendingApproval => Outcome::PendingApproval,
+            _ => Outcome::Rejected,
+        };
+        let reservation = match intent.reservation_id {
+            Some(id) => reservation::Entity::find()
+                .filter(reservation::Column::TenantId.eq(self.tenant))
+                .filter(reservation::Column::Id.eq(id))
+                .one(self.txn)
+                .await?,
+            None => None,
+        };
+        let approval = match intent.approval_request_id {
+            Some(id) => approval_request::Entity::find()
+                .filter(approval_request::Column::TenantId.eq(self.tenant))
+                .filter(approval_request::Column::Id.eq(id))
+                .one(self.txn)
+                .await?,
+            None => None,
+        };
+        Ok(Some(Authorization {
+            outcome,
+            reasons: intent.reasons.0.clone(),
+            intent,
+            reservation,
+            approval,
+            replayed: true,
+        }))
+    }
+
+    /// Decides and records one request. The caller commits.
+    pub(crate) async fn run(&self, mut request: Request) -> Result<Authorization> {
+        request.validate()?;
+        let (amount, currency) = request.money().ok_or_else(|| {
+            Error::invalid("amount", "authorize needs an amount and a currency; use evaluate for actions that spend nothing")
+        })?;
+        let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
+        if amount <= Decimal::ZERO {
+            return Err(Error::invalid("amount", format!("must be positive, got {amount}")));
+        }
+        let now = self.clock.now();
+        let tenant_row = tenant::Entity::find_by_id(self.tenant)
+            .one(self.txn)
+            .await?
+            .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
+        let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
+        let merchant_name = request
+            .merchant
+            .as_ref()
+            .map(|m| m.name.clone())
+            .or_else(|| request.model.clone())
+            .or_else(|| request.tool.clone())
+            .unwrap_or_default();
+
+        // Claim the idempotency key first: a concurrent duplicate waits on the
+        // unique key and then fails, and its caller returns this result.
+        let claimed_agent = request.principal.agent;
+        let agent = Agents::new(self.ctx()).get(claimed_agent).await;
+        let agent_row = agent.as_ref().ok();
+        if let Some(a) = agent_row {
+            // The agent row is authoritative for team and project.
+            request.principal.team = a.team_id;
+            request.principal.project = a.project_id;
+        }
+        let intent_id = PurchaseIntentId::new();
+        let intent = purchase_intent::ActiveModel {
+            id: Set(intent_id),
+            tenant_id: Set(self.tenant),
+            agent_id: Set(agent_row.map(|a| a.id)),
+            team_id: Set(agent_row.and_then(|a| a.team_id)),
+            project_id: Set(agent_row.and_then(|a| a.project_id)),
+            run_id: Set(agent_row.and(request.principal.run)),
+            idempotency_key: Set(request.idempotency_key.clone()),
+            amount: Set(stored_amount),
+            currency: Set(currency),
+            merchant_name: Set(merchant_name.clone()),
+            merchant_domain: Set(request.merchant.as_ref().and_then(|m| m.domain.clone())),
+            merchant_url: Set(None),
+            mcc: Set(request.merchant.as_ref().and_then(|m| m.mcc).map(i32::from)),
+            description: Set(None),
+            metadata: Set(Metadata(request.metadata.clone())),
+            status: Set(PurchaseIntentStatus::Pending),
+            rejection_code: Set(None),
+            rejection_reason: Set(None),
+            reasons: Set(ReasonList::default()),
+            reservation_id: Set(None),
+            approval_request_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.txn)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "purchase_intent",
+                format!(
+                    "idempotency key {:?} is taken by a concurrent call",
+                    request.idempotency_key.as_deref().unwrap_or_default()
+                ),
+            ),
+            other => other,
+        })?;
+
+        // An unknown or inactive agent is refused before any policy runs.
+        let refusal = match &agent {
+            Err(Error::NotFound { .. }) => Some(Reason {
+                code: codes::AGENT_NOT_FOUND.to_owned(),
+                message: format!("agent {claimed_agent} does not exist in this tenant"),
+                policy_id: None,
+                budget: None,
+                undetermined: false,
+            }),
+            Err(other) => return Err(Error::conflict("agent", other.to_string())),
+            Ok(a) if a.status != AgentStatus::Active => Some(Reason {
+                code: codes::AGENT_INACTIVE.to_owned(),
+                message: format!("agent {} is {:?} and may not act", a.id, a.status).to_lowercase(),
+                policy_id: None,
+                budget: None,
+                undetermined: false,
+            }),
+            Ok(_) => None,
+        };
+        if let Some(reason) = refusal {
+            return self.reject(intent, vec![reason], &request, now).await;
+        }
+
+        // Facts.
+        let policies = Policies::new(self.ctx(), self.cache).compiled().await?;
+        let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal), currency).await?;
+        let windows = current_windows(self.txn, self.tenant, budgets, tz, now, false).await?;
+        let mut facts = Facts::new(now, tz);
+        facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
+        facts.new_vendor = !merchant_name.is_empty()
+            && !crate::store::merchants::is_known_in(self.txn, self.tenant, &merchant_name).await?;
+        for &window in policies.velocity_windows() {
+            let since = now - Duration::seconds(i64::from(window));
+            let count = purchase_intent::Entity::find()
+                .filter(purchase_intent::Column::TenantId.eq(self.tenant))
+                .filter(purchase_intent::Column::AgentId.eq(claimed_agent))
+                .filter(purchase_intent::Column::CreatedAt.gte(since))
+                .filter(purchase_intent::Column::Id.ne(intent_id))
+                .count(self.txn)
+                .await?;
+            facts = facts.velocity(window, u32::try_from(count).unwrap_or(u32::MAX));
+        }
+
+        let decision = evaluate(&policies, &request, &facts);
+        let settings = &tenant_row.settings;
+        match decision.outcome() {
+            Outcome::Rejected => self.reject(intent, decision.into_reasons(), &request, now).await,
+            outcome => {
+                let expires_at = now
+                    + if outcome == Outcome::Approved {
+                        ttl(settings.reservation_ttl_secs, DEFAULT_RESERVATION_TTL)
+                    } else {
+                        ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL)
+                    };
+                let hold = ReserveRequest::new(Money::new(amount, currency)?, expires_at)
+                    .principal(request.principal)
+                    .purchase_intent(intent_id);
+                match reserve_in(self.txn, self.tenant, &hold, now).await? {
+                    ReserveOutcome::Rejected { shortfalls } => {
+                        // Another request took the room between evaluation and
+                        // reservation: a rejection, never an overspend.
+                        let reasons = shortfalls.iter().map(|s| shortfall_reason(s, currency)).collect();
+                        self.reject(intent, reasons, &request, now).await
+                    }
+                    ReserveOutcome::Reserved { reservation, .. } => {
+                        let reasons = decision.into_reasons();
+                        if outcome == Outcome::Approved {
+                            self.approve(intent, reservation, &request, &merchant_name, now).await
+                        } else {
+                            self.hold_for_approval(intent, reservation, reasons, &request, expires_at, now)
+                                .await
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn reject(
+        &self,
+        intent: purchase_intent::Model,
+        reasons: Vec<Reason>,
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> Result<Authorization> {
+        let first = reasons.first();
+        let attempts: Vec<blocked_attempt::ActiveModel> = reasons
+            .iter()
+            .map(|r| blocked_attempt::ActiveModel {
+                id: Set(BlockedAttemptId::new()),
+                tenant_id: Set(self.tenant),
+                agent_id: Set(intent.agent_id),
+                purchase_intent_id: Set(Some(intent.id)),
+                policy_id: Set(r.policy_id),
+                run_id: Set(intent.run_id),
+                reason_code: Set(r.code.clone()),
+                reason: Set(r.message.clone()),
+                amount: Set(Some(intent.amount)),
+                currency: Set(Some(intent.currency)),
+                merchant_name: Set(Some(intent.merchant_name.clone())),
+                created_at: Set(now),
+            })
+            .collect();
+        if !attempts.is_empty() {
+            blocked_attempt::Entity::insert_many(attempts)
+                .exec_without_returning(self.txn)
+                .await?;
+        }
+        let mut row: purchase_intent::ActiveModel = intent.into();
+        row.status = Set(PurchaseIntentStatus::Rejected);
+        row.rejection_code = Set(first.map(|r| r.code.clone()));
+        row.rejection_reason = Set(first.map(|r| r.message.clone()));
+        row.reasons = Set(ReasonList(reasons.clone()));
+        row.updated_at = Set(now);
+        let intent = row.update(self.txn).await?;
+        self.audit(&intent, "purchase.rejected", AuditStatus::Denied, &reasons, request, now)
+            .await?;
+        Ok(Authorization {
+            outcome: Outcome::Rejected,
+            reasons,
+            intent,
+            reservation: None,
+            approval: None,
+            replayed: false,
+        })
+    }
+
+    async fn approve(
+        &self,
+        intent: purchase_intent::Model,
+        reservation: reservation::Model,
+        request: &Request,
+        merchant_name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Authorization> {
+        let domain = request.merchant.as_ref().and_then(|m| m.domain.clone());
+        if !merchant_name.is_empty() {
+            record_seen(self.txn, self.tenant, merchant_name, domain.as_deref(), now).await?;
+        }
+        let mut row: purchase_intent::ActiveModel = intent.into();
+        row.status = Set(PurchaseIntentStatus::Approved);
+        row.reservation_id = Set(Some(reservation.id));
+        row.updated_at = Set(now);
+        let intent = row.update(self.txn).await?;
+        self.audit(&intent, "purchase.approved", AuditStatus::Success, &[], request, now)
+            .await?;
+        Ok(Authorization {
+            outcome: Outcome::Approved,
+            reasons: Vec::new(),
+            intent,
+            reservation: Some(reservation),
+            approval: None,
+            replayed: false,
+        })
+    }
+
+    async fn hold_for_approval(
+        &self,
+        intent: purchase_intent::Model,
+        reservation: reservation::Model,
+        reasons: Vec<Reason>,
+        request: &Request,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Authorization> {
+        let approval = approval_request::ActiveModel {
+            id: Set(ApprovalRequestId::new()),
+            tenant_id: Set(self.tenant),
+            subject_kind: Set(ApprovalSubjectKind::PurchaseIntent),
+            subject_id: Set(intent.id.as_uuid()),
+            agent_id: Set(intent.agent_id),
+            reservation_id: Set(Some(reservation.id)),
+            rule: Set(ApprovalRule::Single),
+            required_approvals: Set(1),
+            approver_role_id: Set(None),
+            status: Set(ApprovalStatus::Pending),
+            reasons: Set(ReasonList(reasons.clone())),
+            requested_by: Set(intent.agent_id),
+            expires_at: Set(expires_at),
+            escalate_at: Set(None),
+            escalated_to: Set(None),
+            decided_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.txn)
+        .await?;
+        let mut row: purchase_intent::ActiveModel = intent.into();
+        row.status = Set(PurchaseIntentStatus::PendingApproval);
+        row.reservation_id = Set(Some(reservation.id));
+        row.approval_request_id = Set(Some(approval.id));
+        row.reasons = Set(ReasonList(reasons.clone()));
+        row.updated_at = Set(now);
+        let intent = row.update(self.txn).await?;
+        self.audit(&intent, "purchase.pending_approval", AuditStatus::Success, &reasons, request, now)
+            .await?;
+        Ok(Authorization {
+            outcome: Outcome::PendingApproval,
+            reasons,
+            intent,
+            reservation: Some(reservation),
+            approval: Some(approval),
+            replayed: false,
+        })
+    }
+
+    async fn audit(
+        &self,
+        intent: &purchase_intent::Model,
+        action: &str,
+        status: AuditStatus,
+        reasons: &[Reason],
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut entry = AuditEntry::new(action, "purchase_intent")
+            .actor(AuditActorType::Agent, Some(request.principal.agent.as_uuid()))
+            .resource_id(intent.id)
+            .status(status)
+            .message(format!("{} {} at {:?}", intent.amount, intent.currency, intent.merchant_name))
+            .reason_codes(reasons.iter().map(|r| r.code.clone()));
+        if let Some(key) = &request.idempotency_key {
+            entry = entry.correlation_id(key.clone());
+        }
+        append(self.txn, self.tenant, entry, now).await?;
+        Ok(())
+    }
+}
+
+/// Whether `principal`'s agent id is the agent of `intent`.
+pub(crate) fn same_agent(intent: &purchase_intent::Model, agent: AgentId) -> bool {
+    intent.agent_id == Some(agent)
+}
+
+impl Principal {
+    /// The principal of a stored purchase intent.
+    pub(crate) fn of_intent(intent: &purchase_intent::Model) -> Option<Principal> {
+        let mut p = Principal::agent(intent.agent_id?);
+        p.team = intent.team_id;
+        p.project = intent.project_id;
+        p.run = intent.run_id;
+        Some(p)
+    }
+}

@@ -1,0 +1,304 @@
+//! Policies of one tenant, validated on write, compiled once and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+};
+
+use crate::entity::policy;
+use crate::id::{PolicyId, TenantId};
+use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
+use crate::store::repo::{Ctx, list_page};
+use crate::store::{AgentRepository, Page, PageRequest, ProjectRepository, TeamRepository};
+use crate::store::{Agents, Projects, Teams};
+use crate::{Error, Result};
+
+/// What identifies one version of a tenant's policy set: how many policies
+/// there are and when the newest change was made. Any write through any
+/// process changes it, so a cached compilation is never served stale.
+type Stamp = (i64, Option<DateTime<Utc>>, DefaultEffect);
+
+/// Compiled policy sets, per tenant, shared by every clone of a store.
+#[derive(Default)]
+pub(crate) struct PolicyCache {
+    entries: Mutex<HashMap<TenantId, (Stamp, Arc<CompiledPolicies>)>>,
+}
+
+impl PolicyCache {
+    fn get(&self, tenant: TenantId, stamp: &Stamp) -> Option<Arc<CompiledPolicies>> {
+        let entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries
+            .get(&tenant)
+            .filter(|(s, _)| s == stamp)
+            .map(|(_, c)| Arc::clone(c))
+    }
+
+    fn put(&self, tenant: TenantId, stamp: Stamp, compiled: Arc<CompiledPolicies>) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.insert(tenant, (stamp, compiled));
+    }
+
+    pub(crate) fn invalidate(&self, tenant: TenantId) {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.remove(&tenant);
+    }
+}
+
+impl std::fmt::Debug for PolicyCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PolicyCache")
+    }
+}
+
+/// Policies of one tenant.
+#[async_trait]
+pub trait PolicyRepository {
+    /// Validates and stores a policy. Every team, project and agent its scope
+    /// names must be this tenant's.
+    ///
+    /// # Errors
+    /// [`Error::InvalidPolicy`] naming the JSON path and value;
+    /// [`Error::NotFound`] for a scope id this tenant does not have;
+    /// [`Error::Conflict`] when the id is taken.
+    async fn create(&self, policy: Policy) -> Result<Policy>;
+    /// One policy.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    async fn get(&self, id: PolicyId) -> Result<Policy>;
+    /// Policies, oldest first; the status filter is `enabled` or `disabled`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad page or status.
+    async fn list(&self, page: PageRequest) -> Result<Page<Policy>>;
+    /// Replaces a policy (same id), bumping its version.
+    ///
+    /// # Errors
+    /// As [`PolicyRepository::create`], and [`Error::NotFound`].
+    async fn update(&self, policy: Policy) -> Result<Policy>;
+    /// Turns a policy on or off.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy>;
+    /// Deletes a policy.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`].
+    async fn delete(&self, id: PolicyId) -> Result<()>;
+    /// The tenant's policies compiled for evaluation; cached, and recompiled
+    /// after any change.
+    ///
+    /// # Errors
+    /// [`Error::Database`]; [`Error::InvalidPolicy`] if a stored policy no
+    /// longer validates.
+    async fn compiled(&self) -> Result<Arc<CompiledPolicies>>;
+}
+
+/// The SeaORM [`PolicyRepository`]. Get it from
+/// [`TenantScope::policies`](crate::store::TenantScope::policies).
+#[derive(Debug)]
+pub struct Policies<'a> {
+    ctx: Ctx<'a>,
+    cache: &'a PolicyCache,
+}
+
+fn to_policy(row: policy::Model) -> Result<Policy> {
+    let scope: PolicyScope = serde_json::from_value(row.scope).map_err(|e| Error::InvalidPolicy {
+        path: "scope".into(),
+        reason: format!("stored scope of policy {} does not parse: {e}", row.id),
+    })?;
+    let condition = serde_json::from_value(row.conditions).map_err(|e| Error::InvalidPolicy {
+        path: "condition".into(),
+        reason: format!("stored condition of policy {} does not parse: {e}", row.id),
+    })?;
+    Ok(Policy {
+        id: row.id,
+        name: row.name,
+        scope,
+        effect: row.effect,
+        priority: row.priority,
+        enabled: row.enabled,
+        reason_code: row.reason_code,
+        message: row.message,
+        condition,
+    })
+}
+
+fn json_of<T: serde::Serialize>(path: &str, value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| Error::InvalidPolicy {
+        path: path.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// The tenant's default effect: what happens when no policy matches.
+pub(crate) async fn default_effect(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<DefaultEffect> {
+    let row = crate::entity::tenant::Entity::find_by_id(tenant)
+        .one(conn)
+        .await?
+        .ok_or_else(|| Error::not_found(TenantId::ENTITY, tenant))?;
+    Ok(row.default_effect)
+}
+
+impl<'a> Policies<'a> {
+    pub(crate) fn new(ctx: Ctx<'a>, cache: &'a PolicyCache) -> Self {
+        Self { ctx, cache }
+    }
+
+    async fn check_scope(&self, scope: &PolicyScope) -> Result<()> {
+        if let PolicyScope::Principals {
+            teams,
+            projects,
+            agents,
+        } = scope
+        {
+            for id in teams {
+                Teams::new(self.ctx.reborrow()).get(*id).await?;
+            }
+            for id in projects {
+                Projects::new(self.ctx.reborrow()).get(*id).await?;
+            }
+            for id in agents {
+                Agents::new(self.ctx.reborrow()).get(*id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn row(&self, id: PolicyId) -> Result<policy::Model> {
+        policy::Entity::find()
+            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+            .filter(policy::Column::Id.eq(id))
+            .one(&self.ctx.db)
+            .await?
+            .ok_or_else(|| Error::not_found(PolicyId::ENTITY, id))
+    }
+
+    async fn stamp(&self) -> Result<Stamp> {
+        let (count, newest): (i64, Option<DateTime<Utc>>) = policy::Entity::find()
+            .select_only()
+            .column_as(policy::Column::Id.count(), "n")
+            .column_as(policy::Column::UpdatedAt.max(), "newest")
+            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+            .into_tuple()
+            .one(&self.ctx.db)
+            .await?
+            .unwrap_or((0, None));
+        let effect = default_effect(&self.ctx.db, self.ctx.tenant).await?;
+        Ok((count, newest, effect))
+    }
+}
+
+#[async_trait]
+impl PolicyRepository for Policies<'_> {
+    async fn create(&self, policy: Policy) -> Result<Policy> {
+        crate::policy::validate(&policy)?;
+        self.check_scope(&policy.scope).await?;
+        let now = self.ctx.now();
+        let row = policy::ActiveModel {
+            id: Set(policy.id),
+            tenant_id: Set(self.ctx.tenant),
+            name: Set(policy.name.clone()),
+            description: Set(None),
+            scope: Set(json_of("scope", &policy.scope)?),
+            effect: Set(policy.effect),
+            priority: Set(policy.priority),
+            enabled: Set(policy.enabled),
+            reason_code: Set(policy.reason_code.clone()),
+            message: Set(policy.message.clone()),
+            conditions: Set(json_of("condition", &policy.condition)?),
+            version: Set(1),
+            created_by: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        row.insert(&self.ctx.db).await.map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict("policy", format!("id {} is taken", policy.id)),
+            other => other,
+        })?;
+        self.cache.invalidate(self.ctx.tenant);
+        Ok(policy)
+    }
+
+    async fn get(&self, id: PolicyId) -> Result<Policy> {
+        to_policy(self.row(id).await?)
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<Policy>> {
+        let mut query = policy::Entity::find().filter(policy::Column::TenantId.eq(self.ctx.tenant));
+        match page.status_filter() {
+            None => {}
+            Some("enabled") => query = query.filter(policy::Column::Enabled.eq(true)),
+            Some("disabled") => query = query.filter(policy::Column::Enabled.eq(false)),
+            Some(other) => {
+                return Err(Error::invalid(
+                    "status",
+                    format!("{other:?} is not one of enabled, disabled"),
+                ));
+            }
+        }
+        let rows = list_page(&self.ctx.db, query, policy::Column::CreatedAt, policy::Column::Id, &page).await?;
+        Ok(Page {
+            items: rows.items.into_iter().map(to_policy).collect::<Result<_>>()?,
+            next_offset: rows.next_offset,
+        })
+    }
+
+    async fn update(&self, policy: Policy) -> Result<Policy> {
+        crate::policy::validate(&policy)?;
+        let current = self.row(policy.id).await?;
+        self.check_scope(&policy.scope).await?;
+        let version = current.version + 1;
+        let mut row: policy::ActiveModel = current.into();
+        row.name = Set(policy.name.clone());
+        row.scope = Set(json_of("scope", &policy.scope)?);
+        row.effect = Set(policy.effect);
+        row.priority = Set(policy.priority);
+        row.enabled = Set(policy.enabled);
+        row.reason_code = Set(policy.reason_code.clone());
+        row.message = Set(policy.message.clone());
+        row.conditions = Set(json_of("condition", &policy.condition)?);
+        row.version = Set(version);
+        row.updated_at = Set(self.ctx.now());
+        row.update(&self.ctx.db).await?;
+        self.cache.invalidate(self.ctx.tenant);
+        Ok(policy)
+    }
+
+    async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy> {
+        let mut policy = self.get(id).await?;
+        policy.enabled = enabled;
+        self.update(policy).await
+    }
+
+    async fn delete(&self, id: PolicyId) -> Result<()> {
+        self.row(id).await?;
+        policy::Entity::delete_many()
+            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+            .filter(policy::Column::Id.eq(id))
+            .exec(&self.ctx.db)
+            .await?;
+        self.cache.invalidate(self.ctx.tenant);
+        Ok(())
+    }
+
+    async fn compiled(&self) -> Result<Arc<CompiledPolicies>> {
+        let stamp = self.stamp().await?;
+        if let Some(hit) = self.cache.get(self.ctx.tenant, &stamp) {
+            return Ok(hit);
+        }
+        let rows = policy::Entity::find()
+            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+            .all(&self.ctx.db)
+            .await?;
+        let policies = rows.into_iter().map(to_policy).collect::<Result<Vec<_>>>()?;
+        let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.2)?);
+        self.cache.put(self.ctx.tenant, stamp, Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
