@@ -6,5 +6,6 @@ pub mod codes;
 pub mod error;
 pub mod id;
 pub mod money;
+pub mod policy;
 
 pub use error::{Error, Result};
