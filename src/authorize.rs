@@ -13,18 +13,19 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::audit::{AuditEntry, append};
-use crate::budget::{Principal, Shortfall};
+use crate::budget::Shortfall;
 use crate::codes;
 use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus, ApprovalSubjectKind};
 use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
-use crate::entity::{agent::AgentStatus, reservation, tenant};
-use crate::id::{AgentId, ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
+use crate::entity::{agent::AgentStatus, merchant, reservation, tenant};
+use crate::id::{
+    ApprovalRequestId, BlockedAttemptId, MerchantId, PurchaseIntentId, ReservationId, TenantId,
+};
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
-use crate::store::merchants::{normalize_merchant, record_seen};
 use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
@@ -70,7 +71,10 @@ impl Authorization {
         self.reservation.as_ref().map(|r| r.id).ok_or_else(|| {
             Error::conflict(
                 "purchase_intent",
-                format!("purchase intent {} was rejected and holds no reservation", self.intent.id),
+                format!(
+                    "purchase intent {} was rejected and holds no reservation",
+                    self.intent.id
+                ),
             )
         })
     }
@@ -97,7 +101,11 @@ pub trait AuthorizeHook: Send + Sync {
     ///
     /// # Errors
     /// Any error aborts the authorization; it is returned to the caller.
-    async fn before_commit(&self, authorization: &Authorization, txn: &DatabaseTransaction) -> Result<()>;
+    async fn before_commit(
+        &self,
+        authorization: &Authorization,
+        txn: &DatabaseTransaction,
+    ) -> Result<()>;
 }
 
 /// The hook that does nothing.
@@ -149,7 +157,11 @@ impl Flow<'_> {
 
     /// An intent already recorded for this idempotency key, returned as the
     /// first result.
-    pub(crate) async fn replay(&self, key: &str, request: &Request) -> Result<Option<Authorization>> {
+    pub(crate) async fn replay(
+        &self,
+        key: &str,
+        request: &Request,
+    ) -> Result<Option<Authorization>> {
         let Some(intent) = purchase_intent::Entity::find()
             .filter(purchase_intent::Column::TenantId.eq(self.tenant))
             .filter(purchase_intent::Column::IdempotencyKey.eq(key))
@@ -158,9 +170,9 @@ impl Flow<'_> {
         else {
             return Ok(None);
         };
-        let same = request
-            .money()
-            .is_some_and(|(amount, currency)| intent.amount.get() == amount && intent.currency == currency);
+        let same = request.money().is_some_and(|(amount, currency)| {
+            intent.amount.get() == amount && intent.currency == currency
+        });
         if !same {
             return Err(Error::conflict(
                 "purchase_intent",
@@ -176,19 +188,23 @@ impl Flow<'_> {
             _ => Outcome::Rejected,
         };
         let reservation = match intent.reservation_id {
-            Some(id) => reservation::Entity::find()
-                .filter(reservation::Column::TenantId.eq(self.tenant))
-                .filter(reservation::Column::Id.eq(id))
-                .one(self.txn)
-                .await?,
+            Some(id) => {
+                reservation::Entity::find()
+                    .filter(reservation::Column::TenantId.eq(self.tenant))
+                    .filter(reservation::Column::Id.eq(id))
+                    .one(self.txn)
+                    .await?
+            }
             None => None,
         };
         let approval = match intent.approval_request_id {
-            Some(id) => approval_request::Entity::find()
-                .filter(approval_request::Column::TenantId.eq(self.tenant))
-                .filter(approval_request::Column::Id.eq(id))
-                .one(self.txn)
-                .await?,
+            Some(id) => {
+                approval_request::Entity::find()
+                    .filter(approval_request::Column::TenantId.eq(self.tenant))
+                    .filter(approval_request::Column::Id.eq(id))
+                    .one(self.txn)
+                    .await?
+            }
             None => None,
         };
         Ok(Some(Authorization {
@@ -209,7 +225,10 @@ impl Flow<'_> {
         })?;
         let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
         if amount <= Decimal::ZERO {
-            return Err(Error::invalid("amount", format!("must be positive, got {amount}")));
+            return Err(Error::invalid(
+                "amount",
+                format!("must be positive, got {amount}"),
+            ));
         }
         let now = self.clock.now();
         let tenant_row = tenant::Entity::find_by_id(self.tenant)
@@ -227,13 +246,13 @@ impl Flow<'_> {
 
         // Claim the idempotency key first: a concurrent duplicate waits on the
         // unique key and then fails, and its caller returns this result.
-        let claimed_agent = request.principal.agent;
+        let claimed_agent = request.principal.agent_id;
         let agent = Agents::new(self.ctx()).get(claimed_agent).await;
         let agent_row = agent.as_ref().ok();
         if let Some(a) = agent_row {
             // The agent row is authoritative for team and project.
-            request.principal.team = a.team_id;
-            request.principal.project = a.project_id;
+            request.principal.team_id = a.team_id;
+            request.principal.project_id = a.project_id;
         }
         let intent_id = PurchaseIntentId::new();
         let intent = purchase_intent::ActiveModel {
@@ -242,7 +261,7 @@ impl Flow<'_> {
             agent_id: Set(agent_row.map(|a| a.id)),
             team_id: Set(agent_row.and_then(|a| a.team_id)),
             project_id: Set(agent_row.and_then(|a| a.project_id)),
-            run_id: Set(agent_row.and(request.principal.run)),
+            run_id: Set(agent_row.and(request.principal.run_id)),
             idempotency_key: Set(request.idempotency_key.clone()),
             amount: Set(stored_amount),
             currency: Set(currency),
@@ -299,12 +318,13 @@ impl Flow<'_> {
 
         // Facts.
         let policies = Policies::new(self.ctx(), self.cache).compiled().await?;
-        let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal), currency).await?;
+        let budgets =
+            applicable_budgets(self.txn, self.tenant, Some(&request.principal), currency).await?;
         let windows = current_windows(self.txn, self.tenant, budgets, tz, now, false).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         facts.new_vendor = !merchant_name.is_empty()
-            && !crate::store::merchants::is_known_in(self.txn, self.tenant, &merchant_name).await?;
+            && !merchant_is_known(self.txn, self.tenant, &merchant_name).await?;
         for &window in policies.velocity_windows() {
             let since = now - Duration::seconds(i64::from(window));
             let count = purchase_intent::Entity::find()
@@ -320,7 +340,10 @@ impl Flow<'_> {
         let decision = evaluate(&policies, &request, &facts);
         let settings = &tenant_row.settings;
         match decision.outcome() {
-            Outcome::Rejected => self.reject(intent, decision.into_reasons(), &request, now).await,
+            Outcome::Rejected => {
+                self.reject(intent, decision.into_reasons(), &request, now)
+                    .await
+            }
             outcome => {
                 let expires_at = now
                     + if outcome == Outcome::Approved {
@@ -335,16 +358,27 @@ impl Flow<'_> {
                     ReserveOutcome::Rejected { shortfalls } => {
                         // Another request took the room between evaluation and
                         // reservation: a rejection, never an overspend.
-                        let reasons = shortfalls.iter().map(|s| shortfall_reason(s, currency)).collect();
+                        let reasons = shortfalls
+                            .iter()
+                            .map(|s| shortfall_reason(s, currency))
+                            .collect();
                         self.reject(intent, reasons, &request, now).await
                     }
                     ReserveOutcome::Reserved { reservation, .. } => {
                         let reasons = decision.into_reasons();
                         if outcome == Outcome::Approved {
-                            self.approve(intent, reservation, &request, &merchant_name, now).await
-                        } else {
-                            self.hold_for_approval(intent, reservation, reasons, &request, expires_at, now)
+                            self.approve(intent, reservation, &request, &merchant_name, now)
                                 .await
+                        } else {
+                            self.hold_for_approval(
+                                intent,
+                                reservation,
+                                reasons,
+                                &request,
+                                expires_at,
+                                now,
+                            )
+                            .await
                         }
                     }
                 }
@@ -389,8 +423,15 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
-        self.audit(&intent, "purchase.rejected", AuditStatus::Denied, &reasons, request, now)
-            .await?;
+        self.audit(
+            &intent,
+            "purchase.rejected",
+            AuditStatus::Denied,
+            &reasons,
+            request,
+            now,
+        )
+        .await?;
         Ok(Authorization {
             outcome: Outcome::Rejected,
             reasons,
@@ -418,8 +459,15 @@ impl Flow<'_> {
         row.reservation_id = Set(Some(reservation.id));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
-        self.audit(&intent, "purchase.approved", AuditStatus::Success, &[], request, now)
-            .await?;
+        self.audit(
+            &intent,
+            "purchase.approved",
+            AuditStatus::Success,
+            &[],
+            request,
+            now,
+        )
+        .await?;
         Ok(Authorization {
             outcome: Outcome::Approved,
             reasons: Vec::new(),
@@ -468,8 +516,15 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
-        self.audit(&intent, "purchase.pending_approval", AuditStatus::Success, &reasons, request, now)
-            .await?;
+        self.audit(
+            &intent,
+            "purchase.pending_approval",
+            AuditStatus::Success,
+            &reasons,
+            request,
+            now,
+        )
+        .await?;
         Ok(Authorization {
             outcome: Outcome::PendingApproval,
             reasons,
@@ -490,10 +545,16 @@ impl Flow<'_> {
         now: DateTime<Utc>,
     ) -> Result<()> {
         let mut entry = AuditEntry::new(action, "purchase_intent")
-            .actor(AuditActorType::Agent, Some(request.principal.agent.as_uuid()))
+            .actor(
+                AuditActorType::Agent,
+                Some(request.principal.agent_id.as_uuid()),
+            )
             .resource_id(intent.id)
             .status(status)
-            .message(format!("{} {} at {:?}", intent.amount, intent.currency, intent.merchant_name))
+            .message(format!(
+                "{} {} at {:?}",
+                intent.amount, intent.currency, intent.merchant_name
+            ))
             .reason_codes(reasons.iter().map(|r| r.code.clone()));
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
@@ -503,18 +564,61 @@ impl Flow<'_> {
     }
 }
 
-/// Whether `principal`'s agent id is the agent of `intent`.
-pub(crate) fn same_agent(intent: &purchase_intent::Model, agent: AgentId) -> bool {
-    intent.agent_id == Some(agent)
+/// The name merchants are known by: trimmed, case-folded, inner whitespace
+/// collapsed to one space, exactly as policies compare merchant names.
+#[must_use]
+pub fn normalize_merchant(name: &str) -> String {
+    crate::policy::fold_merchant(name)
 }
 
-impl Principal {
-    /// The principal of a stored purchase intent.
-    pub(crate) fn of_intent(intent: &purchase_intent::Model) -> Option<Principal> {
-        let mut p = Principal::agent(intent.agent_id?);
-        p.team = intent.team_id;
-        p.project = intent.project_id;
-        p.run = intent.run_id;
-        Some(p)
-    }
+/// Whether the tenant has approved a purchase from this merchant before.
+async fn merchant_is_known(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    name: &str,
+) -> Result<bool> {
+    Ok(merchant::Entity::find()
+        .filter(merchant::Column::TenantId.eq(tenant))
+        .filter(merchant::Column::NormalizedName.eq(normalize_merchant(name)))
+        .one(txn)
+        .await?
+        .is_some())
+}
+
+/// Records an approved purchase from a merchant: inserts it on first sight,
+/// otherwise bumps its last-seen time and purchase count.
+async fn record_seen(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    name: &str,
+    domain: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+    let row = merchant::ActiveModel {
+        id: Set(MerchantId::new()),
+        tenant_id: Set(tenant),
+        name: Set(name.trim().to_owned()),
+        normalized_name: Set(normalize_merchant(name)),
+        domain: Set(domain.map(str::to_owned)),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+        purchase_count: Set(1),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    merchant::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([merchant::Column::TenantId, merchant::Column::NormalizedName])
+                .value(merchant::Column::LastSeenAt, Expr::value(now))
+                .value(merchant::Column::UpdatedAt, Expr::value(now))
+                .value(
+                    merchant::Column::PurchaseCount,
+                    Expr::col((merchant::Entity, merchant::Column::PurchaseCount)).add(1),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    Ok(())
 }

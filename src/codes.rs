@@ -38,3 +38,6 @@ pub const OVER_THRESHOLD: &str = "OVER_THRESHOLD";
 pub const NEW_VENDOR: &str = "NEW_VENDOR";
 /// Approval needed: a tenant-wide guardrail asks for it.
 pub const ORG_GUARDRAIL: &str = "ORG_GUARDRAIL";
+/// The purchase is within the spending controls (the reason code of the `allow`
+/// policy that spending controls add).
+pub const WITHIN_CONTROLS: &str = "WITHIN_CONTROLS";

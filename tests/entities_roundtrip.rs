@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use bursar::budget::Period;
-use bursar::entity::json::{Metadata, Reason, ReasonList};
+use bursar::entity::json::{Metadata, ReasonList};
+use bursar::policy::{BudgetDetail, Reason};
 use bursar::entity::{
     agent, agent_api_key, agent_run, approval_decision, approval_request, audit_log,
     blocked_attempt, budget, budget_window, connection, ledger_entry, member_role, merchant,
@@ -95,7 +96,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         is_active: true,
         timezone: "Europe/Berlin".to_owned(),
         default_currency: Currency::EUR,
-        default_effect: tenant::DefaultEffect::Deny,
+        default_effect: bursar::policy::DefaultEffect::Deny,
         settings: tenant::TenantSettings {
             reservation_ttl_secs: Some(900),
             flag_all_new_vendors: true,
@@ -216,12 +217,8 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         tenant_id: id_tenants,
         name: "name-x".to_owned(),
         description: Some("description: ünïcode ✓".to_owned()),
-        scope: policy::PolicyScope::Targets {
-            teams: vec![id_teams],
-            projects: vec![],
-            agents: vec![id_agents],
-        },
-        effect: policy::PolicyEffect::RequireApproval,
+        scope: json!({"kind": "principals", "teams": [id_teams], "agents": [id_agents]}),
+        effect: bursar::policy::Effect::RequireApproval,
         priority: 7,
         enabled: true,
         reason_code: "reason_code-x".to_owned(),
@@ -322,8 +319,14 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
             code: "OVER_THRESHOLD".to_owned(),
             message: "above 100 USD".to_owned(),
             policy_id: Some(id_policies),
-            budget_id: None,
-            remaining: Some(amount()),
+            budget: Some(BudgetDetail {
+                budget_id: bursar::id::BudgetId::new(),
+                period: bursar::budget::Period::Monthly,
+                currency: bursar::money::Currency::USD,
+                limit: amount().get(),
+                remaining: amount().get(),
+            }),
+            undetermined: false,
         }]),
         requested_by: Some(id_agents),
         expires_at: ts(),
@@ -357,8 +360,14 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
             code: "OVER_THRESHOLD".to_owned(),
             message: "above 100 USD".to_owned(),
             policy_id: Some(id_policies),
-            budget_id: None,
-            remaining: Some(amount()),
+            budget: Some(BudgetDetail {
+                budget_id: bursar::id::BudgetId::new(),
+                period: bursar::budget::Period::Monthly,
+                currency: bursar::money::Currency::USD,
+                limit: amount().get(),
+                remaining: amount().get(),
+            }),
+            undetermined: false,
         }]),
         reservation_id: Some(id_reservations),
         approval_request_id: Some(id_approval_requests),

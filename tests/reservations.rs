@@ -469,11 +469,12 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
         for _ in 0..10 {
             let acme = acme.clone();
             tasks.push(tokio::spawn(async move {
-                acme.reservations().reserve(
-                    ReserveRequest::new(usd("7"), noon() + Duration::hours(1))
-                        .idempotency_key("same"),
-                )
-                .await
+                acme.reservations()
+                    .reserve(
+                        ReserveRequest::new(usd("7"), noon() + Duration::hours(1))
+                            .idempotency_key("same"),
+                    )
+                    .await
             }));
         }
         let mut ids = Vec::new();

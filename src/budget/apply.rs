@@ -73,13 +73,16 @@ impl BudgetDef {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Principal {
     /// The agent making the request.
-    pub agent: AgentId,
+    pub agent_id: AgentId,
     /// The agent's team, if it has one.
-    pub team: Option<TeamId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team_id: Option<TeamId>,
     /// The agent's project, if it has one.
-    pub project: Option<ProjectId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project_id: Option<ProjectId>,
     /// The run the request belongs to, if any.
-    pub run: Option<RunId>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<RunId>,
 }
 
 impl Principal {
@@ -87,31 +90,31 @@ impl Principal {
     #[must_use]
     pub const fn agent(agent: AgentId) -> Self {
         Self {
-            agent,
-            team: None,
-            project: None,
-            run: None,
+            agent_id: agent,
+            team_id: None,
+            project_id: None,
+            run_id: None,
         }
     }
 
     /// Sets the agent's team.
     #[must_use]
     pub const fn team(mut self, team: TeamId) -> Self {
-        self.team = Some(team);
+        self.team_id = Some(team);
         self
     }
 
     /// Sets the agent's project.
     #[must_use]
     pub const fn project(mut self, project: ProjectId) -> Self {
-        self.project = Some(project);
+        self.project_id = Some(project);
         self
     }
 
     /// Sets the run the request belongs to.
     #[must_use]
     pub const fn run(mut self, run: RunId) -> Self {
-        self.run = Some(run);
+        self.run_id = Some(run);
         self
     }
 }
@@ -124,10 +127,10 @@ impl Scope {
     pub fn contains(&self, principal: &Principal) -> bool {
         match *self {
             Scope::Tenant => true,
-            Scope::Team(team) => principal.team == Some(team),
-            Scope::Project(project) => principal.project == Some(project),
-            Scope::Agent(agent) => principal.agent == agent,
-            Scope::Run(run) => principal.run == Some(run),
+            Scope::Team(team) => principal.team_id == Some(team),
+            Scope::Project(project) => principal.project_id == Some(project),
+            Scope::Agent(agent) => principal.agent_id == agent,
+            Scope::Run(run) => principal.run_id == Some(run),
         }
     }
 

@@ -104,6 +104,10 @@ macro_rules! string_value {
 
 // `budgets.period`: `daily`, `weekly`, `monthly`, `yearly` or `lifetime`.
 string_value!(crate::budget::Period, 16);
+// `policies.effect`: `allow`, `deny` or `require_approval`.
+string_value!(crate::policy::Effect, 32);
+// `tenants.default_effect`: `allow` or `deny`.
+string_value!(crate::policy::DefaultEffect, 16);
 
 /// Lets the ids be primary keys. SeaORM asks a primary key type to convert
 /// from an auto-increment `u64`; bursar's keys are UUIDs chosen by the caller,

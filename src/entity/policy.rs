@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::id::{AgentId, PolicyId, ProjectId, TeamId, TenantId, UserId};
+use crate::id::{PolicyId, TenantId, UserId};
 
 /// A policy: a scope, a condition tree and the effect it has on matching requests.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
@@ -22,9 +22,9 @@ pub struct Model {
     pub description: Option<String>,
     /// Which requests the policy considers: the whole tenant or listed teams, projects and agents.
     #[sea_orm(column_type = "JsonBinary")]
-    pub scope: PolicyScope,
+    pub scope: Json,
     /// What a match does.
-    pub effect: PolicyEffect,
+    pub effect: crate::policy::Effect,
     /// Higher priorities are listed first among reasons.
     pub priority: i32,
     /// Disabled policies are never evaluated.
@@ -76,42 +76,3 @@ impl Related<super::blocked_attempt::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
-
-/// What a matching policy does.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
-#[serde(rename_all = "snake_case")]
-pub enum PolicyEffect {
-    /// Approve the request (unless a deny or approval policy also matches). Stored as `allow`.
-    #[sea_orm(string_value = "allow")]
-    Allow,
-    /// Reject the request. Stored as `deny`.
-    #[sea_orm(string_value = "deny")]
-    Deny,
-    /// Hold the request until a human approves it. Stored as `require_approval`.
-    #[sea_orm(string_value = "require_approval")]
-    RequireApproval,
-}
-
-/// Which requests a policy considers, stored as JSON in `policies.scope`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum PolicyScope {
-    /// Every request of the tenant.
-    #[default]
-    Tenant,
-    /// Requests of any listed team, project or agent.
-    Targets {
-        /// Teams whose agents' requests match.
-        #[serde(default)]
-        teams: Vec<TeamId>,
-        /// Projects whose requests match.
-        #[serde(default)]
-        projects: Vec<ProjectId>,
-        /// Agents whose requests match.
-        #[serde(default)]
-        agents: Vec<AgentId>,
-    },
-}

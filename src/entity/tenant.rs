@@ -32,7 +32,7 @@ pub struct Model {
     /// Currency used when a request or budget names none.
     pub default_currency: Currency,
     /// What happens when no policy matches a request (deny unless set otherwise).
-    pub default_effect: DefaultEffect,
+    pub default_effect: crate::policy::DefaultEffect,
     /// Typed tenant settings.
     #[sea_orm(column_type = "JsonBinary")]
     pub settings: TenantSettings,
@@ -273,21 +273,6 @@ impl Related<super::connection::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
-
-/// What a tenant does with a request no policy matched.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
-)]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
-#[serde(rename_all = "snake_case")]
-pub enum DefaultEffect {
-    /// Approve it. Stored as `allow`.
-    #[sea_orm(string_value = "allow")]
-    Allow,
-    /// Reject it with `NO_MATCHING_POLICY` (the default). Stored as `deny`.
-    #[sea_orm(string_value = "deny")]
-    Deny,
-}
 
 /// A tenant's settings, stored as JSON in `tenants.settings`. Every field is
 /// optional so that settings written by older versions keep loading.

@@ -3,6 +3,8 @@
 
 mod agents;
 mod budgets;
+mod payments;
+pub(crate) mod policies;
 pub(crate) mod repo;
 pub mod reservations;
 mod scope;
@@ -11,6 +13,11 @@ mod tenants;
 
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use payments::{
+    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, Payments, ProviderCard, Recorded,
+    TransactionEvent,
+};
+pub use policies::{Policies, PolicyRepository};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
 pub use scope::TenantScope;
@@ -144,6 +151,7 @@ impl StoreBuilder {
                 db,
                 backend,
                 clock: self.clock,
+                policies: policies::PolicyCache::default(),
             }),
         })
     }
@@ -169,6 +177,7 @@ struct Inner {
     db: DatabaseConnection,
     backend: Backend,
     clock: Arc<dyn Clock>,
+    policies: policies::PolicyCache,
 }
 
 impl std::fmt::Debug for Store {
@@ -217,6 +226,10 @@ impl Store {
     #[must_use]
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    pub(crate) fn policy_cache(&self) -> &policies::PolicyCache {
+        &self.inner.policies
     }
 
     /// The clock this store reads.

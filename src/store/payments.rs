@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, append};
@@ -248,7 +250,10 @@ impl<'a> Payments<'a> {
         if intent.status != PurchaseIntentStatus::Approved {
             return Err(Error::conflict(
                 "purchase_intent",
-                format!("purchase intent {id} is {:?}; only an approved intent gets a card", intent.status),
+                format!(
+                    "purchase intent {id} is {:?}; only an approved intent gets a card",
+                    intent.status
+                ),
             ));
         }
         let reservation = reservation::Entity::find()
@@ -256,7 +261,12 @@ impl<'a> Payments<'a> {
             .filter(reservation::Column::Id.eq(intent.reservation_id))
             .one(txn)
             .await?
-            .ok_or_else(|| Error::conflict("purchase_intent", format!("purchase intent {id} holds no reservation")))?;
+            .ok_or_else(|| {
+                Error::conflict(
+                    "purchase_intent",
+                    format!("purchase intent {id} holds no reservation"),
+                )
+            })?;
         if reservation.status != ReservationStatus::Held {
             return Err(Error::conflict(
                 "reservation",
@@ -274,18 +284,31 @@ impl<'a> Payments<'a> {
     /// intent is not approved, its reservation is no longer held, or the
     /// provider card id is already recorded; [`Error::Invalid`] for a malformed
     /// provider card.
-    pub async fn issue_card(&self, intent: PurchaseIntentId, card: ProviderCard) -> Result<virtual_card::Model> {
+    pub async fn issue_card(
+        &self,
+        intent: PurchaseIntentId,
+        card: ProviderCard,
+    ) -> Result<virtual_card::Model> {
         let provider = provider_id("provider", &card.provider)?;
         let card_id = provider_id("provider_card_id", &card.provider_card_id)?;
         if card.last4.len() != 4 || !card.last4.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid("last4", format!("{:?} is not four digits", card.last4)));
+            return Err(Error::invalid(
+                "last4",
+                format!("{:?} is not four digits", card.last4),
+            ));
         }
         if !(1..=12).contains(&card.exp_month) {
-            return Err(Error::invalid("exp_month", format!("{} is not a month (1-12)", card.exp_month)));
+            return Err(Error::invalid(
+                "exp_month",
+                format!("{} is not a month (1-12)", card.exp_month),
+            ));
         }
         let now = self.ctx.now();
         if card.exp_year < now.year() {
-            return Err(Error::invalid("exp_year", format!("{} is in the past", card.exp_year)));
+            return Err(Error::invalid(
+                "exp_year",
+                format!("{} is in the past", card.exp_year),
+            ));
         }
         let txn = self.ctx.begin_write().await?;
         let result = async {
@@ -310,7 +333,10 @@ impl<'a> Payments<'a> {
             .insert(&txn)
             .await
             .map_err(|e| match Error::from(e) {
-                Error::Conflict { .. } => Error::conflict("virtual_card", format!("provider card {card_id:?} is already recorded")),
+                Error::Conflict { .. } => Error::conflict(
+                    "virtual_card",
+                    format!("provider card {card_id:?} is already recorded"),
+                ),
                 other => other,
             })?;
             append(
@@ -318,7 +344,10 @@ impl<'a> Payments<'a> {
                 self.ctx.tenant,
                 AuditEntry::new("card.issued", "virtual_card")
                     .resource_id(row.id)
-                    .message(format!("card ending {} limited to {} {}", row.last4, row.hard_limit, row.currency)),
+                    .message(format!(
+                        "card ending {} limited to {} {}",
+                        row.last4, row.hard_limit, row.currency
+                    )),
                 now,
             )
             .await?;
@@ -333,7 +362,11 @@ impl<'a> Payments<'a> {
     ///
     /// # Errors
     /// As [`Payments::issue_card`], and whatever the issuer returns.
-    pub async fn issue_card_with(&self, intent: PurchaseIntentId, issuer: &dyn CardIssuer) -> Result<virtual_card::Model> {
+    pub async fn issue_card_with(
+        &self,
+        intent: PurchaseIntentId,
+        issuer: &dyn CardIssuer,
+    ) -> Result<virtual_card::Model> {
         let txn = self.ctx.begin_write().await?;
         let found = self.approved_intent(&txn, intent).await;
         txn.rollback().await?;
@@ -362,7 +395,10 @@ impl<'a> Payments<'a> {
     pub async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
         let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
         if event.amount.amount() < Decimal::ZERO {
-            return Err(Error::invalid("amount", format!("must not be negative, got {}", event.amount.amount())));
+            return Err(Error::invalid(
+                "amount",
+                format!("must not be negative, got {}", event.amount.amount()),
+            ));
         }
         let amount = Amount::new(event.amount.amount()).map_err(|e| Error::invalid("amount", e))?;
         let now = self.ctx.now();
@@ -372,7 +408,9 @@ impl<'a> Payments<'a> {
         loop {
             attempts += 1;
             let txn = self.ctx.begin_write().await?;
-            let result = self.record_in(&txn, event.clone(), charge_id.clone(), amount, now).await;
+            let result = self
+                .record_in(&txn, event.clone(), charge_id.clone(), amount, now)
+                .await;
             match result {
                 Err(Error::Conflict { .. }) if attempts < 3 => txn.rollback().await?,
                 result => return crate::store::repo::finish(txn, result).await,
@@ -444,10 +482,17 @@ impl<'a> Payments<'a> {
             None => None,
         };
         let reservation_id = intent.as_ref().and_then(|i| i.reservation_id);
-        if let Some(i) = intent.as_ref().filter(|i| i.currency != event.amount.currency()) {
+        if let Some(i) = intent
+            .as_ref()
+            .filter(|i| i.currency != event.amount.currency())
+        {
             return Err(Error::invalid(
                 "currency",
-                format!("{} does not match the purchase intent's currency {}", event.amount.currency(), i.currency),
+                format!(
+                    "{} does not match the purchase intent's currency {}",
+                    event.amount.currency(),
+                    i.currency
+                ),
             ));
         }
         if let Some(reservation) = reservation_id {
@@ -505,11 +550,18 @@ impl<'a> Payments<'a> {
         append(
             txn,
             tenant,
-            AuditEntry::new(format!("transaction.{}", status_name(new_status)), "transaction")
-                .resource_id(transaction.id)
-                .status(if new_status == TransactionStatus::Failed { AuditStatus::Error } else { AuditStatus::Success })
-                .correlation_id(charge_id)
-                .message(format!("{} {}", transaction.amount, transaction.currency)),
+            AuditEntry::new(
+                format!("transaction.{}", status_name(new_status)),
+                "transaction",
+            )
+            .resource_id(transaction.id)
+            .status(if new_status == TransactionStatus::Failed {
+                AuditStatus::Error
+            } else {
+                AuditStatus::Success
+            })
+            .correlation_id(charge_id)
+            .message(format!("{} {}", transaction.amount, transaction.currency)),
             now,
         )
         .await?;

@@ -108,10 +108,11 @@ pub struct Policies<'a> {
 }
 
 fn to_policy(row: policy::Model) -> Result<Policy> {
-    let scope: PolicyScope = serde_json::from_value(row.scope).map_err(|e| Error::InvalidPolicy {
-        path: "scope".into(),
-        reason: format!("stored scope of policy {} does not parse: {e}", row.id),
-    })?;
+    let scope: PolicyScope =
+        serde_json::from_value(row.scope).map_err(|e| Error::InvalidPolicy {
+            path: "scope".into(),
+            reason: format!("stored scope of policy {} does not parse: {e}", row.id),
+        })?;
     let condition = serde_json::from_value(row.conditions).map_err(|e| Error::InvalidPolicy {
         path: "condition".into(),
         reason: format!("stored condition of policy {} does not parse: {e}", row.id),
@@ -137,7 +138,10 @@ fn json_of<T: serde::Serialize>(path: &str, value: &T) -> Result<serde_json::Val
 }
 
 /// The tenant's default effect: what happens when no policy matches.
-pub(crate) async fn default_effect(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<DefaultEffect> {
+pub(crate) async fn default_effect(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+) -> Result<DefaultEffect> {
     let row = crate::entity::tenant::Entity::find_by_id(tenant)
         .one(conn)
         .await?
@@ -217,10 +221,14 @@ impl PolicyRepository for Policies<'_> {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        row.insert(&self.ctx.db).await.map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::conflict("policy", format!("id {} is taken", policy.id)),
-            other => other,
-        })?;
+        row.insert(&self.ctx.db)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => {
+                    Error::conflict("policy", format!("id {} is taken", policy.id))
+                }
+                other => other,
+            })?;
         self.cache.invalidate(self.ctx.tenant);
         Ok(policy)
     }
@@ -242,9 +250,20 @@ impl PolicyRepository for Policies<'_> {
                 ));
             }
         }
-        let rows = list_page(&self.ctx.db, query, policy::Column::CreatedAt, policy::Column::Id, &page).await?;
+        let rows = list_page(
+            &self.ctx.db,
+            query,
+            policy::Column::CreatedAt,
+            policy::Column::Id,
+            &page,
+        )
+        .await?;
         Ok(Page {
-            items: rows.items.into_iter().map(to_policy).collect::<Result<_>>()?,
+            items: rows
+                .items
+                .into_iter()
+                .map(to_policy)
+                .collect::<Result<_>>()?,
             next_offset: rows.next_offset,
         })
     }
@@ -296,9 +315,13 @@ impl PolicyRepository for Policies<'_> {
             .filter(policy::Column::TenantId.eq(self.ctx.tenant))
             .all(&self.ctx.db)
             .await?;
-        let policies = rows.into_iter().map(to_policy).collect::<Result<Vec<_>>>()?;
+        let policies = rows
+            .into_iter()
+            .map(to_policy)
+            .collect::<Result<Vec<_>>>()?;
         let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.2)?);
-        self.cache.put(self.ctx.tenant, stamp, Arc::clone(&compiled));
+        self.cache
+            .put(self.ctx.tenant, stamp, Arc::clone(&compiled));
         Ok(compiled)
     }
 }

@@ -490,10 +490,10 @@ pub(crate) async fn applicable_budgets(
     let mut scopes = Condition::any().add(budget::Column::ScopeKind.eq(ScopeKind::Tenant));
     if let Some(p) = principal {
         let candidates = [
-            (ScopeKind::Agent, Some(p.agent.0)),
-            (ScopeKind::Team, p.team.map(|i| i.0)),
-            (ScopeKind::Project, p.project.map(|i| i.0)),
-            (ScopeKind::Run, p.run.map(|i| i.0)),
+            (ScopeKind::Agent, Some(p.agent_id.0)),
+            (ScopeKind::Team, p.team_id.map(|i| i.0)),
+            (ScopeKind::Project, p.project_id.map(|i| i.0)),
+            (ScopeKind::Run, p.run_id.map(|i| i.0)),
         ];
         for (kind, id) in candidates {
             if let Some(id) = id {
@@ -737,7 +737,7 @@ pub async fn reserve_in(
     let row = reservation::ActiveModel {
         id: Set(reservation_id),
         tenant_id: Set(tenant),
-        agent_id: Set(request.principal.map(|p| p.agent)),
+        agent_id: Set(request.principal.map(|p| p.agent_id)),
         purchase_intent_id: Set(request.purchase_intent_id),
         idempotency_key: Set(request.idempotency_key.clone()),
         currency: Set(currency),

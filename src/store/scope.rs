@@ -1,9 +1,14 @@
 //! [`TenantScope`]: every repository of one tenant.
 
+use crate::Result;
+use crate::authorize::{Authorization, AuthorizeHook, Flow, NoHook};
 use crate::id::TenantId;
+use crate::policy::Request;
 use crate::store::Store;
 use crate::store::agents::Agents;
 use crate::store::budgets::Budgets;
+use crate::store::payments::Payments;
+use crate::store::policies::Policies;
 use crate::store::repo::Ctx;
 use crate::store::reservations::Reservations;
 use crate::store::teams::{Projects, Teams};
@@ -56,6 +61,100 @@ impl TenantScope {
     #[must_use]
     pub fn projects(&self) -> Projects<'_> {
         Projects::new(self.ctx())
+    }
+
+    /// Policies: validated on write, compiled once and cached per tenant.
+    #[must_use]
+    pub fn policies(&self) -> Policies<'_> {
+        Policies::new(self.ctx(), self.store.policy_cache())
+    }
+
+    /// Virtual cards for approved intents, and provider webhooks.
+    #[must_use]
+    pub fn payments(&self) -> Payments<'_> {
+        Payments::new(self.ctx())
+    }
+
+    /// Decides a request and records the outcome, in one transaction:
+    /// loads the tenant's compiled policies and the facts (budget windows,
+    /// whether the merchant is new, the agent's recent request counts, the
+    /// tenant's time zone, `now` from the store's clock), evaluates, and then
+    ///
+    /// * **Approved** — reserves the amount on every applicable budget (held
+    ///   for the tenant's reservation TTL, default 15 minutes), records the
+    ///   purchase intent as approved and the merchant as seen;
+    /// * **PendingApproval** — records the intent as pending approval, opens an
+    ///   approval request with the reasons, and holds the amount on the budgets
+    ///   until the approval expires (default 24 hours), so a later approval
+    ///   cannot overspend;
+    /// * **Rejected** — records the intent as rejected with its first reason's
+    ///   code and message and one blocked attempt per reason; nothing is held.
+    ///
+    /// Every outcome writes an audit entry. A budget that another request
+    /// filled between evaluation and reservation turns the outcome into a
+    /// rejection with that budget's code. An unknown agent is rejected with
+    /// `AGENT_NOT_FOUND`, a paused or suspended one with `AGENT_INACTIVE`. The
+    /// same idempotency key returns the first call's result.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`](crate::Error::Invalid) for a request out of bounds or
+    /// without an amount; [`Error::Conflict`](crate::Error::Conflict) when the
+    /// idempotency key was first used for another amount;
+    /// [`Error::Database`](crate::Error::Database).
+    pub async fn authorize(&self, request: Request) -> Result<Authorization> {
+        self.authorize_with(request, &NoHook).await
+    }
+
+    /// [`TenantScope::authorize`], calling `hook` inside the transaction just
+    /// before it commits; an error from the hook rolls everything back.
+    ///
+    /// # Errors
+    /// As [`TenantScope::authorize`], and the hook's error.
+    pub async fn authorize_with(
+        &self,
+        request: Request,
+        hook: &dyn AuthorizeHook,
+    ) -> Result<Authorization> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let txn = self.ctx().begin_write().await?;
+            let flow = Flow {
+                txn: &txn,
+                tenant: self.tenant,
+                clock: self.store.clock(),
+                cache: self.store.policy_cache(),
+            };
+            let result = match &request.idempotency_key {
+                Some(key) => match flow.replay(key, &request).await {
+                    Ok(Some(found)) => Ok(found),
+                    Ok(None) => flow.run(request.clone()).await,
+                    Err(e) => Err(e),
+                },
+                None => flow.run(request.clone()).await,
+            };
+            match result {
+                Ok(found) if found.replayed => {
+                    txn.rollback().await?;
+                    return Ok(found);
+                }
+                Ok(authorization) => {
+                    if let Err(err) = hook.before_commit(&authorization, &txn).await {
+                        txn.rollback().await?;
+                        return Err(err);
+                    }
+                    txn.commit().await?;
+                    return Ok(authorization);
+                }
+                // Lost a race on the idempotency key (or a window moved under
+                // a guard): start over; the replay finds the winner's result.
+                Err(crate::Error::Conflict { .. }) if attempts < 5 => txn.rollback().await?,
+                Err(err) => {
+                    txn.rollback().await?;
+                    return Err(err);
+                }
+            }
+        }
     }
 
     /// Budget definitions and their current balances.

@@ -149,9 +149,9 @@ impl Tenants {
             timezone: Set(tz.name().to_owned()),
             default_currency: Set(currency),
             default_effect: Set(if new.default_allow {
-                tenant::DefaultEffect::Allow
+                crate::policy::DefaultEffect::Allow
             } else {
-                tenant::DefaultEffect::Deny
+                crate::policy::DefaultEffect::Deny
             }),
             settings: Set(tenant::TenantSettings::default()),
             created_at: Set(now),

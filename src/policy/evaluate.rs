@@ -1,0 +1,482 @@
+//! Evaluation: request + facts + compiled policies → decision.
+
+use std::cell::Cell;
+
+use chrono::{Datelike, Timelike};
+use chrono_tz::Tz;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, Node};
+use super::model::{BudgetScopeKind, DefaultEffect, Effect};
+use super::normalize::contains_folded;
+use super::template::{Field, write_decimal};
+use super::{ActionKind, Facts, Request};
+use crate::budget::{Period, WindowBalance};
+use crate::codes;
+use crate::id::{BudgetId, PolicyId};
+use crate::money::Currency;
+
+/// The outcome of a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The request may go ahead.
+    Approved,
+    /// A human must approve it first.
+    PendingApproval,
+    /// The request is refused.
+    Rejected,
+}
+
+/// The budget behind a reason: which one would be exceeded, and by how much room.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BudgetDetail {
+    /// The budget that the request does not fit.
+    pub budget_id: BudgetId,
+    /// Its period.
+    pub period: Period,
+    /// Its currency.
+    pub currency: Currency,
+    /// Its limit.
+    pub limit: Decimal,
+    /// What remained in its window before the request.
+    pub remaining: Decimal,
+}
+
+/// Why a decision came out as it did: one per matching `deny` (for a
+/// rejection) or `require_approval` policy (for a pending approval).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The reason code (the policy's, or [`codes::NO_MATCHING_POLICY`]).
+    pub code: String,
+    /// The policy's rendered message.
+    pub message: String,
+    /// The policy that gave the reason (`None` for the default effect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_id: Option<PolicyId>,
+    /// For budget conditions, the budget that would be exceeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetDetail>,
+    /// True when the policy matched only because part of its condition could
+    /// not be decided (an amount in another currency, a missing velocity
+    /// count): `deny` and `require_approval` policies fail closed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub undetermined: bool,
+}
+
+/// The result of [`evaluate`]: an outcome and every reason for it.
+///
+/// ```
+/// use bursar::policy::{evaluate, CompiledPolicies, DefaultEffect, Facts, Outcome, Request};
+/// use bursar::{id::AgentId, money::Currency};
+/// use chrono::Utc;
+///
+/// let compiled = CompiledPolicies::compile(&[], DefaultEffect::Deny)?;
+/// let request = Request::purchase(AgentId::new(), 10.into(), Currency::USD, "GitHub");
+/// let decision = evaluate(&compiled, &request, &Facts::new(Utc::now(), chrono_tz::UTC));
+/// assert_eq!(decision.outcome(), Outcome::Rejected);
+/// assert_eq!(decision.reasons()[0].code, bursar::codes::NO_MATCHING_POLICY);
+/// # Ok::<(), bursar::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reasons: Vec<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    allowed_by: Option<PolicyId>,
+}
+
+impl Decision {
+    /// The outcome.
+    #[must_use]
+    pub fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    /// Every reason, highest priority first. Empty when approved.
+    #[must_use]
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
+
+    /// Consumes the decision, returning its reasons.
+    #[must_use]
+    pub fn into_reasons(self) -> Vec<Reason> {
+        self.reasons
+    }
+
+    /// The reason codes, highest priority first.
+    pub fn codes(&self) -> impl Iterator<Item = &str> {
+        self.reasons.iter().map(|r| r.code.as_str())
+    }
+
+    /// The `allow` policy that approved the request (`None` when the tenant's
+    /// default approved it, or when not approved).
+    #[must_use]
+    pub fn allowed_by(&self) -> Option<PolicyId> {
+        self.allowed_by
+    }
+
+    /// Whether the request is approved.
+    #[must_use]
+    pub fn is_approved(&self) -> bool {
+        self.outcome == Outcome::Approved
+    }
+
+    /// Whether the request waits for a human.
+    #[must_use]
+    pub fn is_pending_approval(&self) -> bool {
+        self.outcome == Outcome::PendingApproval
+    }
+
+    /// Whether the request is rejected.
+    #[must_use]
+    pub fn is_rejected(&self) -> bool {
+        self.outcome == Outcome::Rejected
+    }
+}
+
+/// Three-valued truth: conditions that cannot be decided are `Unknown`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Truth {
+    False,
+    Unknown,
+    True,
+}
+
+impl Truth {
+    fn from_bool(b: bool) -> Self {
+        if b { Truth::True } else { Truth::False }
+    }
+
+    fn not(self) -> Self {
+        match self {
+            Truth::False => Truth::True,
+            Truth::Unknown => Truth::Unknown,
+            Truth::True => Truth::False,
+        }
+    }
+}
+
+/// Per-evaluation state: the inputs and the local time, computed at most once.
+struct Ctx<'a> {
+    req: &'a Request,
+    facts: &'a Facts,
+    /// Minutes after midnight and weekday (0 = Monday) in the facts' zone.
+    local: Cell<Option<(u16, u8)>>,
+}
+
+impl Ctx<'_> {
+    fn local_in(&self, zone: Option<Tz>) -> (u16, u8) {
+        fn compute(now: chrono::DateTime<chrono::Utc>, tz: Tz) -> (u16, u8) {
+            let t = now.with_timezone(&tz);
+            let minutes = u16::try_from(t.hour() * 60 + t.minute()).unwrap_or(0);
+            let day = u8::try_from(t.weekday().num_days_from_monday()).unwrap_or(0);
+            (minutes, day)
+        }
+        match zone {
+            Some(tz) => compute(self.facts.now, tz),
+            None => {
+                if let Some(v) = self.local.get() {
+                    return v;
+                }
+                let v = compute(self.facts.now, self.facts.timezone);
+                self.local.set(Some(v));
+                v
+            }
+        }
+    }
+
+    fn budget_applies(&self, w: &WindowBalance, f: BudgetFilter) -> bool {
+        f.period.is_none_or(|p| p == w.period)
+            && f.scope
+                .is_none_or(|s| BudgetScopeKind::of(&w.scope) == Some(s))
+            && Some(w.currency) == self.req.currency
+    }
+
+    fn eval(&self, n: &Node) -> Truth {
+        match n {
+            Node::Const(b) => Truth::from_bool(*b),
+            Node::All(of) => {
+                let mut acc = Truth::True;
+                for c in of.iter() {
+                    match self.eval(c) {
+                        Truth::False => return Truth::False,
+                        Truth::Unknown => acc = Truth::Unknown,
+                        Truth::True => {}
+                    }
+                }
+                acc
+            }
+            Node::Any(of) => {
+                let mut acc = Truth::False;
+                for c in of.iter() {
+                    match self.eval(c) {
+                        Truth::True => return Truth::True,
+                        Truth::Unknown => acc = Truth::Unknown,
+                        Truth::False => {}
+                    }
+                }
+                acc
+            }
+            Node::Not(c) => self.eval(c).not(),
+            Node::Amount {
+                op,
+                threshold,
+                currency,
+            } => match self.req.money() {
+                None => Truth::False,
+                Some((_, c)) if c != *currency => Truth::Unknown,
+                Some((a, _)) => Truth::from_bool(match op {
+                    AmountOp::Above => a > *threshold,
+                    AmountOp::AtLeast => a >= *threshold,
+                    AmountOp::Below => a < *threshold,
+                }),
+            },
+            Node::CurrencyIn(list) => Truth::from_bool(
+                self.req
+                    .currency
+                    .is_some_and(|c| list.binary_search(&c).is_ok()),
+            ),
+            Node::Merchant { set, negate } => match &self.req.merchant {
+                None => Truth::False,
+                Some(m) => Truth::from_bool(set.matches(&m.name, m.domain.as_deref()) != *negate),
+            },
+            Node::Mcc { ranges, negate } => match self.req.merchant.as_ref().and_then(|m| m.mcc) {
+                None => Truth::False,
+                Some(code) => {
+                    let i = ranges.partition_point(|r| r.1 < code);
+                    let hit = ranges.get(i).is_some_and(|r| r.0 <= code);
+                    Truth::from_bool(hit != *negate)
+                }
+            },
+            Node::Action { mask, custom } => Truth::from_bool(match &self.req.action {
+                ActionKind::Purchase => mask & 1 != 0,
+                ActionKind::ToolCall => mask & 2 != 0,
+                ActionKind::LlmUsage => mask & 4 != 0,
+                ActionKind::Custom(name) => contains_folded(custom, name),
+            }),
+            Node::Tool { list, negate } => match &self.req.tool {
+                None => Truth::False,
+                Some(t) => Truth::from_bool(contains_folded(list, t) != *negate),
+            },
+            Node::Model(list) => Truth::from_bool(
+                self.req
+                    .model
+                    .as_deref()
+                    .is_some_and(|m| contains_folded(list, m)),
+            ),
+            Node::TimeOfDay { start, end, zone } => {
+                let (m, _) = self.local_in(*zone);
+                Truth::from_bool(if start < end {
+                    *start <= m && m < *end
+                } else {
+                    m >= *start || m < *end
+                })
+            }
+            Node::DayOfWeek { mask, zone } => {
+                let (_, d) = self.local_in(*zone);
+                Truth::from_bool(mask & (1 << d) != 0)
+            }
+            Node::NewVendor => Truth::from_bool(self.facts.new_vendor),
+            Node::Velocity { window, max } => match self.facts.velocity_count(*window) {
+                None => Truth::Unknown,
+                Some(count) => Truth::from_bool(count >= *max),
+            },
+            Node::Budget(f) => match self.req.amount {
+                None => Truth::False,
+                Some(amount) => Truth::from_bool(
+                    self.facts
+                        .budgets
+                        .iter()
+                        .any(|w| self.budget_applies(w, *f) && !w.fits(amount)),
+                ),
+            },
+            Node::Metadata { key, value } => Truth::from_bool(
+                self.req
+                    .metadata
+                    .get(&**key)
+                    .is_some_and(|v| v.as_str() == &**value),
+            ),
+        }
+    }
+
+    /// The first budget window, among those the policy's budget conditions look
+    /// at, that the request's amount does not fit.
+    fn exceeded_budget(&self, p: &CompiledPolicy) -> Option<&WindowBalance> {
+        if p.budget_filters.is_empty() {
+            return None;
+        }
+        let amount = self.req.amount?;
+        self.facts.budgets.iter().find(|w| {
+            !w.fits(amount) && p.budget_filters.iter().any(|f| self.budget_applies(w, *f))
+        })
+    }
+
+    fn reason(&self, p: &CompiledPolicy, truth: Truth) -> Reason {
+        let window = self.exceeded_budget(p);
+        let scale = self.req.currency.map_or(0, |c| c.minor_units());
+        let message = if p.template.is_empty() {
+            p.name.to_string()
+        } else {
+            p.template.render(|field, out| match field {
+                Field::Amount => {
+                    if let Some(a) = self.req.amount {
+                        write_decimal(out, a, scale);
+                    }
+                }
+                Field::Currency => {
+                    if let Some(c) = self.req.currency {
+                        out.push_str(c.code());
+                    }
+                }
+                Field::Limit => match (window, p.limit_hint) {
+                    (Some(w), _) => write_decimal(out, w.limit, w.currency.minor_units()),
+                    (None, Some(l)) => write_decimal(out, l, scale),
+                    (None, None) => {}
+                },
+                Field::Remaining => {
+                    if let Some(w) = window {
+                        write_decimal(out, w.remaining(), w.currency.minor_units());
+                    }
+                }
+                Field::Merchant => {
+                    if let Some(m) = &self.req.merchant {
+                        out.push_str(&m.name);
+                    }
+                }
+                Field::Policy => out.push_str(&p.name),
+                Field::Code => out.push_str(&p.code),
+                Field::Tool => out.push_str(self.req.tool.as_deref().unwrap_or("")),
+                Field::Model => out.push_str(self.req.model.as_deref().unwrap_or("")),
+                Field::Action => {
+                    use std::fmt::Write as _;
+                    let _ = write!(out, "{}", self.req.action);
+                }
+                Field::Period => {
+                    if let Some(w) = window {
+                        out.push_str(w.period.as_str());
+                    }
+                }
+            })
+        };
+        Reason {
+            code: p.code.to_string(),
+            message,
+            policy_id: Some(p.id),
+            budget: window.map(|w| BudgetDetail {
+                budget_id: w.budget_id,
+                period: w.period,
+                currency: w.currency,
+                limit: w.limit,
+                remaining: w.remaining(),
+            }),
+            undetermined: truth == Truth::Unknown,
+        }
+    }
+}
+
+/// Walks up to four ascending position lists as one ascending list without
+/// repeats (a policy may be reachable through the agent and its team).
+struct Merge<'a> {
+    lists: [&'a [u32]; 4],
+}
+
+impl Iterator for Merge<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        let min = *self.lists.iter().filter_map(|l| l.first()).min()?;
+        for l in &mut self.lists {
+            if let Some((first, rest)) = l.split_first()
+                && *first == min
+            {
+                *l = rest;
+            }
+        }
+        Some(min)
+    }
+}
+
+/// Decides a request: the pure core of bursar.
+///
+/// 1. Any matching `deny` → [`Outcome::Rejected`] with every matching deny's
+///    reason, highest priority first.
+/// 2. Else any matching `require_approval` → [`Outcome::PendingApproval`] with
+///    every such reason.
+/// 3. Else a matching `allow`, or a default effect of allow →
+///    [`Outcome::Approved`].
+/// 4. Else [`Outcome::Rejected`] with [`codes::NO_MATCHING_POLICY`].
+///
+/// Only the policies whose scope contains the request's principal are visited
+/// (through the compiled scope index). Reads nothing but its arguments,
+/// never parses JSON, and allocates only the decision it returns.
+#[must_use]
+pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -> Decision {
+    let ctx = Ctx {
+        req: request,
+        facts,
+        local: Cell::new(None),
+    };
+    let buckets = compiled.buckets_for(&request.principal);
+    let policies = &compiled.policies;
+    let matching = |effect: Effect| {
+        let lists = buckets.map(|b| match effect {
+            Effect::Deny => b.deny.as_slice(),
+            Effect::RequireApproval => b.approval.as_slice(),
+            Effect::Allow => b.allow.as_slice(),
+        });
+        Merge { lists }.filter_map(|rank| policies.get(rank as usize))
+    };
+
+    let mut reasons = Vec::new();
+    for effect in [Effect::Deny, Effect::RequireApproval] {
+        for p in matching(effect) {
+            let truth = ctx.eval(&p.root);
+            if truth != Truth::False {
+                reasons.push(ctx.reason(p, truth));
+            }
+        }
+        if !reasons.is_empty() {
+            let outcome = if effect == Effect::Deny {
+                Outcome::Rejected
+            } else {
+                Outcome::PendingApproval
+            };
+            return Decision {
+                outcome,
+                reasons,
+                allowed_by: None,
+            };
+        }
+    }
+    if let Some(p) = matching(Effect::Allow).find(|p| ctx.eval(&p.root) == Truth::True) {
+        return Decision {
+            outcome: Outcome::Approved,
+            reasons,
+            allowed_by: Some(p.id),
+        };
+    }
+    if compiled.default_effect == DefaultEffect::Allow {
+        return Decision {
+            outcome: Outcome::Approved,
+            reasons,
+            allowed_by: None,
+        };
+    }
+    reasons.push(Reason {
+        code: codes::NO_MATCHING_POLICY.to_owned(),
+        message: "no policy allows this request and the tenant's default is deny".to_owned(),
+        policy_id: None,
+        budget: None,
+        undetermined: false,
+    });
+    Decision {
+        outcome: Outcome::Rejected,
+        reasons,
+        allowed_by: None,
+    }
+}

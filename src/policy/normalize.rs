@@ -1,0 +1,261 @@
+//! Normalized text matching for merchants, tools and models.
+//!
+//! Names are compared after trimming, collapsing runs of whitespace into one
+//! space and lower-casing (Unicode). Comparison walks the raw request text
+//! through the same folding, so evaluation allocates nothing. Never a substring:
+//! `"aws"` matches `"AWS"` and `" Aws "`, not `"Laws Firm LLC"`.
+
+use std::cmp::Ordering;
+use std::str::Chars;
+
+/// Yields the folded characters of a text: trimmed, whitespace runs as one
+/// space, lower-cased.
+struct Folded<'a> {
+    chars: Chars<'a>,
+    pending_space: bool,
+    lower: Option<std::char::ToLowercase>,
+}
+
+impl<'a> Folded<'a> {
+    fn new(s: &'a str) -> Self {
+        Self {
+            chars: s.trim().chars(),
+            pending_space: false,
+            lower: None,
+        }
+    }
+}
+
+impl Iterator for Folded<'_> {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        loop {
+            if let Some(lower) = &mut self.lower {
+                if let Some(c) = lower.next() {
+                    return Some(c);
+                }
+                self.lower = None;
+            }
+            let c = self.chars.next()?;
+            if c.is_whitespace() {
+                // The text is trimmed, so a run always has a character after it.
+                self.pending_space = true;
+                continue;
+            }
+            let space = std::mem::take(&mut self.pending_space);
+            if c.is_ascii() && !space {
+                return Some(c.to_ascii_lowercase());
+            }
+            self.lower = Some(c.to_lowercase());
+            if space {
+                return Some(' ');
+            }
+        }
+    }
+}
+
+/// The folded form of `s` (used when compiling patterns).
+pub(crate) fn fold(s: &str) -> String {
+    Folded::new(s).collect()
+}
+
+/// Compares raw text (folded on the fly) with an already folded pattern.
+pub(crate) fn cmp_folded(raw: &str, folded: &str) -> Ordering {
+    Folded::new(raw).cmp(folded.chars())
+}
+
+/// Whether `raw` folds to exactly `folded`.
+#[cfg(test)]
+pub(crate) fn eq_folded(raw: &str, folded: &str) -> bool {
+    cmp_folded(raw, folded) == Ordering::Equal
+}
+
+/// Whether the folded text `raw` is in the sorted, folded `list`.
+pub(crate) fn contains_folded(list: &[Box<str>], raw: &str) -> bool {
+    list.binary_search_by(|p| cmp_folded(raw, p).reverse())
+        .is_ok()
+}
+
+/// The host of a URL or domain, as a slice of the input: scheme, user info,
+/// port, path, query, a trailing dot and a leading `www.` removed. `None` when
+/// what remains is not a plausible host name (empty, no dot, whitespace inside,
+/// or characters other than letters, digits, `-`, `_` and `.`).
+pub(crate) fn host_of(raw: &str) -> Option<&str> {
+    let mut s = raw.trim();
+    if let Some(i) = s.find("://") {
+        s = &s[i + 3..];
+    }
+    if let Some(i) = s.find(['/', '?', '#']) {
+        s = &s[..i];
+    }
+    if let Some(i) = s.rfind('@') {
+        s = &s[i + 1..];
+    }
+    if let Some(i) = s.rfind(':') {
+        s = &s[..i];
+    }
+    s = s.strip_suffix('.').unwrap_or(s);
+    if s.len() > 4 && s[..4].eq_ignore_ascii_case("www.") {
+        s = &s[4..];
+    }
+    let plausible = !s.is_empty()
+        && s.contains('.')
+        && !s.starts_with('.')
+        && !s.contains("..")
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.');
+    plausible.then_some(s)
+}
+
+/// Second-level labels under which a country's registrable domains live
+/// (`example.co.uk`, `example.com.au`).
+const SECOND_LEVEL: [&str; 8] = ["co", "com", "net", "org", "gov", "ac", "edu", "ne"];
+
+/// The label that names the registrable domain of a host: `amazon` for
+/// `aws.amazon.com`, `example` for `shop.example.co.uk`.
+///
+/// A heuristic without the public suffix list: the label before the top-level
+/// domain, or the one before that when the host ends in a two-letter country
+/// code preceded by a common second-level label (`co.uk`, `com.au`, ...).
+pub(crate) fn registrable_label(host: &str) -> Option<&str> {
+    let mut labels = host.rsplit('.');
+    let tld = labels.next()?;
+    let second = labels.next()?;
+    let country_2ld = tld.len() == 2 && SECOND_LEVEL.iter().any(|l| second.eq_ignore_ascii_case(l));
+    if country_2ld {
+        labels.next()
+    } else {
+        Some(second)
+    }
+}
+
+/// A compiled merchant list: folded names and folded hosts, each sorted.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct MerchantSet {
+    /// Entries without a dot (or with whitespace): matched against the whole
+    /// folded name, and against the registrable label of the request's host.
+    names: Box<[Box<str>]>,
+    /// Entries that are domains: matched against the request's host and every
+    /// parent domain of it (`aws.amazon.com` matches an `amazon.com` entry).
+    hosts: Box<[Box<str>]>,
+}
+
+impl MerchantSet {
+    /// Builds the set from validated patterns.
+    pub(crate) fn new<'a>(patterns: impl IntoIterator<Item = &'a String>) -> Self {
+        let mut names = Vec::new();
+        let mut hosts = Vec::new();
+        for p in patterns {
+            let folded = fold(p);
+            match host_of(&folded) {
+                Some(host) if !folded.contains(' ') => hosts.push(Box::from(host)),
+                _ => names.push(folded.into_boxed_str()),
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        hosts.sort_unstable();
+        hosts.dedup();
+        Self {
+            names: names.into_boxed_slice(),
+            hosts: hosts.into_boxed_slice(),
+        }
+    }
+
+    /// Whether a merchant named `name`, at `domain` (a URL or domain), is in the set.
+    pub(crate) fn matches(&self, name: &str, domain: Option<&str>) -> bool {
+        if contains_folded(&self.names, name) {
+            return true;
+        }
+        let from_domain = domain.and_then(host_of);
+        let from_name = host_of(name);
+        [from_domain, from_name]
+            .into_iter()
+            .flatten()
+            .any(|host| self.matches_host(host))
+    }
+
+    fn matches_host(&self, host: &str) -> bool {
+        if !self.names.is_empty()
+            && let Some(label) = registrable_label(host)
+            && contains_folded(&self.names, label)
+        {
+            return true;
+        }
+        if self.hosts.is_empty() {
+            return false;
+        }
+        // The host itself, then each parent domain down to two labels.
+        let mut rest = host;
+        loop {
+            if contains_folded(&self.hosts, rest) {
+                return true;
+            }
+            match rest.find('.') {
+                Some(i) if rest[i + 1..].contains('.') => rest = &rest[i + 1..],
+                _ => return false,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_trims_collapses_and_lowercases() {
+        assert_eq!(fold("  Facebook   Ads "), "facebook ads");
+        assert_eq!(fold("ÉCOLE\tÜber"), "école über");
+        assert!(eq_folded(" Aws ", "aws"));
+        assert!(eq_folded("Google\n Ads", "google ads"));
+        assert!(!eq_folded("Laws Firm LLC", "aws"));
+        // Multi-char lower-case mappings survive a preceding space.
+        assert_eq!(fold("a İ"), "a i\u{307}");
+        assert_eq!(fold("İ"), "i\u{307}");
+    }
+
+    #[test]
+    fn hosts_are_extracted_from_urls() {
+        assert_eq!(
+            host_of("https://aws.amazon.com/ec2?x=1"),
+            Some("aws.amazon.com")
+        );
+        assert_eq!(host_of("WWW.GitHub.com."), Some("GitHub.com"));
+        assert_eq!(
+            host_of("user@shop.example.co.uk:8443/x"),
+            Some("shop.example.co.uk")
+        );
+        assert_eq!(host_of("Facebook Ads"), None);
+        assert_eq!(host_of("aws"), None);
+        assert_eq!(host_of("."), None);
+        assert_eq!(registrable_label("aws.amazon.com"), Some("amazon"));
+        assert_eq!(registrable_label("shop.example.co.uk"), Some("example"));
+        assert_eq!(registrable_label("github.com"), Some("github"));
+    }
+
+    #[test]
+    fn merchant_sets_match_names_and_domains_never_substrings() {
+        let set = MerchantSet::new(&["aws".to_owned(), "aws.amazon.com".to_owned()]);
+        assert!(set.matches("AWS", None));
+        assert!(set.matches(" Aws ", None));
+        assert!(set.matches("aws.amazon.com", None));
+        assert!(set.matches("Amazon Web Services", Some("https://aws.amazon.com/ec2")));
+        assert!(set.matches("Console", Some("console.aws.amazon.com")));
+        assert!(set.matches("AWS", Some("aws.dev")));
+        assert!(!set.matches("Laws Firm LLC", None));
+        assert!(!set.matches("Laws", Some("laws.com")));
+        assert!(!set.matches("Amazon", Some("amazon.com")));
+        assert!(!set.matches("aws marketplace", None));
+
+        let github = MerchantSet::new(&["GitHub".to_owned()]);
+        assert!(github.matches("x", Some("api.github.com")));
+        assert!(!github.matches("x", Some("github.attacker.io")));
+
+        let parent = MerchantSet::new(&["https://www.amazon.com/".to_owned()]);
+        assert!(parent.matches("AWS", Some("aws.amazon.com")));
+        assert!(!parent.matches("x", Some("notamazon.com")));
+        assert!(!parent.matches("x", Some("amazon.com.evil.io")));
+    }
+}

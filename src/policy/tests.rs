@@ -1,0 +1,773 @@
+//! Unit tests: one per condition, the combination rules, validation, and the
+//! spending-controls scenarios.
+
+use chrono::{TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::budget::{Period, Scope, WindowBalance};
+use crate::codes;
+use crate::id::{AgentId, BudgetId, ProjectId, TeamId};
+use crate::money::Currency;
+
+fn d(s: &str) -> Decimal {
+    Decimal::from_str_exact(s).unwrap()
+}
+
+/// Saturday 2025-03-01 12:00 UTC.
+fn facts() -> Facts {
+    Facts::new(
+        Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+        chrono_tz::UTC,
+    )
+}
+
+fn c(json: &str) -> Condition {
+    serde_json::from_str(json).unwrap()
+}
+
+/// Whether a single deny policy with condition `cond` rejects the request.
+fn denies(cond: Condition, req: &Request, facts: &Facts) -> bool {
+    let p = Policy::new("p", Effect::Deny, "DENIED", cond);
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
+    evaluate(&compiled, req, facts).is_rejected()
+}
+
+/// Whether a single allow policy with condition `cond` approves the request.
+fn allows(cond: Condition, req: &Request, facts: &Facts) -> bool {
+    let p = Policy::new("p", Effect::Allow, "OK", cond);
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Deny).unwrap();
+    evaluate(&compiled, req, facts).is_approved()
+}
+
+fn buy(amount: &str, merchant: &str) -> Request {
+    Request::purchase(AgentId::new(), d(amount), Currency::USD, merchant)
+}
+
+#[test]
+fn always_all_any_not() {
+    let r = buy("1", "x");
+    assert!(allows(c(r#"{"type":"always"}"#), &r, &facts()));
+    assert!(allows(c(r#"{"type":"all","of":[]}"#), &r, &facts()));
+    assert!(!allows(c(r#"{"type":"any","of":[]}"#), &r, &facts()));
+    assert!(!allows(
+        c(r#"{"type":"not","condition":{"type":"always"}}"#),
+        &r,
+        &facts()
+    ));
+    assert!(allows(
+        c(r#"{"type":"any","of":[{"type":"new_vendor"},{"type":"always"}]}"#),
+        &r,
+        &facts()
+    ));
+}
+
+#[test]
+fn amount_comparisons_are_exact_and_strict_where_named() {
+    let above = c(r#"{"type":"amount_above","amount":"100","currency":"USD"}"#);
+    let at_least = c(r#"{"type":"amount_at_least","amount":"100","currency":"USD"}"#);
+    let below = c(r#"{"type":"amount_below","amount":"100","currency":"USD"}"#);
+    assert!(!allows(above.clone(), &buy("100", "x"), &facts()));
+    assert!(allows(above.clone(), &buy("100.01", "x"), &facts()));
+    assert!(allows(at_least.clone(), &buy("100.00", "x"), &facts()));
+    assert!(!allows(at_least, &buy("99.999999", "x"), &facts()));
+    assert!(allows(below.clone(), &buy("99.99", "x"), &facts()));
+    assert!(!allows(below, &buy("100", "x"), &facts()));
+    // No amount at all: a tool call is not above anything.
+    let tool = Request::tool_call(AgentId::new(), "search");
+    assert!(!denies(above, &tool, &facts()));
+}
+
+#[test]
+fn amounts_in_another_currency_fail_closed_for_deny_and_never_allow() {
+    let above = c(r#"{"type":"amount_above","amount":"100","currency":"USD"}"#);
+    let below = c(r#"{"type":"amount_below","amount":"100","currency":"USD"}"#);
+    let eur = Request::purchase(AgentId::new(), d("5"), Currency::EUR, "x");
+    // A USD threshold cannot be compared with EUR: the deny fires (undetermined)...
+    let p = Policy::new("Max", Effect::Deny, "OVER_TRANSACTION_LIMIT", above.clone());
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
+    let decision = evaluate(&compiled, &eur, &facts());
+    assert!(decision.is_rejected());
+    assert!(decision.reasons()[0].undetermined);
+    // ...and an allow never approves on it, whichever way it compares.
+    assert!(!allows(below.clone(), &eur, &facts()));
+    assert!(!allows(Condition::not(above), &eur, &facts()));
+    // not(unknown) stays unknown: a deny on "not below" fails closed too.
+    assert!(denies(Condition::not(below), &eur, &facts()));
+}
+
+#[test]
+fn currency_in() {
+    let cond = c(r#"{"type":"currency_in","currencies":["EUR","usd"]}"#);
+    assert!(allows(cond.clone(), &buy("1", "x"), &facts()));
+    let jpy = Request::purchase(AgentId::new(), d("1"), Currency::JPY, "x");
+    assert!(!allows(cond.clone(), &jpy, &facts()));
+    assert!(!allows(
+        cond,
+        &Request::tool_call(AgentId::new(), "t"),
+        &facts()
+    ));
+}
+
+#[test]
+fn merchant_in_matches_names_and_domains_but_never_substrings() {
+    let cond = c(r#"{"type":"merchant_in","merchants":["aws","aws.amazon.com"]}"#);
+    for name in [
+        "AWS",
+        " Aws ",
+        "aws.amazon.com",
+        "https://aws.amazon.com/ec2",
+    ] {
+        assert!(denies(cond.clone(), &buy("1", name), &facts()), "{name}");
+    }
+    let by_domain = buy("1", "Amazon Web Services").merchant_domain("console.aws.amazon.com");
+    assert!(denies(cond.clone(), &by_domain, &facts()));
+    for name in ["Laws Firm LLC", "laws", "awsome", "Amazon"] {
+        assert!(!denies(cond.clone(), &buy("1", name), &facts()), "{name}");
+    }
+    // No merchant: neither in nor not in.
+    let tool = Request::tool_call(AgentId::new(), "t");
+    assert!(!denies(cond, &tool, &facts()));
+    let not_in = c(r#"{"type":"merchant_not_in","merchants":["github"]}"#);
+    assert!(!denies(not_in.clone(), &tool, &facts()));
+    assert!(!denies(not_in.clone(), &buy("1", "GitHub"), &facts()));
+    assert!(!denies(
+        not_in.clone(),
+        &buy("1", "x").merchant_domain("api.github.com"),
+        &facts()
+    ));
+    assert!(denies(not_in, &buy("1", "GitLab"), &facts()));
+}
+
+#[test]
+fn mcc_codes_and_ranges() {
+    let cond = c(r#"{"type":"mcc_in","codes":[7995,"5960-5969","5962"]}"#);
+    assert!(denies(cond.clone(), &buy("1", "x").mcc(7995), &facts()));
+    assert!(denies(cond.clone(), &buy("1", "x").mcc(5960), &facts()));
+    assert!(denies(cond.clone(), &buy("1", "x").mcc(5969), &facts()));
+    assert!(!denies(cond.clone(), &buy("1", "x").mcc(5970), &facts()));
+    assert!(!denies(cond.clone(), &buy("1", "x").mcc(7994), &facts()));
+    assert!(!denies(cond, &buy("1", "x"), &facts()));
+    let not_in = c(r#"{"type":"mcc_not_in","codes":["5734"]}"#);
+    assert!(!denies(not_in.clone(), &buy("1", "x").mcc(5734), &facts()));
+    assert!(denies(not_in.clone(), &buy("1", "x").mcc(5735), &facts()));
+    assert!(!denies(not_in, &buy("1", "x"), &facts()));
+}
+
+#[test]
+fn action_kinds_including_custom_names() {
+    let cond = c(r#"{"type":"action_in","actions":["tool_call","custom:Deploy"]}"#);
+    let agent = AgentId::new();
+    assert!(allows(
+        cond.clone(),
+        &Request::tool_call(agent, "t"),
+        &facts()
+    ));
+    assert!(allows(
+        cond.clone(),
+        &Request::custom(agent, "deploy"),
+        &facts()
+    ));
+    assert!(!allows(
+        cond.clone(),
+        &Request::custom(agent, "delete"),
+        &facts()
+    ));
+    assert!(!allows(cond, &buy("1", "x"), &facts()));
+    assert!(
+        serde_json::from_str::<Condition>(r#"{"type":"action_in","actions":["fly"]}"#).is_err()
+    );
+}
+
+#[test]
+fn tools_and_models() {
+    let agent = AgentId::new();
+    let tool_in = c(r#"{"type":"tool_in","tools":["shell.exec","Files.Delete"]}"#);
+    assert!(denies(
+        tool_in.clone(),
+        &Request::tool_call(agent, "files.delete"),
+        &facts()
+    ));
+    assert!(!denies(
+        tool_in.clone(),
+        &Request::tool_call(agent, "files.deleted"),
+        &facts()
+    ));
+    assert!(!denies(tool_in, &buy("1", "x"), &facts()));
+    let not_in = c(r#"{"type":"tool_not_in","tools":["search"]}"#);
+    assert!(denies(
+        not_in.clone(),
+        &Request::tool_call(agent, "shell"),
+        &facts()
+    ));
+    assert!(!denies(
+        not_in.clone(),
+        &Request::tool_call(agent, " Search "),
+        &facts()
+    ));
+    assert!(!denies(not_in, &buy("1", "x"), &facts()));
+    let model_in = c(r#"{"type":"model_in","models":["gpt-4o","claude-opus"]}"#);
+    let usage = Request::llm_usage(agent, "GPT-4o", d("0.02"), Currency::USD);
+    assert!(allows(model_in.clone(), &usage, &facts()));
+    let other = Request::llm_usage(agent, "gpt-4o-mini", d("0.02"), Currency::USD);
+    assert!(!allows(model_in, &other, &facts()));
+}
+
+#[test]
+fn time_of_day_in_zones_and_across_midnight() {
+    let at = |h, m| {
+        Facts::new(
+            Utc.with_ymd_and_hms(2025, 3, 1, h, m, 0).unwrap(),
+            chrono_tz::UTC,
+        )
+    };
+    let office = c(r#"{"type":"time_of_day","start":"09:00","end":"17:00"}"#);
+    assert!(allows(office.clone(), &buy("1", "x"), &at(9, 0)));
+    assert!(allows(office.clone(), &buy("1", "x"), &at(16, 59)));
+    assert!(!allows(office.clone(), &buy("1", "x"), &at(17, 0)));
+    let night = c(r#"{"type":"time_of_day","start":"22:00","end":"06:00"}"#);
+    assert!(denies(night.clone(), &buy("1", "x"), &at(23, 30)));
+    assert!(denies(night.clone(), &buy("1", "x"), &at(0, 0)));
+    assert!(denies(night.clone(), &buy("1", "x"), &at(5, 59)));
+    assert!(!denies(night.clone(), &buy("1", "x"), &at(6, 0)));
+    assert!(!denies(night.clone(), &buy("1", "x"), &at(21, 59)));
+    // 12:00 UTC is 21:00 in Tokyo: inside 20:00-23:00 there.
+    let tokyo =
+        c(r#"{"type":"time_of_day","start":"20:00","end":"23:00","timezone":"Asia/Tokyo"}"#);
+    assert!(allows(tokyo, &buy("1", "x"), &at(12, 0)));
+    // The tenant's zone applies when the condition names none.
+    let mut berlin = at(22, 30);
+    berlin.timezone = chrono_tz::Europe::Berlin; // 23:30 local
+    assert!(denies(night, &buy("1", "x"), &berlin));
+}
+
+#[test]
+fn day_of_week_in_zones() {
+    // Saturday 2025-03-01 23:30 UTC is Sunday in Tokyo.
+    let late = Facts::new(
+        Utc.with_ymd_and_hms(2025, 3, 1, 23, 30, 0).unwrap(),
+        chrono_tz::UTC,
+    );
+    let weekend = c(r#"{"type":"day_of_week","days":["sat","Sunday"]}"#);
+    assert!(denies(weekend, &buy("1", "x"), &late));
+    let sunday_tokyo = c(r#"{"type":"day_of_week","days":["sun"],"timezone":"Asia/Tokyo"}"#);
+    assert!(denies(sunday_tokyo.clone(), &buy("1", "x"), &late));
+    assert!(!denies(sunday_tokyo, &buy("1", "x"), &facts()));
+}
+
+#[test]
+fn new_vendor_and_velocity() {
+    let r = buy("1", "x");
+    assert!(denies(Condition::NewVendor, &r, &facts().new_vendor(true)));
+    assert!(!denies(Condition::NewVendor, &r, &facts()));
+    let v = c(r#"{"type":"velocity_above","window_seconds":3600,"max":10}"#);
+    // 9 earlier requests + this one = 10: not above 10.
+    assert!(!denies(v.clone(), &r, &facts().velocity(3600, 9)));
+    assert!(denies(v.clone(), &r, &facts().velocity(3600, 10)));
+    // Another window's count says nothing about this one.
+    assert!(!allows(v.clone(), &r, &facts().velocity(60, 100)));
+    // A window the store did not load is undetermined: deny fails closed.
+    let p = Policy::new("Burst", Effect::Deny, "VELOCITY", v);
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
+    assert_eq!(compiled.velocity_windows(), &[3600]);
+    let decision = evaluate(&compiled, &r, &facts());
+    assert!(decision.is_rejected() && decision.reasons()[0].undetermined);
+}
+
+fn window(scope: Scope, period: Period, limit: &str, spent: &str, reserved: &str) -> WindowBalance {
+    WindowBalance {
+        budget_id: BudgetId::new(),
+        scope,
+        period,
+        currency: Currency::USD,
+        limit: d(limit),
+        spent: d(spent),
+        reserved: d(reserved),
+    }
+}
+
+#[test]
+fn budget_exceeded_names_the_budget_limit_and_remaining() {
+    let agent = AgentId::new();
+    let daily = window(Scope::Agent(agent), Period::Daily, "100", "60", "30");
+    let monthly = window(Scope::Agent(agent), Period::Monthly, "1000", "0", "0");
+    let f = facts().budget(monthly).budget(daily.clone());
+    let cond = c(r#"{"type":"budget_exceeded","period":"daily","scope":"agent"}"#);
+    let p = Policy::new("Daily", Effect::Deny, codes::DAILY_LIMIT_EXCEEDED, cond)
+        .message("{amount} would exceed the {period} limit of {limit} ({remaining} left)");
+    let compiled =
+        CompiledPolicies::compile(std::slice::from_ref(&p), DefaultEffect::Allow).unwrap();
+    let req = Request::purchase(agent, d("10.01"), Currency::USD, "x");
+    let decision = evaluate(&compiled, &req, &f);
+    assert!(decision.is_rejected());
+    let reason = &decision.reasons()[0];
+    assert_eq!(reason.code, codes::DAILY_LIMIT_EXCEEDED);
+    assert_eq!(reason.policy_id, Some(p.id));
+    let budget = reason.budget.as_ref().unwrap();
+    assert_eq!(budget.budget_id, daily.budget_id);
+    assert_eq!((budget.limit, budget.remaining), (d("100"), d("10")));
+    assert_eq!(
+        reason.message,
+        "10.01 would exceed the daily limit of 100.00 (10.00 left)"
+    );
+    // Exactly the remainder fits.
+    let fits = Request::purchase(agent, d("10"), Currency::USD, "x");
+    assert!(evaluate(&compiled, &fits, &f).is_approved());
+    // A budget in another currency does not apply.
+    let eur = Request::purchase(agent, d("500"), Currency::EUR, "x");
+    assert!(evaluate(&compiled, &eur, &f).is_approved());
+}
+
+#[test]
+fn metadata_equals_is_exact() {
+    let cond = c(r#"{"type":"metadata_equals","key":"env","value":"prod"}"#);
+    assert!(denies(
+        cond.clone(),
+        &buy("1", "x").metadata("env", "prod"),
+        &facts()
+    ));
+    assert!(!denies(
+        cond.clone(),
+        &buy("1", "x").metadata("env", "Prod"),
+        &facts()
+    ));
+    assert!(!denies(cond, &buy("1", "x"), &facts()));
+}
+
+#[test]
+fn combination_deny_beats_approval_beats_allow_and_reports_every_reason() {
+    let agent = AgentId::new();
+    let deny_low = Policy::new("low", Effect::Deny, "LOW", Condition::Always).priority(1);
+    let deny_high = Policy::new("high", Effect::Deny, "HIGH", Condition::Always).priority(10);
+    let approve = Policy::new("ask", Effect::RequireApproval, "ASK", Condition::Always);
+    let allow = Policy::new("ok", Effect::Allow, "OK", Condition::Always).priority(100);
+    let all = [
+        deny_low.clone(),
+        approve.clone(),
+        allow.clone(),
+        deny_high.clone(),
+    ];
+    let compiled = CompiledPolicies::compile(&all, DefaultEffect::Deny).unwrap();
+    let r = Request::purchase(agent, d("1"), Currency::USD, "x");
+    let decision = evaluate(&compiled, &r, &facts());
+    assert_eq!(decision.outcome(), Outcome::Rejected);
+    assert_eq!(decision.codes().collect::<Vec<_>>(), ["HIGH", "LOW"]);
+
+    let compiled =
+        CompiledPolicies::compile(&[approve.clone(), allow.clone()], DefaultEffect::Deny).unwrap();
+    let decision = evaluate(&compiled, &r, &facts());
+    assert!(decision.is_pending_approval());
+    assert_eq!(decision.codes().collect::<Vec<_>>(), ["ASK"]);
+
+    let compiled =
+        CompiledPolicies::compile(std::slice::from_ref(&allow), DefaultEffect::Deny).unwrap();
+    let decision = evaluate(&compiled, &r, &facts());
+    assert!(decision.is_approved());
+    assert_eq!(decision.allowed_by(), Some(allow.id));
+    assert!(decision.reasons().is_empty());
+
+    let disabled = allow.enabled(false);
+    let compiled =
+        CompiledPolicies::compile(std::slice::from_ref(&disabled), DefaultEffect::Deny).unwrap();
+    let decision = evaluate(&compiled, &r, &facts());
+    assert_eq!(
+        decision.codes().collect::<Vec<_>>(),
+        [codes::NO_MATCHING_POLICY]
+    );
+    let compiled = CompiledPolicies::compile(&[disabled], DefaultEffect::Allow).unwrap();
+    let decision = evaluate(&compiled, &r, &facts());
+    assert!(decision.is_approved() && decision.allowed_by().is_none());
+}
+
+#[test]
+fn scopes_select_agents_teams_and_projects() {
+    let (agent, other) = (AgentId::new(), AgentId::new());
+    let (team, project) = (TeamId::new(), ProjectId::new());
+    let deny = |scope| Policy::new("p", Effect::Deny, "NO", Condition::Always).scope(scope);
+    let compiled = CompiledPolicies::compile(
+        &[
+            deny(PolicyScope::agent(agent)),
+            deny(PolicyScope::team(team)),
+            deny(PolicyScope::project(project)),
+            // Reachable twice (agent and team): reported once.
+            deny(PolicyScope::Principals {
+                teams: vec![team],
+                projects: vec![],
+                agents: vec![agent, agent],
+            }),
+        ],
+        DefaultEffect::Allow,
+    )
+    .unwrap();
+    let at = |r: Request| evaluate(&compiled, &r, &facts()).reasons().len();
+    assert_eq!(at(Request::tool_call(other, "t")), 0);
+    assert_eq!(at(Request::tool_call(agent, "t")), 2);
+    assert_eq!(at(Request::tool_call(other, "t").team(team)), 2);
+    assert_eq!(at(Request::tool_call(other, "t").project(project)), 1);
+    assert_eq!(
+        at(Request::tool_call(agent, "t").team(team).project(project)),
+        4
+    );
+}
+
+#[test]
+fn validation_names_the_path_and_the_value() {
+    let err = |json: &str| match Policy::from_json(json) {
+        Err(crate::Error::InvalidPolicy { path, reason }) => format!("{path}: {reason}"),
+        other => panic!("{other:?}"),
+    };
+    let base = |cond: &str| {
+        format!(
+            r#"{{"id":"0190a0b0-0000-7000-8000-000000000001","name":"n","effect":"deny","reason_code":"X","condition":{cond}}}"#
+        )
+    };
+    assert_eq!(
+        err(&base(
+            r#"{"type":"all","of":[{"type":"always"},{"type":"always"},{"type":"merchant_in","merchants":[" "]}]}"#
+        )),
+        "condition.all[2].merchant_in[0]: empty pattern \" \""
+    );
+    assert!(
+        err(&base(r#"{"type":"mcc_in","codes":["99999"]}"#))
+            .starts_with("condition.mcc_in[0]: \"99999\"")
+    );
+    assert!(
+        err(&base(r#"{"type":"mcc_in","codes":["5969-5960"]}"#))
+            .contains("range start is above its end")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"amount_above","amount":"-1","currency":"USD"}"#
+        ))
+        .starts_with("condition.amount_above.amount: -1")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"amount_above","amount":"0.0000001","currency":"USD"}"#
+        ))
+        .contains("decimal places")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"time_of_day","start":"25:00","end":"01:00"}"#
+        ))
+        .starts_with("condition.time_of_day.start")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"time_of_day","start":"01:00","end":"01:00"}"#
+        ))
+        .contains("empty window")
+    );
+    assert!(
+        err(&base(r#"{"type":"day_of_week","days":["funday"]}"#))
+            .starts_with("condition.day_of_week[0]")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"day_of_week","days":["mon"],"timezone":"Mars/Base"}"#
+        ))
+        .contains("Mars/Base")
+    );
+    assert!(
+        err(&base(
+            r#"{"type":"velocity_above","window_seconds":0,"max":1}"#
+        ))
+        .contains("window_seconds")
+    );
+    assert!(err(&base(r#"{"type":"merchant_in","merchants":[]}"#)).contains("empty list"));
+    assert!(err(&base(r#"{"type":"nope"}"#)).starts_with("$: unknown variant `nope`"));
+    let deep = (0..13).fold(r#"{"type":"always"}"#.to_owned(), |acc, _| {
+        format!(r#"{{"type":"not","condition":{acc}}}"#)
+    });
+    assert!(err(&base(&deep)).contains("nested deeper than 12"));
+    let long = format!(
+        r#"{{"type":"merchant_in","merchants":["{}"]}}"#,
+        "a".repeat(300)
+    );
+    assert!(err(&base(&long)).contains("300 bytes, at most 256"));
+    let many = format!(
+        r#"{{"type":"tool_in","tools":[{}]}}"#,
+        vec!["\"t\""; 1001].join(",")
+    );
+    assert!(err(&base(&many)).contains("1001 entries, at most 1000"));
+    let bad_code = base(r#"{"type":"always"}"#).replace(r#""X""#, r#""lower case""#);
+    assert!(err(&bad_code).starts_with("reason_code: \"lower case\""));
+    let bad_msg =
+        base(r#"{"type":"always"}"#).replace(r#""name":"n""#, r#""name":"n","message":"{amont}""#);
+    assert!(err(&bad_msg).starts_with("message: unknown placeholder {amont}"));
+    let empty_scope = base(r#"{"type":"always"}"#).replace(
+        r#""name":"n""#,
+        r#""name":"n","scope":{"kind":"principals"}"#,
+    );
+    assert!(err(&empty_scope).starts_with("scope: a principals scope needs"));
+    let too_big = " ".repeat(limits::MAX_POLICY_JSON_LEN + 1);
+    assert!(err(&too_big).contains("at most"));
+    // Compile prefixes the policy's position.
+    let ok = Policy::new("ok", Effect::Allow, "OK", Condition::Always);
+    let bad = Policy::new("", Effect::Allow, "OK", Condition::Always);
+    let e = CompiledPolicies::compile(&[ok, bad], DefaultEffect::Deny).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "invalid policy at policies[1].name: empty name"
+    );
+    assert_eq!(e.code(), "invalid_policy");
+}
+
+#[test]
+fn policies_round_trip_through_json() {
+    let p = Policy::new(
+        "Block gambling",
+        Effect::Deny,
+        codes::CATEGORY_BLOCKED,
+        c(r#"{"type":"all","of":[{"type":"mcc_in","codes":[7995,"5960-5969"]},{"type":"not","condition":{"type":"currency_in","currencies":["EUR"]}}]}"#),
+    )
+    .scope(PolicyScope::team(TeamId::new()))
+    .priority(7)
+    .message("{merchant} is blocked");
+    let json = serde_json::to_string(&p).unwrap();
+    assert_eq!(Policy::from_json(&json).unwrap(), p);
+}
+
+#[test]
+fn requests_are_json_and_validate_their_bounds() {
+    let r = buy("30", "GitHub")
+        .merchant_domain("github.com")
+        .mcc(5734)
+        .metadata("k", "v")
+        .idempotency_key("req-1");
+    let json = serde_json::to_value(&r).unwrap();
+    assert_eq!(json["action"], "purchase");
+    assert_eq!(json["amount"], "30");
+    assert_eq!(serde_json::from_value::<Request>(json).unwrap(), r);
+    assert!(r.validate().is_ok());
+    let long = buy("1", &"x".repeat(limits::MAX_REQUEST_TEXT_LEN + 1));
+    assert!(
+        matches!(long.validate(), Err(crate::Error::Invalid { field, .. }) if field == "merchant.name")
+    );
+    let negative = buy("-1", "x");
+    assert!(negative.validate().is_err());
+    let custom: Request = serde_json::from_str(&format!(
+        r#"{{"principal":{{"agent_id":"{}"}},"action":"custom:deploy"}}"#,
+        AgentId::new()
+    ))
+    .unwrap();
+    assert_eq!(custom.action, ActionKind::Custom("deploy".into()));
+}
+
+mod roony {
+    //! The spending-controls scenarios.
+    use super::*;
+
+    fn agent_window(agent: AgentId, period: Period, limit: &str, spent: &str) -> WindowBalance {
+        window(Scope::Agent(agent), period, limit, spent, "0")
+    }
+
+    #[test]
+    fn scenario_1_within_monthly_and_per_transaction_limits_is_approved() {
+        let agent = AgentId::new();
+        let controls = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .monthly_limit(d("500"))
+            .per_transaction_limit(d("50"))
+            .build()
+            .unwrap();
+        assert_eq!(controls.budgets.len(), 1);
+        assert_eq!(controls.budgets[0].scope, Scope::Agent(agent));
+        assert_eq!(
+            (controls.budgets[0].period, controls.budgets[0].limit),
+            (Period::Monthly, d("500"))
+        );
+        let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+        let f = facts().budget(agent_window(agent, Period::Monthly, "500", "100"));
+        let decision = evaluate(
+            &compiled,
+            &Request::purchase(agent, d("30"), Currency::USD, "GitHub"),
+            &f,
+        );
+        assert_eq!(decision.outcome(), Outcome::Approved, "{decision:?}");
+        // And above the per-transaction limit it is not.
+        let decision = evaluate(
+            &compiled,
+            &Request::purchase(agent, d("60"), Currency::USD, "GitHub"),
+            &f,
+        );
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            [codes::OVER_TRANSACTION_LIMIT]
+        );
+        assert_eq!(
+            decision.reasons()[0].message,
+            "Amount 60.00 USD exceeds the per-transaction limit of 50.00 USD"
+        );
+    }
+
+    #[test]
+    fn scenario_2_above_the_approval_threshold_needs_approval() {
+        let agent = AgentId::new();
+        let controls = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .approval_threshold(d("100"))
+            .build()
+            .unwrap();
+        let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+        let decision = evaluate(
+            &compiled,
+            &Request::purchase(agent, d("150"), Currency::USD, "GitHub"),
+            &facts(),
+        );
+        assert_eq!(decision.outcome(), Outcome::PendingApproval);
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            [codes::OVER_THRESHOLD]
+        );
+    }
+
+    #[test]
+    fn scenario_3_over_the_monthly_limit_is_rejected_with_what_remained() {
+        let agent = AgentId::new();
+        let controls = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .monthly_limit(d("500"))
+            .build()
+            .unwrap();
+        let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+        let w = agent_window(agent, Period::Monthly, "500", "480");
+        let decision = evaluate(
+            &compiled,
+            &Request::purchase(agent, d("50"), Currency::USD, "GitHub"),
+            &facts().budget(w.clone()),
+        );
+        assert_eq!(decision.outcome(), Outcome::Rejected);
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            [codes::MONTHLY_LIMIT_EXCEEDED]
+        );
+        let b = decision.reasons()[0].budget.as_ref().unwrap();
+        assert_eq!(
+            (b.budget_id, b.limit, b.remaining),
+            (w.budget_id, d("500"), d("20"))
+        );
+        assert_eq!(
+            decision.reasons()[0].message,
+            "Amount 50.00 USD would exceed the monthly limit of 500.00 USD (20.00 remaining)"
+        );
+    }
+
+    #[test]
+    fn scenario_4_a_never_seen_merchant_needs_approval() {
+        let agent = AgentId::new();
+        let controls = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .flag_new_vendors(true)
+            .build()
+            .unwrap();
+        let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+        let r = Request::purchase(agent, d("20"), Currency::USD, "Brand New Tools Inc");
+        let decision = evaluate(&compiled, &r, &facts().new_vendor(true));
+        assert_eq!(decision.outcome(), Outcome::PendingApproval);
+        assert_eq!(decision.codes().collect::<Vec<_>>(), [codes::NEW_VENDOR]);
+        assert!(evaluate(&compiled, &r, &facts()).is_approved());
+    }
+
+    #[test]
+    fn scenario_5_a_blocked_merchant_is_rejected() {
+        let agent = AgentId::new();
+        let controls = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .blocked_merchants(["facebook ads", "google ads"])
+            .build()
+            .unwrap();
+        let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+        let decision = evaluate(
+            &compiled,
+            &Request::purchase(agent, d("10"), Currency::USD, "Facebook Ads"),
+            &facts(),
+        );
+        assert_eq!(decision.outcome(), Outcome::Rejected);
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            [codes::MERCHANT_BLOCKED]
+        );
+        assert_eq!(
+            decision.reasons()[0].message,
+            "Merchant Facebook Ads is blocked"
+        );
+        let ok = Request::purchase(agent, d("10"), Currency::USD, "Facebook Adsense Consulting");
+        assert!(evaluate(&compiled, &ok, &facts()).is_approved());
+    }
+
+    #[test]
+    fn every_control_reports_its_code_in_order() {
+        let agent = AgentId::new();
+        let mut policies = SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .per_transaction_limit(d("50"))
+            .daily_limit(d("100"))
+            .monthly_limit(d("500"))
+            .approval_threshold(d("40"))
+            .flag_new_vendors(true)
+            .blocked_merchants(["casino"])
+            .allowed_merchants(["github", "aws.amazon.com"])
+            .build()
+            .unwrap()
+            .policies;
+        let tenant = SpendingControls::new(Currency::USD)
+            .monthly_budget(d("1000"))
+            .max_transaction(d("45"))
+            .require_approval_above(d("30"))
+            .flag_all_new_vendors(true)
+            .blocked_categories([7995u16])
+            .build()
+            .unwrap();
+        assert_eq!(tenant.budgets[0].reason_code, codes::ORG_BUDGET_EXCEEDED);
+        policies.extend(tenant.policies);
+        let compiled = CompiledPolicies::compile(&policies, DefaultEffect::Deny).unwrap();
+        let f = facts()
+            .budget(agent_window(agent, Period::Daily, "100", "99"))
+            .budget(agent_window(agent, Period::Monthly, "500", "499"))
+            .budget(window(Scope::Tenant, Period::Monthly, "1000", "999", "0"));
+        let all_wrong = Request::purchase(agent, d("60"), Currency::USD, "Casino").mcc(7995);
+        let decision = evaluate(&compiled, &all_wrong, &f);
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            [
+                codes::OVER_TRANSACTION_LIMIT,
+                codes::OVER_ORG_MAX_TRANSACTION,
+                codes::MERCHANT_BLOCKED,
+                codes::MERCHANT_NOT_ALLOWED,
+                codes::CATEGORY_BLOCKED,
+                codes::DAILY_LIMIT_EXCEEDED,
+                codes::MONTHLY_LIMIT_EXCEEDED,
+                codes::ORG_BUDGET_EXCEEDED,
+            ]
+        );
+        let ask = Request::purchase(agent, d("41"), Currency::USD, "GitHub");
+        let decision = evaluate(&compiled, &ask, &facts().new_vendor(true));
+        assert_eq!(
+            decision.codes().collect::<Vec<_>>(),
+            // Agent and tenant both flag new vendors: two policies, two reasons.
+            [
+                codes::OVER_THRESHOLD,
+                codes::ORG_GUARDRAIL,
+                codes::NEW_VENDOR,
+                codes::NEW_VENDOR
+            ]
+        );
+        let fine = Request::purchase(agent, d("5"), Currency::USD, "x")
+            .merchant_domain("https://aws.amazon.com/s3");
+        assert!(evaluate(&compiled, &fine, &facts()).is_approved());
+        let err = SpendingControls::new(Currency::USD)
+            .daily_limit(d("1"))
+            .build()
+            .unwrap_err();
+        assert!(matches!(err, crate::Error::Invalid { field, .. } if field == "controls.agent"));
+    }
+}
+
+#[test]
+fn compiled_policies_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CompiledPolicies>();
+    assert_send_sync::<Decision>();
+}
