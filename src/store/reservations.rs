@@ -114,6 +114,9 @@ impl ReserveRequest {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
+// Returned once per call and never stored in bulk: boxing would only cost an
+// allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum ReserveOutcome {
     /// The amount is held on every applicable window.
     Reserved {
