@@ -8,7 +8,6 @@ use std::str::FromStr;
 
 use bursar::budget::Period;
 use bursar::entity::json::{Metadata, ReasonList};
-use bursar::policy::{BudgetDetail, Reason};
 use bursar::entity::{
     agent, agent_api_key, agent_run, approval_decision, approval_request, audit_log,
     blocked_attempt, budget, budget_window, connection, ledger_entry, member_role, merchant,
@@ -17,6 +16,7 @@ use bursar::entity::{
 };
 use bursar::id::*;
 use bursar::money::{Amount, Currency};
+use bursar::policy::{BudgetDetail, Reason};
 use bursar_migration::{Migrator, MigratorTrait, TABLES};
 use chrono::{DateTime, TimeZone, Utc};
 use rust_decimal::Decimal;

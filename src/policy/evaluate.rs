@@ -345,7 +345,7 @@ impl Ctx<'_> {
                 }
                 Field::Merchant => {
                     if let Some(m) = &self.req.merchant {
-                        out.push_str(&m.name);
+                        out.push_str(m.name.trim());
                     }
                 }
                 Field::Policy => out.push_str(&p.name),

@@ -33,7 +33,10 @@ pub const PLACEHOLDERS: [(&str, &str); 11] = [
         "remaining",
         "what remained in the exceeded budget's window before the request",
     ),
-    ("merchant", "the merchant's name as given"),
+    (
+        "merchant",
+        "the merchant's name as given, without surrounding spaces",
+    ),
     ("policy", "the policy's name"),
     ("code", "the reason code"),
     ("tool", "the tool name"),

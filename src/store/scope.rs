@@ -3,10 +3,12 @@
 use crate::Result;
 use crate::authorize::{Authorization, AuthorizeHook, Flow, NoHook};
 use crate::id::TenantId;
-use crate::policy::Request;
+use crate::policy::{Controls, Request};
+use crate::store::PolicyRepository;
 use crate::store::Store;
 use crate::store::agents::Agents;
 use crate::store::budgets::Budgets;
+use crate::store::budgets::NewBudget;
 use crate::store::payments::Payments;
 use crate::store::policies::Policies;
 use crate::store::repo::Ctx;
@@ -155,6 +157,40 @@ impl TenantScope {
                 }
             }
         }
+    }
+
+    /// Stores what [`SpendingControls`](crate::policy::SpendingControls)
+    /// built — its policies and its budgets — in one transaction, so the
+    /// controls take effect together or not at all.
+    ///
+    /// # Errors
+    /// As [`PolicyRepository::create`](crate::store::PolicyRepository::create)
+    /// and [`Budgets::create`](crate::store::Budgets::create).
+    pub async fn apply_controls(&self, controls: &Controls) -> Result<()> {
+        let txn = self.ctx().begin_write().await?;
+        let result = async {
+            let ctx = || Ctx::new(&txn, self.tenant, self.store.clock());
+            for policy in &controls.policies {
+                Policies::new(ctx(), self.store.policy_cache())
+                    .create(policy.clone())
+                    .await?;
+            }
+            for spec in &controls.budgets {
+                Budgets::new(ctx())
+                    .create(NewBudget::for_scope(spec.scope).limit(
+                        spec.period,
+                        spec.limit,
+                        spec.currency.code(),
+                    ))
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        let result = crate::store::repo::finish(txn, result).await;
+        // A rolled-back create may have cached nothing stale, but be sure.
+        self.store.policy_cache().invalidate(self.tenant);
+        result
     }
 
     /// Budget definitions and their current balances.
