@@ -1,0 +1,640 @@
+//! The one authorize flow: every outcome and the rows it writes, idempotency,
+//! a failure midway, cards and provider webhooks.
+
+mod common;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bursar::authorize::{
+    Authorization, AuthorizeHook, DEFAULT_APPROVAL_TTL, DEFAULT_RESERVATION_TTL,
+};
+use bursar::clock::ManualClock;
+use bursar::codes;
+use bursar::entity::agent::AgentStatus;
+use bursar::entity::approval_request::ApprovalStatus;
+use bursar::entity::audit_log::AuditStatus;
+use bursar::entity::purchase_intent::PurchaseIntentStatus;
+use bursar::entity::reservation::ReservationStatus;
+use bursar::entity::{audit_log, blocked_attempt, merchant, purchase_intent, reservation};
+use bursar::id::{AgentId, TenantId};
+use bursar::money::{Currency, Money};
+use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
+use bursar::store::{
+    AgentRepository, ChargeStatus, FakeCardIssuer, NewAgent, NewBudget, NewTenant,
+    PolicyRepository, TransactionEvent,
+};
+use bursar::{Error, Store, TenantScope};
+use chrono::{DateTime, TimeZone, Utc};
+use common::{Backend, backends, dec, fresh_postgres_schema, postgres_url, sqlite_file_url};
+use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
+
+fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 6, 15, 16, 0, 0).unwrap()
+}
+
+fn usd(s: &str) -> Money {
+    Money::parse(s, "USD").unwrap()
+}
+
+async fn store_for(backend: Backend) -> Store {
+    let url = match backend {
+        Backend::SqliteMemory => "sqlite::memory:".to_owned(),
+        Backend::Postgres => fresh_postgres_schema().await,
+    };
+    Store::builder(&url)
+        .clock(Arc::new(ManualClock::new(noon())))
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A tenant with one agent under controls: per transaction 200, monthly 500,
+/// approval above 100, blocked "facebook ads".
+async fn setup(store: &Store) -> (TenantScope, AgentId) {
+    let slug = format!("t{}", uuid::Uuid::now_v7().simple());
+    let t = store
+        .tenants()
+        .create(NewTenant::new("Acme", slug).timezone("America/New_York"))
+        .await
+        .unwrap();
+    let acme = store.tenant(t.id);
+    let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
+    acme.apply_controls(
+        &SpendingControls::new(Currency::USD)
+            .agent(agent)
+            .per_transaction_limit(dec("200"))
+            .monthly_limit(dec("500"))
+            .approval_threshold(dec("100"))
+            .blocked_merchants(["facebook ads"])
+            .build()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    (acme, agent)
+}
+
+fn buy(agent: AgentId, amount: &str, merchant: &str) -> Request {
+    Request::purchase(agent, dec(amount), Currency::USD, merchant)
+}
+
+async fn count<E: EntityTrait>(store: &Store, tenant: TenantId, col: E::Column) -> u64
+where
+    E::Model: Send + Sync,
+{
+    E::find()
+        .filter(col.eq(tenant))
+        .count(store.connection())
+        .await
+        .unwrap()
+}
+
+async fn audit_actions(store: &Store, tenant: TenantId) -> Vec<(String, AuditStatus)> {
+    audit_log::Entity::find()
+        .filter(audit_log::Column::TenantId.eq(tenant))
+        .all(store.connection())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn approved_reserves_records_the_intent_the_merchant_and_an_audit_entry() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let auth = acme
+            .authorize(buy(agent, "30", "GitHub").merchant_domain("github.com"))
+            .await
+            .unwrap();
+        assert_eq!(
+            auth.outcome,
+            Outcome::Approved,
+            "{backend:?}: {:?}",
+            auth.reasons
+        );
+        assert!(auth.reasons.is_empty());
+        assert_eq!(auth.intent.status, PurchaseIntentStatus::Approved);
+        let reservation = auth.reservation.as_ref().unwrap();
+        assert_eq!(auth.intent.reservation_id, Some(reservation.id));
+        assert_eq!(reservation.status, ReservationStatus::Held);
+        assert_eq!(reservation.amount.get(), dec("30"));
+        assert_eq!(reservation.expires_at, noon() + DEFAULT_RESERVATION_TTL);
+        let tenant = acme.tenant_id();
+        let known = merchant::Entity::find()
+            .filter(merchant::Column::TenantId.eq(tenant))
+            .one(store.connection())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (known.normalized_name.as_str(), known.purchase_count),
+            ("github", 1)
+        );
+        assert_eq!(
+            count::<blocked_attempt::Entity>(&store, tenant, blocked_attempt::Column::TenantId)
+                .await,
+            0
+        );
+        assert_eq!(
+            audit_actions(&store, tenant).await,
+            [("purchase.approved".to_owned(), AuditStatus::Success)]
+        );
+        assert!(acme.audit_log().verify().await.unwrap().is_intact());
+    }
+}
+
+#[tokio::test]
+async fn pending_approval_opens_a_request_and_holds_the_budget_until_it_expires() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let auth = acme
+            .authorize(buy(agent, "150", "Lambda Labs"))
+            .await
+            .unwrap();
+        assert_eq!(auth.outcome, Outcome::PendingApproval, "{backend:?}");
+        assert_eq!(auth.codes().collect::<Vec<_>>(), [codes::OVER_THRESHOLD]);
+        assert_eq!(auth.intent.status, PurchaseIntentStatus::PendingApproval);
+        let approval = auth.approval.as_ref().unwrap();
+        assert_eq!(approval.status, ApprovalStatus::Pending);
+        assert_eq!(approval.expires_at, noon() + DEFAULT_APPROVAL_TTL);
+        assert_eq!(approval.reasons.0[0].code, codes::OVER_THRESHOLD);
+        assert_eq!(auth.intent.approval_request_id, Some(approval.id));
+        let hold = auth.reservation.as_ref().unwrap();
+        assert_eq!(
+            hold.expires_at, approval.expires_at,
+            "the hold lasts as long as the approval"
+        );
+        assert_eq!(approval.reservation_id, Some(hold.id));
+        // The held amount counts against the budget: 500 - 150 leaves 350.
+        let next = acme.authorize(buy(agent, "199", "GitHub")).await.unwrap();
+        assert_eq!(next.outcome, Outcome::PendingApproval);
+        let over = acme.authorize(buy(agent, "190", "GitHub")).await.unwrap();
+        assert_eq!(
+            over.codes().collect::<Vec<_>>(),
+            [codes::MONTHLY_LIMIT_EXCEEDED]
+        );
+        assert_eq!(
+            audit_actions(&store, acme.tenant_id())
+                .await
+                .iter()
+                .map(|a| a.0.as_str())
+                .collect::<Vec<_>>(),
+            [
+                "purchase.pending_approval",
+                "purchase.pending_approval",
+                "purchase.rejected"
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn rejected_records_the_intent_one_blocked_attempt_per_reason_and_holds_nothing() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        // Blocked merchant and over the per-transaction limit: two reasons.
+        let auth = acme
+            .authorize(buy(agent, "250", " Facebook ADS "))
+            .await
+            .unwrap();
+        assert_eq!(auth.outcome, Outcome::Rejected, "{backend:?}");
+        let mut codes_seen: Vec<&str> = auth.codes().collect();
+        codes_seen.sort_unstable();
+        assert_eq!(
+            codes_seen,
+            [codes::MERCHANT_BLOCKED, codes::OVER_TRANSACTION_LIMIT]
+        );
+        assert!(auth.reservation.is_none());
+        assert!(matches!(auth.reservation_id(), Err(Error::Conflict { .. })));
+        assert_eq!(auth.intent.status, PurchaseIntentStatus::Rejected);
+        assert_eq!(
+            auth.intent.rejection_code.as_deref(),
+            Some(auth.reasons[0].code.as_str())
+        );
+        let attempts = blocked_attempt::Entity::find()
+            .filter(blocked_attempt::Column::TenantId.eq(acme.tenant_id()))
+            .all(store.connection())
+            .await
+            .unwrap();
+        assert_eq!(attempts.len(), 2);
+        for a in &attempts {
+            assert!(a.policy_id.is_some(), "the policy is named: {a:?}");
+            assert_eq!(a.purchase_intent_id, Some(auth.intent.id));
+            assert_eq!(a.agent_id, Some(agent));
+        }
+        let tenant = acme.tenant_id();
+        assert_eq!(
+            count::<reservation::Entity>(&store, tenant, reservation::Column::TenantId).await,
+            0
+        );
+        assert_eq!(
+            audit_actions(&store, tenant).await,
+            [("purchase.rejected".to_owned(), AuditStatus::Denied)]
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_budget_taken_between_evaluation_and_reservation_is_a_rejection_not_an_overspend() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let t = store
+            .tenants()
+            .create(NewTenant::new("Acme", "acme").default_allow(true))
+            .await
+            .unwrap();
+        let acme = store.tenant(t.id);
+        let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
+        // No policy looks at this budget: only the reservation enforces it.
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().monthly(dec("50"), "USD"))
+            .await
+            .unwrap();
+        assert!(
+            acme.authorize(buy(agent, "40", "GitHub"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        let auth = acme.authorize(buy(agent, "20", "GitHub")).await.unwrap();
+        assert_eq!(auth.outcome, Outcome::Rejected, "{backend:?}");
+        assert_eq!(auth.reasons[0].code, codes::ORG_BUDGET_EXCEEDED);
+        let detail = auth.reasons[0].budget.as_ref().unwrap();
+        assert_eq!(
+            (detail.budget_id, detail.remaining, detail.limit),
+            (budget.id, dec("10"), dec("50"))
+        );
+        let balance = acme.budgets().status(budget.id).await.unwrap().balance;
+        assert_eq!(balance.reserved, dec("40"));
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+    }
+}
+
+#[tokio::test]
+async fn unknown_and_inactive_agents_are_refused_with_a_blocked_attempt() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let ghost = AgentId::new();
+        let auth = acme.authorize(buy(ghost, "5", "GitHub")).await.unwrap();
+        assert_eq!(
+            auth.codes().collect::<Vec<_>>(),
+            [codes::AGENT_NOT_FOUND],
+            "{backend:?}"
+        );
+        assert!(auth.reasons[0].message.contains(&ghost.to_string()));
+        acme.agents()
+            .set_status(agent, AgentStatus::Paused)
+            .await
+            .unwrap();
+        let auth = acme.authorize(buy(agent, "5", "GitHub")).await.unwrap();
+        assert_eq!(auth.codes().collect::<Vec<_>>(), [codes::AGENT_INACTIVE]);
+        assert_eq!(
+            count::<blocked_attempt::Entity>(
+                &store,
+                acme.tenant_id(),
+                blocked_attempt::Column::TenantId
+            )
+            .await,
+            2
+        );
+        // Another tenant's agent is unknown here.
+        let (other, other_agent) = setup(&store).await;
+        let auth = acme
+            .authorize(buy(other_agent, "5", "GitHub"))
+            .await
+            .unwrap();
+        assert_eq!(auth.codes().collect::<Vec<_>>(), [codes::AGENT_NOT_FOUND]);
+        assert_eq!(
+            count::<purchase_intent::Entity>(
+                &store,
+                other.tenant_id(),
+                purchase_intent::Column::TenantId
+            )
+            .await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_first_outcome() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let first = acme
+            .authorize(buy(agent, "30", "GitHub").idempotency_key("req-1"))
+            .await
+            .unwrap();
+        let again = acme
+            .authorize(buy(agent, "30", "GitHub").idempotency_key("req-1"))
+            .await
+            .unwrap();
+        assert!(!first.replayed && again.replayed, "{backend:?}");
+        assert_eq!(first.intent.id, again.intent.id);
+        assert_eq!(
+            first.reservation_id().unwrap(),
+            again.reservation_id().unwrap()
+        );
+        let rejected = acme
+            .authorize(buy(agent, "30", "facebook ads").idempotency_key("req-2"))
+            .await
+            .unwrap();
+        let rejected_again = acme
+            .authorize(buy(agent, "30", "facebook ads").idempotency_key("req-2"))
+            .await
+            .unwrap();
+        assert_eq!(rejected.reasons, rejected_again.reasons);
+        let err = acme
+            .authorize(buy(agent, "31", "GitHub").idempotency_key("req-1"))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+        let tenant = acme.tenant_id();
+        assert_eq!(
+            count::<purchase_intent::Entity>(&store, tenant, purchase_intent::Column::TenantId)
+                .await,
+            2
+        );
+        assert_eq!(
+            count::<reservation::Entity>(&store, tenant, reservation::Column::TenantId).await,
+            1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_concurrent_retries_authorize_once() {
+    let (_dir, file) = sqlite_file_url();
+    let mut urls = vec![file];
+    if postgres_url().is_some() {
+        urls.push(fresh_postgres_schema().await);
+    }
+    for url in urls {
+        let store = Store::builder(&url)
+            .clock(Arc::new(ManualClock::new(noon())))
+            .connect()
+            .await
+            .unwrap();
+        let (acme, agent) = setup(&store).await;
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let acme = acme.clone();
+            tasks.push(tokio::spawn(async move {
+                acme.authorize(buy(agent, "30", "GitHub").idempotency_key("same"))
+                    .await
+            }));
+        }
+        let mut ids = Vec::new();
+        for t in tasks {
+            ids.push(t.await.unwrap().unwrap().intent.id);
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "{url}");
+        let tenant = acme.tenant_id();
+        assert_eq!(
+            count::<reservation::Entity>(&store, tenant, reservation::Column::TenantId).await,
+            1
+        );
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+    }
+}
+
+struct FailingHook;
+
+#[async_trait]
+impl AuthorizeHook for FailingHook {
+    async fn before_commit(
+        &self,
+        _: &Authorization,
+        _: &DatabaseTransaction,
+    ) -> bursar::Result<()> {
+        Err(Error::Invalid {
+            field: "card".into(),
+            reason: "the card provider is down".into(),
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failure_midway_leaves_nothing_half_written() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        for request in [
+            buy(agent, "30", "GitHub"),
+            buy(agent, "150", "GitHub"),
+            buy(agent, "30", "facebook ads"),
+        ] {
+            let err = acme
+                .authorize_with(request, &FailingHook)
+                .await
+                .unwrap_err();
+            assert!(err.to_string().contains("card provider is down"), "{err}");
+        }
+        let tenant = acme.tenant_id();
+        assert_eq!(
+            count::<purchase_intent::Entity>(&store, tenant, purchase_intent::Column::TenantId)
+                .await,
+            0,
+            "{backend:?}"
+        );
+        assert_eq!(
+            count::<reservation::Entity>(&store, tenant, reservation::Column::TenantId).await,
+            0
+        );
+        assert_eq!(
+            count::<blocked_attempt::Entity>(&store, tenant, blocked_attempt::Column::TenantId)
+                .await,
+            0
+        );
+        assert_eq!(
+            count::<audit_log::Entity>(&store, tenant, audit_log::Column::TenantId).await,
+            0
+        );
+        assert_eq!(
+            count::<merchant::Entity>(&store, tenant, merchant::Column::TenantId).await,
+            0
+        );
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+        // And the next call works normally.
+        assert!(
+            acme.authorize(buy(agent, "30", "GitHub"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+    }
+}
+
+#[tokio::test]
+async fn only_merchants_never_approved_before_count_as_new_vendors() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        assert!(
+            acme.authorize(buy(agent, "20", "GitHub"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        acme.policies()
+            .create(
+                Policy::new(
+                    "new vendors need a human",
+                    Effect::RequireApproval,
+                    codes::NEW_VENDOR,
+                    Condition::NewVendor,
+                )
+                .message("{merchant} is new"),
+            )
+            .await
+            .unwrap();
+        // Seen before, under any spelling policies treat as the same name.
+        assert!(
+            acme.authorize(buy(agent, "20", "  github "))
+                .await
+                .unwrap()
+                .is_approved(),
+            "{backend:?}"
+        );
+        let vercel = acme.authorize(buy(agent, "20", "Vercel")).await.unwrap();
+        assert_eq!(vercel.codes().collect::<Vec<_>>(), [codes::NEW_VENDOR]);
+        assert_eq!(vercel.reasons[0].message, "Vercel is new");
+    }
+}
+
+#[tokio::test]
+async fn cards_are_issued_only_for_approved_intents_with_the_reserved_limit() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let approved = acme.authorize(buy(agent, "30", "GitHub")).await.unwrap();
+        let issuer = FakeCardIssuer::new();
+        let card = acme
+            .payments()
+            .issue_card_with(approved.intent.id, &issuer)
+            .await
+            .unwrap();
+        assert_eq!(card.hard_limit.get(), dec("30"), "{backend:?}");
+        assert_eq!(card.purchase_intent_id, approved.intent.id);
+        assert_eq!(issuer.requests().len(), 1);
+        let pending = acme.authorize(buy(agent, "150", "GitHub")).await.unwrap();
+        let err = acme
+            .payments()
+            .issue_card_with(pending.intent.id, &issuer)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+        assert_eq!(
+            issuer.requests().len(),
+            1,
+            "the issuer is not called for a pending intent"
+        );
+        let err = acme
+            .payments()
+            .issue_card_with(bursar::id::PurchaseIntentId::new(), &issuer)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_replayed_five_times_captures_once() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let auth = acme.authorize(buy(agent, "30", "GitHub")).await.unwrap();
+        let card = acme
+            .payments()
+            .issue_card_with(auth.intent.id, &FakeCardIssuer::new())
+            .await
+            .unwrap();
+        let authorized = TransactionEvent::new("ch_1", ChargeStatus::Authorized, usd("29.50"))
+            .card(&card.provider_card_id);
+        acme.payments()
+            .record_transaction(authorized)
+            .await
+            .unwrap();
+        let captured = TransactionEvent::new("ch_1", ChargeStatus::Captured, usd("29.50"))
+            .card(&card.provider_card_id);
+        let mut replays = 0;
+        for _ in 0..5 {
+            replays += usize::from(
+                acme.payments()
+                    .record_transaction(captured.clone())
+                    .await
+                    .unwrap()
+                    .replayed,
+            );
+        }
+        assert_eq!(replays, 4, "{backend:?}");
+        let (res, _) = acme
+            .reservations()
+            .get(auth.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status, ReservationStatus::Captured);
+        assert_eq!(res.captured_amount.get(), dec("29.5"));
+        // A late "authorized" replay changes nothing; a refund refunds once.
+        let late = TransactionEvent::new("ch_1", ChargeStatus::Authorized, usd("29.50"))
+            .card(&card.provider_card_id);
+        assert!(
+            acme.payments()
+                .record_transaction(late)
+                .await
+                .unwrap()
+                .replayed
+        );
+        let refund =
+            TransactionEvent::new("ch_1", ChargeStatus::Refunded, usd("9.50")).refund_id("re_1");
+        acme.payments()
+            .record_transaction(refund.clone())
+            .await
+            .unwrap();
+        assert!(
+            acme.payments()
+                .record_transaction(refund)
+                .await
+                .unwrap()
+                .replayed
+        );
+        let (res, _) = acme
+            .reservations()
+            .get(auth.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.refunded_amount.get(), dec("9.5"));
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+        // A failed charge releases its hold.
+        let other = acme.authorize(buy(agent, "40", "GitHub")).await.unwrap();
+        let failed =
+            TransactionEvent::new("ch_2", ChargeStatus::Failed, usd("40")).intent(other.intent.id);
+        acme.payments().record_transaction(failed).await.unwrap();
+        let (res, _) = acme
+            .reservations()
+            .get(other.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(res.status, ReservationStatus::Released);
+        let wrong = TransactionEvent::new(
+            "ch_3",
+            ChargeStatus::Captured,
+            Money::parse("1", "EUR").unwrap(),
+        )
+        .intent(other.intent.id);
+        let err = acme.payments().record_transaction(wrong).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "currency"),
+            "{err:?}"
+        );
+    }
+}
