@@ -1,5 +1,74 @@
-//! bursar
+//! # bursar
+//!
+//! Govern what your AI agents may **do** and **spend**, tenant by tenant.
+//!
+//! bursar is a library a host application embeds. It keeps, per tenant, who may
+//! act (members, roles, agents and their API keys), what is allowed
+//! ([policies](policy)), how much may be spent ([budgets](budget) with atomic
+//! [reservations](store::Reservations)), what needs a human (approval requests),
+//! and what happened (an exact ledger and a hash-chained [audit log](audit)).
+//! Everything is persisted through SeaORM: in-memory or file SQLite by default,
+//! PostgreSQL in production.
+//!
+//! ```
+//! use bursar::money::{Currency, Money};
+//! use bursar::policy::{Outcome, Request, SpendingControls};
+//! use bursar::store::{AgentRepository, NewAgent, NewTenant};
+//! use rust_decimal::Decimal;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), bursar::Error> {
+//! let store = bursar::Store::connect("sqlite::memory:").await?; // runs the migrations
+//! let tenant = store.tenants().create(NewTenant::new("Acme", "acme").timezone("Europe/Berlin")).await?;
+//! let acme = store.tenant(tenant.id); // every call below is confined to Acme
+//!
+//! let bot = acme.agents().create(NewAgent::new("research-bot")).await?;
+//! acme.apply_controls(
+//!     &SpendingControls::new(Currency::USD)
+//!         .agent(bot.id)
+//!         .monthly_limit(Decimal::from(500))
+//!         .approval_threshold(Decimal::from(100))
+//!         .blocked_merchants(["facebook ads"])
+//!         .build()?,
+//! )
+//! .await?;
+//!
+//! let purchase = Request::purchase(bot.id, Decimal::from(30), Currency::USD, "GitHub").idempotency_key("req-1");
+//! let outcome = acme.authorize(purchase).await?;
+//! assert_eq!(outcome.outcome, Outcome::Approved);
+//!
+//! // The purchase settled for a little less: capture it; the rest returns to the budget.
+//! let settled = Money::new(Decimal::new(2950, 2), Currency::USD)?;
+//! acme.reservations().capture(outcome.reservation_id()?, settled).await?;
+//!
+//! let blocked = acme.authorize(Request::purchase(bot.id, Decimal::from(20), Currency::USD, "Facebook Ads")).await?;
+//! assert_eq!(blocked.codes().collect::<Vec<_>>(), ["MERCHANT_BLOCKED"]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ## Map
+//!
+//! * [`Store`] connects (and migrates); [`Store::tenant`] gives a
+//!   [`TenantScope`], which carries the tenant id so no call can name another
+//!   tenant's rows: a foreign id behaves exactly like a missing one.
+//! * [`TenantScope::authorize`] is the one flow: load the compiled policies and
+//!   the facts → [`policy::evaluate`] (pure) → reserve (atomic) → record the
+//!   purchase intent, blocked attempts or approval request, ledger and audit
+//!   entry, all in one database transaction.
+//! * [`policy`] is pure: no I/O, no clock; `evaluate(&compiled, &request, &facts)`.
+//! * [`budget`] is pure: period windows in the tenant's time zone, which budgets
+//!   apply, fit checks.
+//! * [`money`]: exact amounts ([`rust_decimal::Decimal`], never floats), stored so
+//!   that SQLite and PostgreSQL both compare them exactly and numerically.
+//! * [`entity`]: the SeaORM entities of all 28 tables; the schema lives in the
+//!   `bursar-migration` crate.
+//!
+//! The guides in `docs/` cover the policy language, budgets and reservations,
+//! the repositories, the schema and its mapping from the source schemas, and
+//! the measured performance.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod audit;
 pub mod authorize;
@@ -15,3 +84,8 @@ pub mod store;
 
 pub use error::{Error, Result};
 pub use store::{Store, TenantScope};
+
+/// Compiles and runs the examples in `README.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
