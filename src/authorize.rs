@@ -587,7 +587,7 @@ async fn merchant_is_known(
 
 /// Records an approved purchase from a merchant: inserts it on first sight,
 /// otherwise bumps its last-seen time and purchase count.
-async fn record_seen(
+pub(crate) async fn record_seen(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     name: &str,

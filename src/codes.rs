@@ -41,3 +41,5 @@ pub const ORG_GUARDRAIL: &str = "ORG_GUARDRAIL";
 /// The purchase is within the spending controls (the reason code of the `allow`
 /// policy that spending controls add).
 pub const WITHIN_CONTROLS: &str = "WITHIN_CONTROLS";
+/// An approver rejected the request.
+pub const APPROVAL_REJECTED: &str = "APPROVAL_REJECTED";

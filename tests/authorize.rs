@@ -638,3 +638,239 @@ async fn a_webhook_replayed_five_times_captures_once() {
         );
     }
 }
+
+/// A user who is an active member of the scope's tenant.
+async fn approver(store: &Store, acme: &TenantScope) -> bursar::id::UserId {
+    use bursar::entity::{tenant_member, user};
+    use sea_orm::{ActiveModelTrait, Set};
+    let id = bursar::id::UserId::new();
+    user::ActiveModel {
+        id: Set(id),
+        email: Set(format!("{}@example.com", id.as_uuid().simple())),
+        name: Set("Finance".into()),
+        password_hash: Set(None),
+        auth_provider: Set(None),
+        external_id: Set(None),
+        kind: Set(user::UserKind::User),
+        is_active: Set(true),
+        gdpr_consent_at: Set(None),
+        created_at: Set(noon()),
+        updated_at: Set(noon()),
+    }
+    .insert(store.connection())
+    .await
+    .unwrap();
+    tenant_member::ActiveModel {
+        tenant_id: Set(acme.tenant_id()),
+        user_id: Set(id),
+        seat_type: Set(tenant_member::SeatType::Pro),
+        status: Set(tenant_member::MemberStatus::Active),
+        invited_by: Set(None),
+        joined_at: Set(Some(noon())),
+        created_at: Set(noon()),
+        updated_at: Set(noon()),
+    }
+    .insert(store.connection())
+    .await
+    .unwrap();
+    id
+}
+
+#[tokio::test]
+async fn approving_turns_the_hold_into_a_reservation_and_rejecting_releases_it() {
+    use bursar::entity::approval_decision::ApprovalVote;
+    use bursar::store::{ApprovalRepository, PurchaseIntentRepository};
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let finance = approver(&store, &acme).await;
+        let gpus = acme
+            .authorize(buy(agent, "150", "Lambda Labs"))
+            .await
+            .unwrap();
+        let approval = gpus.approval.as_ref().unwrap().id;
+        let decided = acme
+            .approvals()
+            .decide(approval, finance, ApprovalVote::Approve, Some("ok".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            decided.request.status,
+            ApprovalStatus::Approved,
+            "{backend:?}"
+        );
+        assert_eq!(decided.decisions.len(), 1);
+        let intent = acme.purchase_intents().get(gpus.intent.id).await.unwrap();
+        assert_eq!(intent.status, PurchaseIntentStatus::Approved);
+        let (hold, _) = acme
+            .reservations()
+            .get(gpus.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (hold.status, hold.expires_at),
+            (ReservationStatus::Held, noon() + DEFAULT_RESERVATION_TTL)
+        );
+        acme.reservations()
+            .capture(hold.id, usd("150"))
+            .await
+            .unwrap();
+        // A second vote on a decided request is refused, naming the state.
+        let err = acme
+            .approvals()
+            .decide(approval, finance, ApprovalVote::Reject, None)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("approved"), "{err}");
+
+        let second = acme
+            .authorize(buy(agent, "120", "Lambda Labs"))
+            .await
+            .unwrap();
+        let approval = second.approval.as_ref().unwrap().id;
+        let stranger = bursar::id::UserId::new();
+        let err = acme
+            .approvals()
+            .decide(approval, stranger, ApprovalVote::Approve, None)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        acme.approvals()
+            .decide(approval, finance, ApprovalVote::Reject, None)
+            .await
+            .unwrap();
+        let intent = acme.purchase_intents().get(second.intent.id).await.unwrap();
+        assert_eq!(
+            intent.rejection_code.as_deref(),
+            Some(codes::APPROVAL_REJECTED)
+        );
+        let (hold, _) = acme
+            .reservations()
+            .get(second.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(hold.status, ReservationStatus::Released);
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+        assert!(acme.audit_log().verify().await.unwrap().is_intact());
+    }
+}
+
+#[tokio::test]
+async fn an_approval_nobody_answers_expires_and_returns_its_hold() {
+    use bursar::store::ApprovalRepository;
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let pending = acme
+            .authorize(buy(agent, "150", "Lambda Labs"))
+            .await
+            .unwrap();
+        assert_eq!(acme.approvals().expire_due(noon()).await.unwrap(), 0);
+        let later = noon() + DEFAULT_APPROVAL_TTL;
+        assert_eq!(
+            acme.approvals().expire_due(later).await.unwrap(),
+            1,
+            "{backend:?}"
+        );
+        let state = acme
+            .approvals()
+            .get(pending.approval.as_ref().unwrap().id)
+            .await
+            .unwrap();
+        assert_eq!(state.request.status, ApprovalStatus::Expired);
+        let (hold, _) = acme
+            .reservations()
+            .get(pending.reservation_id().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(hold.status, ReservationStatus::Expired);
+        assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+    }
+}
+
+#[tokio::test]
+async fn a_policy_change_is_seen_at_once_even_by_another_store() {
+    let (_dir, url) = sqlite_file_url();
+    // One clock that never moves: the cache may not rely on timestamps.
+    let clock = Arc::new(ManualClock::new(noon()));
+    let a = Store::builder(&url)
+        .clock(clock.clone())
+        .connect()
+        .await
+        .unwrap();
+    let b = Store::builder(&url).clock(clock).connect().await.unwrap();
+    let (acme_a, agent) = setup(&a).await;
+    let acme_b = b.tenant(acme_a.tenant_id());
+    // Both stores compile (and cache) the policies.
+    assert!(
+        acme_a
+            .authorize(buy(agent, "10", "GitHub"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    assert!(
+        acme_b
+            .authorize(buy(agent, "10", "GitHub"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    // A blocks GitHub: B must not serve its stale compilation.
+    let deny = Policy::new(
+        "no github",
+        Effect::Deny,
+        codes::MERCHANT_BLOCKED,
+        Condition::MerchantIn {
+            merchants: vec!["github".into()],
+        },
+    );
+    let id = acme_a.policies().create(deny).await.unwrap().id;
+    let auth = acme_b.authorize(buy(agent, "10", "GitHub")).await.unwrap();
+    assert_eq!(auth.codes().collect::<Vec<_>>(), [codes::MERCHANT_BLOCKED]);
+    let auth = acme_a.authorize(buy(agent, "10", "GitHub")).await.unwrap();
+    assert_eq!(auth.codes().collect::<Vec<_>>(), [codes::MERCHANT_BLOCKED]);
+    // B disables it: A, which has the deny compiled, must see the change.
+    acme_b.policies().set_enabled(id, false).await.unwrap();
+    assert!(
+        acme_a
+            .authorize(buy(agent, "10", "GitHub"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    // It rejected purchases, so it cannot be deleted: the blocked attempts
+    // keep naming it.
+    let err = acme_b.policies().delete(id).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Conflict { .. }) && err.to_string().contains("disable"),
+        "{err:?}"
+    );
+    // A policy that never decided anything can be deleted, and A sees it go.
+    let unused = Policy::new(
+        "nobody",
+        Effect::Deny,
+        "NOBODY",
+        Condition::MerchantIn {
+            merchants: vec!["nobody".into()],
+        },
+    );
+    let unused = acme_b.policies().create(unused).await.unwrap().id;
+    assert!(
+        acme_a
+            .authorize(buy(agent, "10", "GitHub"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    acme_b.policies().delete(unused).await.unwrap();
+    assert!(
+        acme_a
+            .authorize(buy(agent, "10", "GitHub"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    let err = acme_a.policies().get(unused).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+}

@@ -2,7 +2,9 @@
 //! to every repository.
 
 mod agents;
+mod approvals;
 mod budgets;
+mod intents;
 mod payments;
 pub(crate) mod policies;
 pub(crate) mod repo;
@@ -12,7 +14,9 @@ mod teams;
 mod tenants;
 
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
+pub use approvals::{ApprovalRepository, ApprovalState, Approvals, MAX_COMMENT_LEN};
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use payments::{
     CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, Payments, ProviderCard, Recorded,
     TransactionEvent,

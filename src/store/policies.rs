@@ -9,6 +9,8 @@ use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
 };
 
+use sea_orm::sea_query::{Expr, Func};
+
 use crate::entity::policy;
 use crate::id::{PolicyId, TenantId};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
@@ -18,9 +20,13 @@ use crate::store::{Agents, Projects, Teams};
 use crate::{Error, Result};
 
 /// What identifies one version of a tenant's policy set: how many policies
-/// there are and when the newest change was made. Any write through any
-/// process changes it, so a cached compilation is never served stale.
-type Stamp = (i64, Option<DateTime<Utc>>, DefaultEffect);
+/// there are, the sum of their versions (every update bumps one), the newest
+/// change time, and the tenant's default effect. A create or delete changes
+/// the count, an update the sum, so a write through any process is seen by
+/// every other on its next call. (The one sequence it cannot tell apart is a
+/// delete followed by a create of the same version within one tick of the
+/// clock, which only a stopped test clock produces.)
+type Stamp = (i64, i64, Option<DateTime<Utc>>, DefaultEffect);
 
 /// Compiled policy sets, per tenant, shared by every clone of a store.
 #[derive(Default)]
@@ -85,10 +91,12 @@ pub trait PolicyRepository {
     /// # Errors
     /// [`Error::NotFound`].
     async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy>;
-    /// Deletes a policy.
+    /// Deletes a policy that no recorded decision names. A policy that
+    /// rejected something stays, so the blocked attempts keep pointing at it:
+    /// disable it instead.
     ///
     /// # Errors
-    /// [`Error::NotFound`].
+    /// [`Error::NotFound`]; [`Error::Conflict`] when a blocked attempt names it.
     async fn delete(&self, id: PolicyId) -> Result<()>;
     /// The tenant's policies compiled for evaluation; cached, and recompiled
     /// after any change.
@@ -184,17 +192,25 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
-        let (count, newest): (i64, Option<DateTime<Utc>>) = policy::Entity::find()
-            .select_only()
-            .column_as(policy::Column::Id.count(), "n")
-            .column_as(policy::Column::UpdatedAt.max(), "newest")
-            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
-            .into_tuple()
-            .one(&self.ctx.db)
-            .await?
-            .unwrap_or((0, None));
+        let (count, versions, newest): (i64, Option<i64>, Option<DateTime<Utc>>) =
+            policy::Entity::find()
+                .select_only()
+                .column_as(policy::Column::Id.count(), "n")
+                .column_as(
+                    Expr::expr(Func::cast_as(
+                        Func::sum(Expr::col(policy::Column::Version)),
+                        "bigint",
+                    )),
+                    "versions",
+                )
+                .column_as(policy::Column::UpdatedAt.max(), "newest")
+                .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+                .into_tuple()
+                .one(&self.ctx.db)
+                .await?
+                .unwrap_or((0, None, None));
         let effect = default_effect(&self.ctx.db, self.ctx.tenant).await?;
-        Ok((count, newest, effect))
+        Ok((count, versions.unwrap_or(0), newest, effect))
     }
 }
 
@@ -301,7 +317,14 @@ impl PolicyRepository for Policies<'_> {
             .filter(policy::Column::TenantId.eq(self.ctx.tenant))
             .filter(policy::Column::Id.eq(id))
             .exec(&self.ctx.db)
-            .await?;
+            .await
+            .map_err(|e| match e.sql_err() {
+                Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_)) => Error::conflict(
+                    "policy",
+                    format!("policy {id} is named by recorded decisions (blocked attempts); disable it instead"),
+                ),
+                _ => Error::from(e),
+            })?;
         self.cache.invalidate(self.ctx.tenant);
         Ok(())
     }
@@ -319,7 +342,7 @@ impl PolicyRepository for Policies<'_> {
             .into_iter()
             .map(to_policy)
             .collect::<Result<Vec<_>>>()?;
-        let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.2)?);
+        let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.3)?);
         self.cache
             .put(self.ctx.tenant, stamp, Arc::clone(&compiled));
         Ok(compiled)

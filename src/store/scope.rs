@@ -193,6 +193,18 @@ impl TenantScope {
         result
     }
 
+    /// Purchase intents (written by [`TenantScope::authorize`]).
+    #[must_use]
+    pub fn purchase_intents(&self) -> crate::store::PurchaseIntents<'_> {
+        crate::store::PurchaseIntents::new(self.ctx())
+    }
+
+    /// Approval requests: vote, decide, expire.
+    #[must_use]
+    pub fn approvals(&self) -> crate::store::Approvals<'_> {
+        crate::store::Approvals::new(self.ctx())
+    }
+
     /// Budget definitions and their current balances.
     #[must_use]
     pub fn budgets(&self) -> Budgets<'_> {
