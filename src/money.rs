@@ -365,58 +365,6 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
-/// Stored in currency columns as the three-letter code.
-impl From<Currency> for sea_orm::Value {
-    fn from(c: Currency) -> Self {
-        sea_orm::Value::String(Some(c.code().to_owned()))
-    }
-}
-
-impl sea_orm::TryGetable for Currency {
-    fn try_get_by<I: sea_orm::ColIdx>(
-        res: &sea_orm::QueryResult,
-        idx: I,
-    ) -> Result<Self, sea_orm::TryGetError> {
-        let code = String::try_get_by(res, idx)?;
-        Self::from_code(&code).map_err(|err| {
-            sea_orm::TryGetError::DbErr(sea_orm::DbErr::TryIntoErr {
-                from: "String",
-                into: "Currency",
-                source: std::sync::Arc::new(err),
-            })
-        })
-    }
-}
-
-impl sea_orm::sea_query::ValueType for Currency {
-    fn try_from(v: sea_orm::Value) -> Result<Self, sea_orm::sea_query::ValueTypeErr> {
-        let code = <String as sea_orm::sea_query::ValueType>::try_from(v)?;
-        Self::from_code(&code).map_err(|_| sea_orm::sea_query::ValueTypeErr)
-    }
-    fn type_name() -> String {
-        "Currency".to_owned()
-    }
-    fn array_type() -> sea_orm::sea_query::ArrayType {
-        sea_orm::sea_query::ArrayType::String
-    }
-    fn column_type() -> sea_orm::sea_query::ColumnType {
-        sea_orm::sea_query::ColumnType::Char(Some(3))
-    }
-}
-
-impl sea_orm::sea_query::Nullable for Currency {
-    fn null() -> sea_orm::Value {
-        sea_orm::Value::String(None)
-    }
-}
-
-impl sea_orm::IntoActiveValue<Currency> for Currency {
-    fn into_active_value(self) -> sea_orm::ActiveValue<Currency> {
-        sea_orm::ActiveValue::Set(self)
-    }
-}
-
-impl sea_orm::sea_query::postgres_array::NotU8 for Currency {}
 
 /// A non-negative, exactly stored quantity of money (or of any unit priced in
 /// money, such as an LLM cost): at most 6 decimal places, below 10²⁰.

@@ -102,6 +102,8 @@ macro_rules! string_value {
     };
 }
 
+// Currency columns: the ISO 4217 code, e.g. `USD`.
+string_value!(crate::money::Currency, 3);
 // `budgets.period`: `daily`, `weekly`, `monthly`, `yearly` or `lifetime`.
 string_value!(crate::budget::Period, 16);
 // `policies.effect`: `allow`, `deny` or `require_approval`.

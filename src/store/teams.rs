@@ -145,104 +145,63 @@ fn slug_taken(entity: &'static str, slug: &str) -> impl FnOnce(sea_orm::DbErr) -
     }
 }
 
-#[async_trait]
-impl TeamRepository for Teams<'_> {
-    async fn create(&self, new: NewGroup) -> Result<team::Model> {
-        let name = validate_name("name", &new.name)?;
-        let slug = validate_slug("slug", &new.slug)?;
-        let description = validate_description(new.description.as_deref())?;
-        let now = self.ctx.now();
-        team::ActiveModel {
-            id: Set(TeamId::new()),
-            tenant_id: Set(self.ctx.tenant),
-            name: Set(name),
-            slug: Set(slug.clone()),
-            description: Set(description),
-            created_at: Set(now),
-            updated_at: Set(now),
+/// Teams and projects are the same shape (a name and a slug unique in the
+/// tenant), so one implementation serves both.
+macro_rules! group_repository {
+    ($repo:ident, $trait:ident, $entity:ident, $id:ident, $kind:literal) => {
+        #[async_trait]
+        impl $trait for $repo<'_> {
+            async fn create(&self, new: NewGroup) -> Result<$entity::Model> {
+                let name = validate_name("name", &new.name)?;
+                let slug = validate_slug("slug", &new.slug)?;
+                let description = validate_description(new.description.as_deref())?;
+                let now = self.ctx.now();
+                $entity::ActiveModel {
+                    id: Set($id::new()),
+                    tenant_id: Set(self.ctx.tenant),
+                    name: Set(name),
+                    slug: Set(slug.clone()),
+                    description: Set(description),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                }
+                .insert(&self.ctx.db)
+                .await
+                .map_err(slug_taken($kind, &slug))
+            }
+
+            async fn get(&self, id: $id) -> Result<$entity::Model> {
+                $entity::Entity::find()
+                    .filter($entity::Column::TenantId.eq(self.ctx.tenant))
+                    .filter($entity::Column::Id.eq(id))
+                    .one(&self.ctx.db)
+                    .await?
+                    .ok_or_else(|| Error::not_found($id::ENTITY, id))
+            }
+
+            async fn list(&self, page: PageRequest) -> Result<Page<$entity::Model>> {
+                let query =
+                    $entity::Entity::find().filter($entity::Column::TenantId.eq(self.ctx.tenant));
+                list_page(
+                    &self.ctx.db,
+                    query,
+                    $entity::Column::CreatedAt,
+                    $entity::Column::Id,
+                    &page,
+                )
+                .await
+            }
+
+            async fn rename(&self, id: $id, name: &str) -> Result<$entity::Model> {
+                let name = validate_name("name", name)?;
+                let mut row: $entity::ActiveModel = self.get(id).await?.into();
+                row.name = Set(name);
+                row.updated_at = Set(self.ctx.now());
+                Ok(row.update(&self.ctx.db).await?)
+            }
         }
-        .insert(&self.ctx.db)
-        .await
-        .map_err(slug_taken("team", &slug))
-    }
-
-    async fn get(&self, id: TeamId) -> Result<team::Model> {
-        team::Entity::find()
-            .filter(team::Column::TenantId.eq(self.ctx.tenant))
-            .filter(team::Column::Id.eq(id))
-            .one(&self.ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(TeamId::ENTITY, id))
-    }
-
-    async fn list(&self, page: PageRequest) -> Result<Page<team::Model>> {
-        let query = team::Entity::find().filter(team::Column::TenantId.eq(self.ctx.tenant));
-        list_page(
-            &self.ctx.db,
-            query,
-            team::Column::CreatedAt,
-            team::Column::Id,
-            &page,
-        )
-        .await
-    }
-
-    async fn rename(&self, id: TeamId, name: &str) -> Result<team::Model> {
-        let name = validate_name("name", name)?;
-        let mut row: team::ActiveModel = self.get(id).await?.into();
-        row.name = Set(name);
-        row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
-    }
+    };
 }
 
-#[async_trait]
-impl ProjectRepository for Projects<'_> {
-    async fn create(&self, new: NewGroup) -> Result<project::Model> {
-        let name = validate_name("name", &new.name)?;
-        let slug = validate_slug("slug", &new.slug)?;
-        let description = validate_description(new.description.as_deref())?;
-        let now = self.ctx.now();
-        project::ActiveModel {
-            id: Set(ProjectId::new()),
-            tenant_id: Set(self.ctx.tenant),
-            name: Set(name),
-            slug: Set(slug.clone()),
-            description: Set(description),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.ctx.db)
-        .await
-        .map_err(slug_taken("project", &slug))
-    }
-
-    async fn get(&self, id: ProjectId) -> Result<project::Model> {
-        project::Entity::find()
-            .filter(project::Column::TenantId.eq(self.ctx.tenant))
-            .filter(project::Column::Id.eq(id))
-            .one(&self.ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(ProjectId::ENTITY, id))
-    }
-
-    async fn list(&self, page: PageRequest) -> Result<Page<project::Model>> {
-        let query = project::Entity::find().filter(project::Column::TenantId.eq(self.ctx.tenant));
-        list_page(
-            &self.ctx.db,
-            query,
-            project::Column::CreatedAt,
-            project::Column::Id,
-            &page,
-        )
-        .await
-    }
-
-    async fn rename(&self, id: ProjectId, name: &str) -> Result<project::Model> {
-        let name = validate_name("name", name)?;
-        let mut row: project::ActiveModel = self.get(id).await?.into();
-        row.name = Set(name);
-        row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
-    }
-}
+group_repository!(Teams, TeamRepository, team, TeamId, "team");
+group_repository!(Projects, ProjectRepository, project, ProjectId, "project");
