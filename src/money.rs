@@ -365,7 +365,6 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
-
 /// A non-negative, exactly stored quantity of money (or of any unit priced in
 /// money, such as an LLM cost): at most 6 decimal places, below 10²⁰.
 ///

@@ -254,6 +254,29 @@ impl Store {
         TenantScope::new(self.clone(), id)
     }
 
+    /// Expires every tenant's held reservations whose expiry has passed
+    /// (see [`Reservations::expire_due`]), one tenant at a time so that every
+    /// query stays confined to one tenant. Returns how many were expired. Run
+    /// it periodically from one or several processes.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    pub async fn expire_due_all(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+        use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+        let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
+            .select_only()
+            .column(crate::entity::tenant::Column::Id)
+            .order_by_asc(crate::entity::tenant::Column::Id)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        let mut expired = 0;
+        for tenant in tenants {
+            expired += self.tenant(tenant).reservations().expire_due(now).await?;
+        }
+        Ok(expired)
+    }
+
     /// Closes the pool.
     ///
     /// # Errors

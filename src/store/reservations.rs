@@ -289,8 +289,9 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Conflict`] (wrong state, or over-capture that
-    /// does not fit), [`Error::Invalid`] (negative or unstorable amount, or a
-    /// currency other than the reservation's), [`Error::Database`].
+    /// does not fit), [`Error::Invalid`] (a zero, negative or unstorable amount —
+    /// nothing spent is a [release](Reservations::release) —, or a currency
+    /// other than the reservation's), [`Error::Database`].
     pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
         let now = self.ctx.now();
         let txn = self.ctx.begin_write().await?;
@@ -871,13 +872,8 @@ pub async fn capture_in(
     amount: Money,
     now: DateTime<Utc>,
 ) -> Result<reservation::Model> {
-    if amount.amount() < Decimal::ZERO {
-        return Err(Error::invalid(
-            "amount",
-            format!("must not be negative, got {}", amount.amount()),
-        ));
-    }
-    let captured = Amount::new(amount.amount()).map_err(|e| Error::invalid("amount", e))?;
+    // Nothing spent is a release, not a capture.
+    let captured = positive_amount("amount", &amount)?;
     let current = load(txn, tenant, id, true).await?;
     same_currency(&current, &amount)?;
     match current.status {
