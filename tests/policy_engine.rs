@@ -425,8 +425,9 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
 /// The same path as the fuzz target (`fuzz/fuzz_targets/policy_json.rs`).
 fn through_the_whole_path(policy_json: &str, r: &Request, f: &Facts) {
     if let Ok(policy) = Policy::from_json(policy_json) {
-        let compiled = CompiledPolicies::compile(&[policy.clone()], DefaultEffect::Deny)
-            .expect("a validated policy compiles");
+        let compiled =
+            CompiledPolicies::compile(std::slice::from_ref(&policy), DefaultEffect::Deny)
+                .expect("a validated policy compiles");
         let d = evaluate(&compiled, r, f);
         assert!(!d.reasons().is_empty() || d.is_approved());
         let _ = serde_json::to_string(&d).unwrap();

@@ -23,9 +23,9 @@ use cedar_policy::{
     RestrictedExpression,
 };
 
+mod timing;
 #[path = "../../common/workload.rs"]
 mod workload;
-mod timing;
 
 fn uid(s: &str) -> EntityUid {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -68,7 +68,9 @@ fn cedar_tenant(total: usize) -> PolicySet {
         src.push_str(&cedar_ten(&format!("other{n}"), &format!("other_team{n}")));
         n += 1;
     }
-    let policies: PolicySet = src.parse().unwrap_or_else(|e| panic!("cedar policies: {e:?}"));
+    let policies: PolicySet = src
+        .parse()
+        .unwrap_or_else(|e| panic!("cedar policies: {e:?}"));
     assert_eq!(policies.policies().count(), total);
     policies
 }
@@ -89,16 +91,41 @@ fn cedar_request(case: &workload::Case) -> Request {
             .map_or(i64::MAX, |w| cents(w.remaining()))
     };
     let context = Context::from_pairs([
-        ("amount".to_owned(), RestrictedExpression::new_long(cents(r.amount.unwrap_or_default()))),
-        ("currency".to_owned(), RestrictedExpression::new_string(r.currency.map(|c| c.code().to_owned()).unwrap_or_default())),
-        ("mcc".to_owned(), RestrictedExpression::new_long(i64::from(m.mcc.unwrap_or(0)))),
-        ("new_vendor".to_owned(), RestrictedExpression::new_bool(case.facts.new_vendor)),
-        ("daily_remaining".to_owned(), RestrictedExpression::new_long(remaining(bursar::budget::Period::Daily))),
-        ("monthly_remaining".to_owned(), RestrictedExpression::new_long(remaining(bursar::budget::Period::Monthly))),
+        (
+            "amount".to_owned(),
+            RestrictedExpression::new_long(cents(r.amount.unwrap_or_default())),
+        ),
+        (
+            "currency".to_owned(),
+            RestrictedExpression::new_string(
+                r.currency.map(|c| c.code().to_owned()).unwrap_or_default(),
+            ),
+        ),
+        (
+            "mcc".to_owned(),
+            RestrictedExpression::new_long(i64::from(m.mcc.unwrap_or(0))),
+        ),
+        (
+            "new_vendor".to_owned(),
+            RestrictedExpression::new_bool(case.facts.new_vendor),
+        ),
+        (
+            "daily_remaining".to_owned(),
+            RestrictedExpression::new_long(remaining(bursar::budget::Period::Daily)),
+        ),
+        (
+            "monthly_remaining".to_owned(),
+            RestrictedExpression::new_long(remaining(bursar::budget::Period::Monthly)),
+        ),
     ])
     .expect("context");
     // The caller folds the merchant name into the entity id, as bursar does.
-    let merchant = m.name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let merchant = m
+        .name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     Request::new(
         uid("Agent::\"a1\""),
         uid("Action::\"purchase\""),
@@ -110,18 +137,38 @@ fn cedar_request(case: &workload::Case) -> Request {
 }
 
 fn entities() -> Entities {
-    let agent = Entity::new(uid("Agent::\"a1\""), HashMap::new(), HashSet::from([uid("Team::\"t1\"")])).expect("entity");
-    Entities::from_entities([agent, Entity::new_no_attrs(uid("Team::\"t1\""), HashSet::new())], None).expect("entities")
+    let agent = Entity::new(
+        uid("Agent::\"a1\""),
+        HashMap::new(),
+        HashSet::from([uid("Team::\"t1\"")]),
+    )
+    .expect("entity");
+    Entities::from_entities(
+        [
+            agent,
+            Entity::new_no_attrs(uid("Team::\"t1\""), HashSet::new()),
+        ],
+        None,
+    )
+    .expect("entities")
 }
 
-fn cedar_answer(auth: &Authorizer, policies: &PolicySet, entities: &Entities, request: &Request) -> (String, Vec<String>) {
+fn cedar_answer(
+    auth: &Authorizer,
+    policies: &PolicySet,
+    entities: &Entities,
+    request: &Request,
+) -> (String, Vec<String>) {
     let response = auth.is_authorized(request, policies, entities);
     let mut codes: Vec<String> = response
         .diagnostics()
         .reason()
         .filter_map(|id| policies.annotation(id, "code").map(str::to_owned))
         .collect();
-    assert!(response.diagnostics().errors().next().is_none(), "cedar evaluation errors");
+    assert!(
+        response.diagnostics().errors().next().is_none(),
+        "cedar evaluation errors"
+    );
     let outcome = match response.decision() {
         Decision::Allow => {
             codes.clear();
@@ -136,7 +183,9 @@ fn cedar_answer(auth: &Authorizer, policies: &PolicySet, entities: &Entities, re
             if approvals_only {
                 "pending_approval"
             } else {
-                codes.retain(|c| !["OVER_THRESHOLD", "ORG_GUARDRAIL", "NEW_VENDOR"].contains(&c.as_str()));
+                codes.retain(|c| {
+                    !["OVER_THRESHOLD", "ORG_GUARDRAIL", "NEW_VENDOR"].contains(&c.as_str())
+                });
                 "rejected"
             }
         }
@@ -156,16 +205,37 @@ fn main() {
         let cedar = cedar_tenant(total);
         for (case, request) in cases.iter().zip(&requests) {
             let (outcome, mut codes) = workload::bursar_answer(&compiled, case);
-            assert_eq!((outcome.as_str(), codes.iter().map(String::as_str).collect::<Vec<_>>()), (case.outcome, case.codes.clone()), "bursar: {}", case.name);
+            assert_eq!(
+                (
+                    outcome.as_str(),
+                    codes.iter().map(String::as_str).collect::<Vec<_>>()
+                ),
+                (case.outcome, case.codes.clone()),
+                "bursar: {}",
+                case.name
+            );
             codes.sort();
             let theirs = cedar_answer(&auth, &cedar, &entities, request);
-            assert_eq!((outcome, codes), theirs, "cedar disagrees with bursar on {:?} ({total} policies)", case.name);
+            assert_eq!(
+                (outcome, codes),
+                theirs,
+                "cedar disagrees with bursar on {:?} ({total} policies)",
+                case.name
+            );
         }
-        println!("{total} policies: cedar and bursar agree on all {} requests", cases.len());
+        println!(
+            "{total} policies: cedar and bursar agree on all {} requests",
+            cases.len()
+        );
         let ordinary = &cases[0];
-        let ours = timing::median_ns(|| bursar::policy::evaluate(&compiled, &ordinary.request, &ordinary.facts));
+        let ours = timing::median_ns(|| {
+            bursar::policy::evaluate(&compiled, &ordinary.request, &ordinary.facts)
+        });
         let theirs = timing::median_ns(|| auth.is_authorized(&requests[0], &cedar, &entities));
-        println!("{total} policies, ordinary purchase: bursar {ours:.0} ns, cedar {theirs:.0} ns ({:.1}x)", theirs / ours);
+        println!(
+            "{total} policies, ordinary purchase: bursar {ours:.0} ns, cedar {theirs:.0} ns ({:.1}x)",
+            theirs / ours
+        );
         let ours_all = timing::median_ns(|| {
             for c in &cases {
                 std::hint::black_box(bursar::policy::evaluate(&compiled, &c.request, &c.facts));
@@ -176,9 +246,16 @@ fn main() {
                 std::hint::black_box(auth.is_authorized(r, &cedar, &entities));
             }
         }) / cases.len() as f64;
-        println!("{total} policies, mean over the {} requests: bursar {ours_all:.0} ns, cedar {theirs_all:.0} ns ({:.1}x)", cases.len(), theirs_all / ours_all);
+        println!(
+            "{total} policies, mean over the {} requests: bursar {ours_all:.0} ns, cedar {theirs_all:.0} ns ({:.1}x)",
+            cases.len(),
+            theirs_all / ours_all
+        );
         lines.push((total, ours, theirs));
     }
     let (_, ours, theirs) = lines[0];
-    println!("bursar vs cedar: {:.1}x (median ns: {ours:.0} vs {theirs:.0})", theirs / ours);
+    println!(
+        "bursar vs cedar: {:.1}x (median ns: {ours:.0} vs {theirs:.0})",
+        theirs / ours
+    );
 }

@@ -20,17 +20,21 @@ use std::collections::HashMap;
 use agent_governance::{PolicyDecision, PolicyEngine};
 use serde_yaml::Value;
 
-#[path = "../../../common/workload.rs"]
-mod workload;
 #[path = "../../src/timing.rs"]
 mod timing;
+#[path = "../../../common/workload.rs"]
+mod workload;
 
 fn profile() -> String {
     let deny = |code: &str, key: &str, value: &str| {
-        format!("  - name: {code}\n    type: capability\n    denied_actions: [\"purchase\"]\n    conditions: {{ {key}: {value} }}\n")
+        format!(
+            "  - name: {code}\n    type: capability\n    denied_actions: [\"purchase\"]\n    conditions: {{ {key}: {value} }}\n"
+        )
     };
     let approve = |code: &str, key: &str| {
-        format!("  - name: {code}\n    type: approval\n    actions: [\"purchase\"]\n    min_approvals: 1\n    conditions: {{ {key}: true }}\n")
+        format!(
+            "  - name: {code}\n    type: approval\n    actions: [\"purchase\"]\n    min_approvals: 1\n    conditions: {{ {key}: true }}\n"
+        )
     };
     let mut y = String::from("version: \"1\"\nagent: a1\npolicies:\n");
     y += &deny("OVER_TRANSACTION_LIMIT", "over_transaction_limit", "true");
@@ -55,22 +59,44 @@ fn context(case: &workload::Case) -> HashMap<String, Value> {
     let m = r.merchant.as_ref().expect("purchases have merchants");
     let over = |n: i64| Value::Bool(amount > n.into());
     let exceeded = |p: bursar::budget::Period| {
-        Value::Bool(case.facts.budgets.iter().any(|w| w.period == p && !w.fits(amount)))
+        Value::Bool(
+            case.facts
+                .budgets
+                .iter()
+                .any(|w| w.period == p && !w.fits(amount)),
+        )
     };
     let mcc = m.mcc.unwrap_or(0);
     let blocked = mcc == 7995 || (5960..=5969).contains(&mcc);
-    let merchant = m.name.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+    let merchant = m
+        .name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase();
     HashMap::from([
         ("over_transaction_limit".to_owned(), over(workload::PER_TX)),
         ("over_org_max".to_owned(), over(workload::ORG_MAX)),
         ("over_threshold".to_owned(), over(workload::THRESHOLD)),
         ("over_guardrail".to_owned(), over(workload::GUARDRAIL)),
-        ("daily_exceeded".to_owned(), exceeded(bursar::budget::Period::Daily)),
-        ("monthly_exceeded".to_owned(), exceeded(bursar::budget::Period::Monthly)),
+        (
+            "daily_exceeded".to_owned(),
+            exceeded(bursar::budget::Period::Daily),
+        ),
+        (
+            "monthly_exceeded".to_owned(),
+            exceeded(bursar::budget::Period::Monthly),
+        ),
         ("merchant".to_owned(), Value::String(merchant)),
-        ("category".to_owned(), Value::String(if blocked { "blocked" } else { "other" }.to_owned())),
+        (
+            "category".to_owned(),
+            Value::String(if blocked { "blocked" } else { "other" }.to_owned()),
+        ),
         ("new_vendor".to_owned(), Value::Bool(case.facts.new_vendor)),
-        ("currency".to_owned(), Value::String(r.currency.map(|c| c.code().to_owned()).unwrap_or_default())),
+        (
+            "currency".to_owned(),
+            Value::String(r.currency.map(|c| c.code().to_owned()).unwrap_or_default()),
+        ),
     ])
 }
 
@@ -93,15 +119,35 @@ fn main() {
     let compiled = workload::compile(&workload::tenant(10));
     for (case, ctx) in cases.iter().zip(&contexts) {
         let (outcome, codes) = workload::bursar_answer(&compiled, case);
-        assert_eq!((outcome.as_str(), codes.iter().map(String::as_str).collect::<Vec<_>>()), (case.outcome, case.codes.clone()), "bursar: {}", case.name);
+        assert_eq!(
+            (
+                outcome.as_str(),
+                codes.iter().map(String::as_str).collect::<Vec<_>>()
+            ),
+            (case.outcome, case.codes.clone()),
+            "bursar: {}",
+            case.name
+        );
         let theirs = answer(&engine.evaluate("purchase", Some(ctx)));
-        assert_eq!((outcome, codes.first().cloned()), theirs, "agent-governance disagrees with bursar on {:?}", case.name);
+        assert_eq!(
+            (outcome, codes.first().cloned()),
+            theirs,
+            "agent-governance disagrees with bursar on {:?}",
+            case.name
+        );
     }
-    println!("agent-governance and bursar agree on all {} requests (outcome and first reason)", cases.len());
+    println!(
+        "agent-governance and bursar agree on all {} requests (outcome and first reason)",
+        cases.len()
+    );
     let ordinary = &cases[0];
-    let ours = timing::median_ns(|| bursar::policy::evaluate(&compiled, &ordinary.request, &ordinary.facts));
+    let ours = timing::median_ns(|| {
+        bursar::policy::evaluate(&compiled, &ordinary.request, &ordinary.facts)
+    });
     let theirs = timing::median_ns(|| engine.evaluate("purchase", Some(&contexts[0])));
-    println!("10 policies / 11 rules, ordinary purchase: bursar {ours:.0} ns, agent-governance {theirs:.0} ns");
+    println!(
+        "10 policies / 11 rules, ordinary purchase: bursar {ours:.0} ns, agent-governance {theirs:.0} ns"
+    );
     let ours_all = timing::median_ns(|| {
         for c in &cases {
             std::hint::black_box(bursar::policy::evaluate(&compiled, &c.request, &c.facts));
@@ -112,6 +158,13 @@ fn main() {
             std::hint::black_box(engine.evaluate("purchase", Some(ctx)));
         }
     }) / cases.len() as f64;
-    println!("mean over the {} requests: bursar {ours_all:.0} ns, agent-governance {theirs_all:.0} ns ({:.2}x)", cases.len(), theirs_all / ours_all);
-    println!("bursar vs agent-governance: {:.2}x (median ns: {ours:.0} vs {theirs:.0})", theirs / ours);
+    println!(
+        "mean over the {} requests: bursar {ours_all:.0} ns, agent-governance {theirs_all:.0} ns ({:.2}x)",
+        cases.len(),
+        theirs_all / ours_all
+    );
+    println!(
+        "bursar vs agent-governance: {:.2}x (median ns: {ours:.0} vs {theirs:.0})",
+        theirs / ours
+    );
 }
