@@ -649,3 +649,52 @@ async fn never_overspends_with_two_processes_on_postgres() {
     assert_eq!(total, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
 }
+
+#[tokio::test]
+async fn late_evening_and_just_after_midnight_local_fall_in_different_daily_windows() {
+    for backend in backends() {
+        // 23:30 in New York on 2026-03-07 is 04:30 UTC on 2026-03-08; the next
+        // local day (the 23-hour spring-forward day) starts at 05:00 UTC.
+        let evening = Utc.with_ymd_and_hms(2026, 3, 8, 4, 30, 0).unwrap();
+        let clock = Arc::new(ManualClock::new(evening));
+        let store = store_at(backend, clock.clone()).await;
+        let acme = tenant(&store, "America/New_York").await;
+        let budget = acme
+            .budgets()
+            .create(NewBudget::tenant().daily(dec("100"), "USD"))
+            .await
+            .unwrap();
+        let r = acme.reservations();
+        let hold = |at: DateTime<Utc>| ReserveRequest::new(usd("80"), at + Duration::hours(1));
+        assert!(
+            r.reserve(hold(evening))
+                .await
+                .unwrap()
+                .reservation()
+                .is_some()
+        );
+        // 23:45 the same evening: the same window, which has 20 left.
+        clock.set(evening + Duration::minutes(15));
+        let same_day = r
+            .reserve(hold(evening + Duration::minutes(15)))
+            .await
+            .unwrap();
+        assert_eq!(same_day.shortfalls()[0].remaining, dec("20"), "{backend:?}");
+        // 00:30 the next local day: a fresh window.
+        let after_midnight = evening + Duration::hours(1);
+        clock.set(after_midnight);
+        assert!(
+            r.reserve(hold(after_midnight))
+                .await
+                .unwrap()
+                .reservation()
+                .is_some(),
+            "{backend:?}"
+        );
+        let today = acme.budgets().status(budget.id).await.unwrap().balance;
+        assert_eq!(today.reserved, dec("80"));
+        let report = r.reconcile().await.unwrap();
+        assert!(report.is_clean());
+        assert_eq!(report.windows, 2, "two daily windows were used");
+    }
+}
