@@ -52,7 +52,7 @@ mod template;
 mod validate;
 
 pub use compile::CompiledPolicies;
-pub use controls::{BudgetSpec, Controls, SpendingControls};
+pub use controls::{BudgetSpec, Controls, SpendingControls, priority};
 pub use evaluate::{BudgetDetail, Decision, Outcome, Reason, evaluate};
 pub use facts::{Facts, Velocity};
 pub use model::{BudgetScopeKind, Condition, DefaultEffect, Effect, MccSpec, Policy, PolicyScope};
