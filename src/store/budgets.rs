@@ -244,7 +244,6 @@ impl<'a> Budgets<'a> {
             is_active: Set(true),
             created_at: Set(now),
             updated_at: Set(now),
-            ..Default::default()
         };
         Ok(row.insert(conn).await?)
     }

@@ -114,6 +114,7 @@ impl ReserveRequest {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
+#[allow(clippy::large_enum_variant)] // returned once per call, never stored in bulk
 pub enum ReserveOutcome {
     /// The amount is held on every applicable window.
     Reserved {
