@@ -20,18 +20,17 @@ use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
-use crate::entity::{agent::AgentStatus, merchant, reservation, tenant};
-use crate::id::{
-    ApprovalRequestId, BlockedAttemptId, MerchantId, PurchaseIntentId, ReservationId, TenantId,
-};
+use crate::entity::{agent::AgentStatus, reservation, tenant};
+use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
+use crate::store::merchants::record_seen;
 use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
     ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, current_windows, reserve_in,
 };
-use crate::store::{AgentRepository, Agents};
+use crate::store::{AgentRepository, Agents, MerchantRepository, Merchants};
 use crate::{Error, Result};
 
 /// How long an approved purchase's reservation is held when the tenant's
@@ -323,8 +322,8 @@ impl Flow<'_> {
         let windows = current_windows(self.txn, self.tenant, budgets, tz, now, false).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
-        facts.new_vendor = !merchant_name.is_empty()
-            && !merchant_is_known(self.txn, self.tenant, &merchant_name).await?;
+        facts.new_vendor = !merchant_name.trim().is_empty()
+            && !Merchants::new(self.ctx()).is_known(&merchant_name).await?;
         for &window in policies.velocity_windows() {
             let since = now - Duration::seconds(i64::from(window));
             let count = purchase_intent::Entity::find()
@@ -450,9 +449,13 @@ impl Flow<'_> {
         merchant_name: &str,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
-        let domain = request.merchant.as_ref().and_then(|m| m.domain.clone());
-        if !merchant_name.is_empty() {
-            record_seen(self.txn, self.tenant, merchant_name, domain.as_deref(), now).await?;
+        let domain = request
+            .merchant
+            .as_ref()
+            .and_then(|m| m.domain.as_deref())
+            .and_then(crate::policy::merchant_host);
+        if !merchant_name.trim().is_empty() {
+            record_seen(self.txn, self.tenant, merchant_name, domain, now).await?;
         }
         let mut row: purchase_intent::ActiveModel = intent.into();
         row.status = Set(PurchaseIntentStatus::Approved);
@@ -562,63 +565,4 @@ impl Flow<'_> {
         append(self.txn, self.tenant, entry, now).await?;
         Ok(())
     }
-}
-
-/// The name merchants are known by: trimmed, case-folded, inner whitespace
-/// collapsed to one space, exactly as policies compare merchant names.
-#[must_use]
-pub fn normalize_merchant(name: &str) -> String {
-    crate::policy::fold_merchant(name)
-}
-
-/// Whether the tenant has approved a purchase from this merchant before.
-async fn merchant_is_known(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    name: &str,
-) -> Result<bool> {
-    Ok(merchant::Entity::find()
-        .filter(merchant::Column::TenantId.eq(tenant))
-        .filter(merchant::Column::NormalizedName.eq(normalize_merchant(name)))
-        .one(txn)
-        .await?
-        .is_some())
-}
-
-/// Records an approved purchase from a merchant: inserts it on first sight,
-/// otherwise bumps its last-seen time and purchase count.
-pub(crate) async fn record_seen(
-    txn: &DatabaseTransaction,
-    tenant: TenantId,
-    name: &str,
-    domain: Option<&str>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-    let row = merchant::ActiveModel {
-        id: Set(MerchantId::new()),
-        tenant_id: Set(tenant),
-        name: Set(name.trim().to_owned()),
-        normalized_name: Set(normalize_merchant(name)),
-        domain: Set(domain.map(str::to_owned)),
-        first_seen_at: Set(now),
-        last_seen_at: Set(now),
-        purchase_count: Set(1),
-        created_at: Set(now),
-        updated_at: Set(now),
-    };
-    merchant::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([merchant::Column::TenantId, merchant::Column::NormalizedName])
-                .value(merchant::Column::LastSeenAt, Expr::value(now))
-                .value(merchant::Column::UpdatedAt, Expr::value(now))
-                .value(
-                    merchant::Column::PurchaseCount,
-                    Expr::col((merchant::Entity, merchant::Column::PurchaseCount)).add(1),
-                )
-                .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
 }

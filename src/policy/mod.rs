@@ -45,7 +45,7 @@ mod facts;
 pub mod limits;
 mod model;
 mod names;
-pub use names::fold_merchant;
+pub use names::{fold_merchant, merchant_host};
 mod normalize;
 mod request;
 mod template;

@@ -71,3 +71,15 @@ impl FromStr for DefaultEffect {
 pub fn fold_merchant(name: &str) -> String {
     super::normalize::fold(name)
 }
+
+/// The host of a merchant URL or domain, as policies match it: scheme, path,
+/// port and a leading `www.` removed; `None` when it is not a plausible host.
+///
+/// ```
+/// assert_eq!(bursar::policy::merchant_host("https://www.GitHub.com/pricing"), Some("GitHub.com"));
+/// assert_eq!(bursar::policy::merchant_host("not a host"), None);
+/// ```
+#[must_use]
+pub fn merchant_host(raw: &str) -> Option<&str> {
+    super::normalize::host_of(raw)
+}

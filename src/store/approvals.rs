@@ -14,7 +14,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use crate::audit::{AuditEntry, append};
-use crate::authorize::{DEFAULT_RESERVATION_TTL, record_seen};
+use crate::authorize::DEFAULT_RESERVATION_TTL;
 use crate::entity::approval_decision::{self, ApprovalVote};
 use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus};
 use crate::entity::audit_log::{AuditActorType, AuditStatus};
@@ -23,6 +23,7 @@ use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::tenant;
 use crate::entity::tenant_member::{self, MemberStatus};
 use crate::id::{ApprovalDecisionId, ApprovalRequestId, UserId};
+use crate::store::merchants::record_seen;
 use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::reservations::end_hold_in;
 use crate::store::{Page, PageRequest};
