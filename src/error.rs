@@ -49,6 +49,15 @@ pub enum Error {
         /// What conflicted (the key, or the current state).
         reason: String,
     },
+    /// The user is a member of the tenant but lacks the permission the
+    /// operation needs.
+    #[error("user {user} lacks the permission {permission}")]
+    Forbidden {
+        /// The user.
+        user: String,
+        /// The permission code, e.g. `approvals:write`.
+        permission: &'static str,
+    },
     /// A credential (agent API key) was missing, malformed, unknown, revoked
     /// or expired. Deliberately says no more than that.
     #[error("unauthenticated")]
@@ -67,6 +76,7 @@ impl Error {
             Self::Invalid { .. } => "invalid",
             Self::InvalidPolicy { .. } => "invalid_policy",
             Self::Conflict { .. } => "conflict",
+            Self::Forbidden { .. } => "forbidden",
             Self::Unauthenticated => "unauthenticated",
             Self::Database(_) => "database",
         }

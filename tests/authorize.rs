@@ -639,41 +639,22 @@ async fn a_webhook_replayed_five_times_captures_once() {
     }
 }
 
-/// A user who is an active member of the scope's tenant.
-async fn approver(store: &Store, acme: &TenantScope) -> bursar::id::UserId {
-    use bursar::entity::{tenant_member, user};
-    use sea_orm::{ActiveModelTrait, Set};
-    let id = bursar::id::UserId::new();
-    user::ActiveModel {
-        id: Set(id),
-        email: Set(format!("{}@example.com", id.as_uuid().simple())),
-        name: Set("Finance".into()),
-        password_hash: Set(None),
-        auth_provider: Set(None),
-        external_id: Set(None),
-        kind: Set(user::UserKind::User),
-        is_active: Set(true),
-        gdpr_consent_at: Set(None),
-        created_at: Set(noon()),
-        updated_at: Set(noon()),
+/// A user who is an active member of the scope's tenant, with `role`.
+async fn member(store: &Store, acme: &TenantScope, role: Option<&str>) -> bursar::id::UserId {
+    use bursar::entity::tenant_member::SeatType;
+    use bursar::store::{MemberRepository, NewUser, RoleRepository};
+    let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
+    let user = store
+        .users()
+        .create(NewUser::new(email, "Finance"))
+        .await
+        .unwrap();
+    acme.members().add(user.id, SeatType::Pro).await.unwrap();
+    if let Some(role) = role {
+        let role = acme.roles().by_name(role).await.unwrap();
+        acme.roles().assign(user.id, role.id).await.unwrap();
     }
-    .insert(store.connection())
-    .await
-    .unwrap();
-    tenant_member::ActiveModel {
-        tenant_id: Set(acme.tenant_id()),
-        user_id: Set(id),
-        seat_type: Set(tenant_member::SeatType::Pro),
-        status: Set(tenant_member::MemberStatus::Active),
-        invited_by: Set(None),
-        joined_at: Set(Some(noon())),
-        created_at: Set(noon()),
-        updated_at: Set(noon()),
-    }
-    .insert(store.connection())
-    .await
-    .unwrap();
-    id
+    user.id
 }
 
 #[tokio::test]
@@ -683,12 +664,28 @@ async fn approving_turns_the_hold_into_a_reservation_and_rejecting_releases_it()
     for backend in backends() {
         let store = store_for(backend).await;
         let (acme, agent) = setup(&store).await;
-        let finance = approver(&store, &acme).await;
+        let finance = member(&store, &acme, Some(bursar::store::builtin::FINANCE)).await;
+        let developer = member(&store, &acme, Some(bursar::store::builtin::DEVELOPER)).await;
         let gpus = acme
             .authorize(buy(agent, "150", "Lambda Labs"))
             .await
             .unwrap();
         let approval = gpus.approval.as_ref().unwrap().id;
+        let err = acme
+            .approvals()
+            .decide(approval, developer, ApprovalVote::Approve, None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Forbidden {
+                    permission: "approvals:write",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         let decided = acme
             .approvals()
             .decide(approval, finance, ApprovalVote::Approve, Some("ok".into()))

@@ -26,7 +26,7 @@ use crate::id::{ApprovalDecisionId, ApprovalRequestId, UserId};
 use crate::store::merchants::record_seen;
 use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::reservations::end_hold_in;
-use crate::store::{Page, PageRequest};
+use crate::store::{Page, PageRequest, RoleRepository, Roles, permissions};
 use crate::{Error, Result, codes};
 
 /// Longest decision comment, in characters.
@@ -62,7 +62,9 @@ pub trait ApprovalRepository {
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown request or an approver who is not an
-    /// active member of the tenant; [`Error::Conflict`] when the request is no
+    /// active member of the tenant; [`Error::Forbidden`] for a member without
+    /// the `approvals:write` permission (the built-in admin and finance roles
+    /// have it); [`Error::Conflict`] when the request is no
     /// longer pending, has expired, or the approver already voted;
     /// [`Error::Invalid`] for an over-long comment.
     async fn decide(
@@ -344,6 +346,13 @@ impl ApprovalRepository for Approvals<'_> {
                 .await?
                 .filter(|m| m.status == MemberStatus::Active)
                 .ok_or_else(|| Error::not_found(UserId::ENTITY, approver))?;
+            let roles = Roles::new(Ctx::new(&txn, self.ctx.tenant, self.ctx.clock));
+            if !roles.can(approver, permissions::APPROVALS_WRITE).await? {
+                return Err(Error::Forbidden {
+                    user: approver.to_string(),
+                    permission: permissions::APPROVALS_WRITE,
+                });
+            }
             let mut votes = self.votes(&txn, id).await?;
             if votes.iter().any(|v| v.approver_id == member.user_id) {
                 return Err(Error::conflict(
