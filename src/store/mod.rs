@@ -1,18 +1,36 @@
 //! The [`Store`]: a connection pool with the bursar schema, and the entry point
 //! to every repository.
 
+mod agent_keys;
 mod agents;
+mod blocked_attempts;
 mod budgets;
+mod cards;
+mod members;
+pub(crate) mod merchants;
 mod payments;
 pub(crate) mod policies;
 pub(crate) mod repo;
 pub mod reservations;
+mod roles;
 mod scope;
+mod status;
 mod teams;
 mod tenants;
+mod transactions;
 
+pub use agent_keys::{
+    AgentKeyRepository, AgentKeys, IssuedKey, KEY_LEN, KEY_MARKER, MAX_LIVE_KEYS_PER_AGENT,
+    VerifiedKey,
+};
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
+pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use cards::{CardRepository, Cards};
+pub use members::{
+    MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser, Users, normalize_email,
+};
+pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
 pub use payments::{
     CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, Payments, ProviderCard, Recorded,
     TransactionEvent,
@@ -20,9 +38,11 @@ pub use payments::{
 pub use policies::{Policies, PolicyRepository};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
+pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
 pub use tenants::{NewTenant, Tenants};
+pub use transactions::{TransactionRepository, Transactions};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -242,6 +262,13 @@ impl Store {
     #[must_use]
     pub fn tenants(&self) -> Tenants {
         Tenants::new(self.clone())
+    }
+
+    /// Creates and finds users: global identities that may belong to several
+    /// tenants.
+    #[must_use]
+    pub fn users(&self) -> Users {
+        Users::new(self.clone())
     }
 
     /// Everything about one tenant, and nothing about any other.

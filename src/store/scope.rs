@@ -6,14 +6,21 @@ use crate::id::TenantId;
 use crate::policy::{Controls, Request};
 use crate::store::PolicyRepository;
 use crate::store::Store;
+use crate::store::agent_keys::AgentKeys;
 use crate::store::agents::Agents;
+use crate::store::blocked_attempts::BlockedAttempts;
 use crate::store::budgets::Budgets;
 use crate::store::budgets::NewBudget;
+use crate::store::cards::Cards;
+use crate::store::members::Members;
+use crate::store::merchants::Merchants;
 use crate::store::payments::Payments;
 use crate::store::policies::Policies;
 use crate::store::repo::Ctx;
 use crate::store::reservations::Reservations;
+use crate::store::roles::Roles;
 use crate::store::teams::{Projects, Teams};
+use crate::store::transactions::Transactions;
 
 /// Everything bursar knows about one tenant, and nothing about any other.
 ///
@@ -209,5 +216,47 @@ impl TenantScope {
     #[must_use]
     pub fn reservations(&self) -> Reservations<'_> {
         Reservations::new(self.ctx())
+    }
+
+    /// Members: which users belong to the tenant, on which seat, in which state.
+    #[must_use]
+    pub fn members(&self) -> Members<'_> {
+        Members::new(self.ctx())
+    }
+
+    /// Roles, their permissions, role assignments and the `can` check.
+    #[must_use]
+    pub fn roles(&self) -> Roles<'_> {
+        Roles::new(self.ctx())
+    }
+
+    /// Agent API keys: issue, revoke, list, verify.
+    #[must_use]
+    pub fn agent_keys(&self) -> AgentKeys<'_> {
+        AgentKeys::new(self.ctx())
+    }
+
+    /// Known merchants (new-vendor detection).
+    #[must_use]
+    pub fn merchants(&self) -> Merchants<'_> {
+        Merchants::new(self.ctx())
+    }
+
+    /// Rejected requests, by reason code and time.
+    #[must_use]
+    pub fn blocked_attempts(&self) -> BlockedAttempts<'_> {
+        BlockedAttempts::new(self.ctx())
+    }
+
+    /// Virtual cards (read side).
+    #[must_use]
+    pub fn cards(&self) -> Cards<'_> {
+        Cards::new(self.ctx())
+    }
+
+    /// Card transactions (read side).
+    #[must_use]
+    pub fn transactions(&self) -> Transactions<'_> {
+        Transactions::new(self.ctx())
     }
 }

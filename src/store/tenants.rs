@@ -1,6 +1,6 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set, TransactionTrait};
 
 use crate::entity::tenant;
 use crate::id::TenantId;
@@ -127,7 +127,9 @@ impl Tenants {
         Self { store }
     }
 
-    /// Creates a tenant.
+    /// Creates a tenant, with its built-in roles (admin, finance, developer,
+    /// readonly; see [`RoleRepository::ensure_builtin`](crate::store::RoleRepository::ensure_builtin)),
+    /// in one transaction.
     ///
     /// # Errors
     /// [`Error::Invalid`] naming the field for a bad name, slug, time zone or
@@ -157,14 +159,19 @@ impl Tenants {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        row.insert(self.store.connection())
-            .await
-            .map_err(|e| match Error::from(e) {
+        let txn = self.store.connection().begin().await?;
+        let result = async {
+            let tenant = row.insert(&txn).await.map_err(|e| match Error::from(e) {
                 Error::Conflict { .. } => {
                     Error::conflict("tenant", format!("slug {slug:?} is already taken"))
                 }
                 other => other,
-            })
+            })?;
+            crate::store::roles::ensure_builtin_in(&txn, tenant.id, now).await?;
+            Ok(tenant)
+        }
+        .await;
+        crate::store::repo::finish(txn, result).await
     }
 
     /// The tenant with this id.
