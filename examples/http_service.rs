@@ -16,8 +16,10 @@
 //! On start, when the database has no tenant with the slug `demo`, the service
 //! creates one: a tenant "Demo", an agent `demo-bot` under spending controls
 //! (at most 200.00 USD per purchase and 500.00 USD a month, purchases above
-//! 100.00 USD need a human's approval, "Facebook Ads" is blocked), and prints
-//! an API key for the agent. Use it as `KEY` below.
+//! 100.00 USD need a human's approval, "Facebook Ads" is blocked), and an API
+//! key for the agent. It prints the tenant's id (`TENANT` below) on every start
+//! and the key (`KEY` below) once, when it issues it: bursar keeps only the
+//! key's hash. Delete `bursar-http.db*` to start over.
 //!
 //! # Routes
 //!
@@ -68,8 +70,8 @@
 //! `not_found` 404, `conflict` 409, and 500 `internal` for a database failure,
 //! whose details go to the log and never to the caller.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::Json;
@@ -122,49 +124,17 @@ pub trait Authenticator: Send + Sync {
     async fn authenticate(&self, secret: &str) -> bursar::Result<Caller>;
 }
 
-/// Agent keys kept in memory, by the SHA-256 of the key: the keys of a
-/// process that does not persist them.
-#[derive(Debug, Default)]
-pub struct KeyRing {
-    keys: RwLock<HashMap<[u8; 32], Caller>>,
-}
-
-impl KeyRing {
-    /// An empty ring.
-    #[must_use]
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// A new random key for `caller`, `bsk_` and 64 hex digits. Returned
-    /// once; the ring keeps only its hash.
-    ///
-    /// # Errors
-    /// When the operating system has no randomness to give.
-    pub fn issue(&self, caller: Caller) -> Result<String, getrandom::Error> {
-        let mut bytes = [0u8; 32];
-        getrandom::fill(&mut bytes)?;
-        let secret: String = std::iter::once("bsk_".to_owned())
-            .chain(bytes.iter().map(|b| format!("{b:02x}")))
-            .collect();
-        self.keys
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(Sha256::digest(secret.as_bytes()).into(), caller);
-        Ok(secret)
-    }
-}
-
+/// The store's agent keys: bursar keeps the SHA-256 of each key and refuses
+/// a malformed, unknown, revoked or expired key, or one whose agent is paused
+/// or suspended.
 #[async_trait]
-impl Authenticator for KeyRing {
+impl Authenticator for Store {
     async fn authenticate(&self, secret: &str) -> bursar::Result<Caller> {
-        let hash: [u8; 32] = Sha256::digest(secret.as_bytes()).into();
-        self.keys
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&hash)
-            .copied()
-            .ok_or(Error::Unauthenticated)
+        let key = self.authenticate_agent(secret).await?;
+        Ok(Caller {
+            tenant_id: key.tenant_id,
+            agent_id: key.agent_id,
+        })
     }
 }
 
@@ -208,19 +178,23 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// A state serving `store`, checking agent keys with `authenticator` and
+    /// A state serving `store`, checking agent keys against the store's and
     /// provider webhooks against `webhook_secret`.
     #[must_use]
-    pub fn new(
-        store: Store,
-        authenticator: Arc<dyn Authenticator>,
-        webhook_secret: WebhookSecret,
-    ) -> Self {
+    pub fn new(store: Store, webhook_secret: WebhookSecret) -> Self {
         Self {
+            authenticator: Arc::new(store.clone()),
             store,
-            authenticator,
             webhook_secret,
         }
+    }
+
+    /// Checks agent keys with `authenticator` instead (a cache in front of
+    /// the store, or the host's own identity provider).
+    #[must_use]
+    pub fn authenticator(mut self, authenticator: Arc<dyn Authenticator>) -> Self {
+        self.authenticator = authenticator;
+        self
     }
 }
 
@@ -606,26 +580,15 @@ async fn record_transaction(
 // ---------------------------------------------------------------------------
 // main
 
-/// Creates the demo tenant, agent and controls when the database has none.
-/// Returns the demo tenant.
-async fn bootstrap(store: &Store) -> bursar::Result<(TenantId, AgentId)> {
+/// Creates the demo tenant, its agent `demo-bot` under spending controls,
+/// and a key for the agent, when the database has no `demo` tenant. Returns
+/// the tenant, and the key when it was just issued.
+async fn bootstrap(store: &Store) -> bursar::Result<(TenantId, Option<String>)> {
     use bursar::policy::SpendingControls;
-    use bursar::store::{AgentRepository, NewAgent, NewTenant};
+    use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant};
 
     match store.tenants().by_slug("demo").await {
-        Ok(tenant) => {
-            let scope = store.tenant(tenant.id);
-            let agents = scope.agents().list(Default::default()).await?;
-            let agent = agents
-                .items
-                .into_iter()
-                .find(|a| a.name == "demo-bot")
-                .ok_or_else(|| Error::NotFound {
-                    entity: "agent",
-                    id: "demo-bot".to_owned(),
-                })?;
-            Ok((tenant.id, agent.id))
-        }
+        Ok(tenant) => Ok((tenant.id, None)),
         Err(Error::NotFound { .. }) => {
             let tenant = store
                 .tenants()
@@ -644,8 +607,11 @@ async fn bootstrap(store: &Store) -> bursar::Result<(TenantId, AgentId)> {
                         .build()?,
                 )
                 .await?;
-            println!("created the demo tenant {} and agent demo-bot", tenant.id);
-            Ok((tenant.id, agent.id))
+            let (key, _) = scope
+                .agent_keys()
+                .issue(agent.id, Some("demo"), None)
+                .await?;
+            Ok((tenant.id, Some(key.secret)))
         }
         Err(err) => Err(err),
     }
@@ -664,21 +630,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let store = Store::connect(&url).await?;
-    let (tenant, agent) = bootstrap(&store).await?;
-    let keys = Arc::new(KeyRing::new());
-    let key = keys
-        .issue(Caller {
-            tenant_id: tenant,
-            agent_id: agent,
-        })
-        .map_err(|e| format!("no randomness for the demo key: {e}"))?;
+    let (tenant, key) = bootstrap(&store).await?;
     println!("demo tenant: {tenant}");
-    println!("demo agent key (valid while this process runs): {key}");
-    let app = router(AppState::new(
-        store,
-        keys,
-        WebhookSecret::new(&webhook_secret),
-    ));
+    match key {
+        Some(key) => println!("demo agent key (shown once, keep it): {key}"),
+        None => println!("demo agent key: printed when the demo tenant was created"),
+    }
+    let app = router(AppState::new(store, WebhookSecret::new(&webhook_secret)));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

@@ -13,16 +13,17 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use bursar::clock::ManualClock;
 use bursar::codes;
+use bursar::entity::agent::AgentStatus;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::entity::{purchase_intent, transaction};
 use bursar::id::{AgentId, PurchaseIntentId, ReservationId, TenantId};
 use bursar::money::Currency;
 use bursar::policy::SpendingControls;
-use bursar::store::{AgentRepository, FakeCardIssuer, NewAgent, NewTenant};
+use bursar::store::{AgentKeyRepository, AgentRepository, FakeCardIssuer, NewAgent, NewTenant};
 use bursar::{Store, TenantScope};
 use chrono::{TimeZone, Utc};
 use common::{Backend, backends, dec, fresh_postgres_schema};
-use http_service::{AppState, Caller, KeyRing, WebhookSecret, router};
+use http_service::{AppState, WebhookSecret, router};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -33,8 +34,8 @@ const WEBHOOK_SECRET: &str = "test-webhook-secret";
 struct Service {
     app: Router,
     store: Store,
-    keys: Arc<KeyRing>,
     acme: TenantScope,
+    agent: AgentId,
     key: String,
 }
 
@@ -53,7 +54,7 @@ async fn store_for(backend: Backend) -> Store {
 
 /// A tenant with one agent under controls: per transaction 200, monthly 500,
 /// approval above 100, blocked "facebook ads"; and the agent's key.
-async fn tenant(store: &Store, keys: &KeyRing) -> (TenantScope, AgentId, String) {
+async fn new_tenant(store: &Store) -> (TenantScope, AgentId, String) {
     let slug = format!("t{}", uuid::Uuid::now_v7().simple());
     let t = store
         .tenants()
@@ -80,29 +81,31 @@ async fn tenant(store: &Store, keys: &KeyRing) -> (TenantScope, AgentId, String)
         )
         .await
         .unwrap();
-    let key = keys
-        .issue(Caller {
-            tenant_id: t.id,
-            agent_id: agent,
-        })
-        .unwrap();
+    let key = issue_key(&scope, agent).await;
     (scope, agent, key)
+}
+
+async fn issue_key(scope: &TenantScope, agent: AgentId) -> String {
+    let (key, _) = scope
+        .agent_keys()
+        .issue(agent, Some("test"), None)
+        .await
+        .unwrap();
+    key.secret
 }
 
 async fn service(backend: Backend) -> Service {
     let store = store_for(backend).await;
-    let keys = Arc::new(KeyRing::new());
-    let (acme, _, key) = tenant(&store, &keys).await;
+    let (acme, agent, key) = new_tenant(&store).await;
     let app = router(AppState::new(
         store.clone(),
-        keys.clone(),
         WebhookSecret::new(WEBHOOK_SECRET),
     ));
     Service {
         app,
         store,
-        keys,
         acme,
+        agent,
         key,
     }
 }
@@ -251,7 +254,8 @@ async fn a_missing_malformed_or_wrong_key_is_401_with_one_body() {
     for backend in backends() {
         let s = service(backend).await;
         let body = buy("30.00", "GitHub").to_string();
-        let wrong_key = format!("bsk_{}", "0".repeat(64));
+        let wrong_key = format!("bsk_{}_{}", "0".repeat(12), "0".repeat(64));
+        assert_eq!(wrong_key.len(), s.key.len(), "the right shape");
         let mut answers = Vec::new();
         // No header at all.
         answers.push(purchase_raw(&s.app, None, &body).await);
@@ -260,6 +264,7 @@ async fn a_missing_malformed_or_wrong_key_is_401_with_one_body() {
         // Malformed keys.
         answers.push(purchase_raw(&s.app, Some("not-a-key"), &body).await);
         answers.push(purchase_raw(&s.app, Some(""), &body).await);
+        answers.push(purchase_raw(&s.app, Some(&s.key[..s.key.len() - 1]), &body).await);
         // Another scheme.
         let basic = post("/v1/purchase_intents")
             .header(header::AUTHORIZATION, format!("Basic {}", s.key))
@@ -268,6 +273,27 @@ async fn a_missing_malformed_or_wrong_key_is_401_with_one_body() {
         answers.push(send(&s.app, basic).await);
         // The key check comes before the body's.
         answers.push(purchase_raw(&s.app, Some(&wrong_key), "{not json").await);
+        // A revoked key, and the key of a paused agent.
+        let other = s
+            .acme
+            .agents()
+            .create(NewAgent::new("other"))
+            .await
+            .unwrap();
+        let revoked = s
+            .acme
+            .agent_keys()
+            .issue(other.id, None, None)
+            .await
+            .unwrap();
+        s.acme.agent_keys().revoke(revoked.0.id).await.unwrap();
+        answers.push(purchase_raw(&s.app, Some(&revoked.0.secret), &body).await);
+        s.acme
+            .agents()
+            .set_status(s.agent, AgentStatus::Paused)
+            .await
+            .unwrap();
+        answers.push(purchase_raw(&s.app, Some(&s.key), &body).await);
         for answer in &answers {
             assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{backend:?}");
             assert_eq!(answer.body, answers[0].body);
@@ -394,13 +420,7 @@ async fn a_repeated_idempotency_key_returns_the_first_intent_marked_replayed() {
             .create(NewAgent::new("other-bot"))
             .await
             .unwrap();
-        let second_key = s
-            .keys
-            .issue(Caller {
-                tenant_id: s.acme.tenant_id(),
-                agent_id: second.id,
-            })
-            .unwrap();
+        let second_key = issue_key(&s.acme, second.id).await;
         let stolen = purchase(&s.app, &second_key, body).await;
         assert_eq!(stolen.status, StatusCode::CONFLICT);
         assert_eq!(intents(&s.store, s.acme.tenant_id()).await, 1);
@@ -502,7 +522,7 @@ async fn webhooks_refuse_a_wrong_secret_and_never_reach_another_tenant() {
         assert_eq!(answer.error_code(), "not_found");
 
         // This tenant's intent, reported for another tenant, is not found there.
-        let (other, _, _) = tenant_of(&s).await;
+        let (other, _, _) = new_tenant(&s.store).await;
         let answer = webhook(&s.app, other.tenant_id(), WEBHOOK_SECRET, &captured("ch_3")).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
         assert_eq!(answer.error_code(), "not_found");
@@ -537,10 +557,6 @@ async fn webhooks_refuse_a_wrong_secret_and_never_reach_another_tenant() {
         assert_eq!(answer.body["replayed"], false);
         assert!(s.acme.reservations().reconcile().await.unwrap().is_clean());
     }
-}
-
-async fn tenant_of(s: &Service) -> (TenantScope, AgentId, String) {
-    tenant(&s.store, &s.keys).await
 }
 
 #[tokio::test]
