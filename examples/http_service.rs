@@ -67,8 +67,11 @@
 //! `invalid` and `invalid_policy` 400 (the message names the field, also for
 //! a body that is not JSON or does not fit the schema), `unauthenticated` 401
 //! (the same answer for a missing, malformed, unknown or revoked key),
-//! `not_found` 404, `conflict` 409, and 500 `internal` for a database failure,
-//! whose details go to the log and never to the caller.
+//! `not_found` 404, `conflict` 409 (also for an idempotency key first used
+//! for another amount, or by another agent), and `database` 500, whose
+//! details go to the log: the caller reads only `internal error`. A body over
+//! [`MAX_BODY_BYTES`] is 413 `invalid`, an unknown route 404 `not_found`, a
+//! wrong method 405 `method_not_allowed`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -149,17 +152,18 @@ impl WebhookSecret {
         Self(Arc::new(Sha256::digest(secret.as_bytes()).into()))
     }
 
-    /// Whether `presented` is the secret. Compares the SHA-256 of both in
-    /// constant time, so neither the content nor the length leaks through
-    /// timing.
+    /// Whether `presented` is the secret (an empty one never is). Compares
+    /// the SHA-256 of both in constant time, so neither the content nor the
+    /// length leaks through timing.
     #[must_use]
     pub fn matches(&self, presented: &[u8]) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        self.0
+        let presented_hash: [u8; 32] = Sha256::digest(presented).into();
+        let differences = self
+            .0
             .iter()
-            .zip(presented.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+            .zip(presented_hash.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        differences == 0 && !presented.is_empty()
     }
 }
 
@@ -241,17 +245,17 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(err: Error) -> Self {
-        let status = match err.code() {
-            "invalid" | "invalid_policy" => StatusCode::BAD_REQUEST,
-            "unauthenticated" => StatusCode::UNAUTHORIZED,
-            "not_found" => StatusCode::NOT_FOUND,
-            "conflict" => StatusCode::CONFLICT,
+        let status = match &err {
+            Error::Invalid { .. } | Error::InvalidPolicy { .. } => StatusCode::BAD_REQUEST,
+            Error::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Error::NotFound { .. } => StatusCode::NOT_FOUND,
+            Error::Conflict { .. } => StatusCode::CONFLICT,
             _ => {
                 // The details are for the operator, not the caller.
                 eprintln!("http_service: internal error: {err}");
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
-                    code: "internal",
+                    code: err.code(),
                     message: "internal error".to_owned(),
                 };
             }

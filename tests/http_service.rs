@@ -579,3 +579,19 @@ async fn unknown_routes_and_methods_answer_json() {
     assert_eq!(wrong_method.status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(wrong_method.error_code(), "method_not_allowed");
 }
+
+#[tokio::test]
+async fn a_database_failure_is_500_and_keeps_its_details_to_itself() {
+    use axum::response::IntoResponse;
+    let err = bursar::Error::Database(sea_orm::DbErr::Custom("password=hunter2".into()));
+    let response = http_service::ApiError::from(err).into_response();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        body,
+        json!({ "error": { "code": "database", "message": "internal error" } })
+    );
+}
