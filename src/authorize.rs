@@ -169,15 +169,24 @@ impl Flow<'_> {
         else {
             return Ok(None);
         };
-        let same = request.money().is_some_and(|(amount, currency)| {
+        // A replay is the same request again: same money, same merchant, and
+        // (when the first call's agent exists) the same agent.
+        let same_money = request.money().is_some_and(|(amount, currency)| {
             intent.amount.get() == amount && intent.currency == currency
         });
-        if !same {
+        let same_agent = intent
+            .agent_id
+            .is_none_or(|a| a == request.principal.agent_id);
+        let same_merchant = request
+            .merchant
+            .as_ref()
+            .is_none_or(|m| m.name == intent.merchant_name);
+        if !(same_money && same_agent && same_merchant) {
             return Err(Error::conflict(
                 "purchase_intent",
                 format!(
-                    "idempotency key {key:?} was first used for {} {}, not this request",
-                    intent.amount, intent.currency
+                    "idempotency key {key:?} was first used for another request ({} {} at {:?})",
+                    intent.amount, intent.currency, intent.merchant_name
                 ),
             ));
         }

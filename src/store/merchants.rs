@@ -248,35 +248,66 @@ mod tests {
         assert!(checked_domain("https://stripe.com").is_err());
     }
 
+    /// In-memory SQLite, and a fresh schema of `BURSAR_TEST_POSTGRES_URL` when set.
+    async fn stores() -> Vec<crate::store::Store> {
+        use sea_orm::ConnectionTrait;
+        let mut all = vec![
+            crate::store::Store::connect("sqlite::memory:")
+                .await
+                .unwrap(),
+        ];
+        if let Some(base) = std::env::var("BURSAR_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+        {
+            let admin = sea_orm::Database::connect(base.as_str()).await.unwrap();
+            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+            admin
+                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+                .await
+                .unwrap();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+            all.push(crate::store::Store::connect(&url).await.unwrap());
+        }
+        all
+    }
+
     #[tokio::test]
     async fn record_seen_inserts_then_counts() {
-        use crate::store::{NewTenant, Store};
-        let store = Store::connect("sqlite::memory:").await.unwrap();
-        let t = store
-            .tenants()
-            .create(NewTenant::new("Acme", "acme"))
+        use crate::store::NewTenant;
+        for store in stores().await {
+            let t = store
+                .tenants()
+                .create(NewTenant::new("Acme", "acme"))
+                .await
+                .unwrap();
+            let now = store.clock().now();
+            let first = record_seen(store.connection(), t.id, " GitHub ", None, now)
+                .await
+                .unwrap();
+            assert_eq!((first.name.as_str(), first.purchase_count), ("GitHub", 1));
+            let later = now + chrono::Duration::hours(1);
+            let second = record_seen(
+                store.connection(),
+                t.id,
+                "GITHUB",
+                Some("GitHub.com"),
+                later,
+            )
             .await
             .unwrap();
-        let now = store.clock().now();
-        let first = record_seen(store.connection(), t.id, " GitHub ", None, now)
-            .await
-            .unwrap();
-        assert_eq!((first.name.as_str(), first.purchase_count), ("GitHub", 1));
-        let later = now + chrono::Duration::hours(1);
-        let second = record_seen(
-            store.connection(),
-            t.id,
-            "GITHUB",
-            Some("GitHub.com"),
-            later,
-        )
-        .await
-        .unwrap();
-        assert_eq!(second.id, first.id);
-        assert_eq!(second.purchase_count, 2);
-        assert_eq!(second.name, "GitHub");
-        assert_eq!(second.domain.as_deref(), Some("github.com"));
-        assert_eq!(second.first_seen_at, first.first_seen_at);
-        assert!(second.last_seen_at > first.last_seen_at);
+            assert_eq!(second.id, first.id);
+            assert_eq!(second.purchase_count, 2);
+            assert_eq!(second.name, "GitHub");
+            assert_eq!(second.domain.as_deref(), Some("github.com"));
+            assert_eq!(second.first_seen_at, first.first_seen_at);
+            assert!(second.last_seen_at > first.last_seen_at);
+            let third = record_seen(store.connection(), t.id, "github", None, later)
+                .await
+                .unwrap();
+            assert_eq!(third.purchase_count, 3);
+            assert_eq!(third.domain.as_deref(), Some("github.com"), "kept");
+        }
     }
 }
