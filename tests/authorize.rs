@@ -357,6 +357,20 @@ async fn the_same_idempotency_key_returns_the_first_outcome() {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+        // Another agent, or another merchant, under the same key is not a replay.
+        let other = acme
+            .agents()
+            .create(NewAgent::new("other"))
+            .await
+            .unwrap()
+            .id;
+        for request in [buy(other, "30", "GitHub"), buy(agent, "30", "GitLab")] {
+            let err = acme
+                .authorize(request.idempotency_key("req-1"))
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+        }
         let tenant = acme.tenant_id();
         assert_eq!(
             count::<purchase_intent::Entity>(&store, tenant, purchase_intent::Column::TenantId)

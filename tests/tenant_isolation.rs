@@ -64,6 +64,7 @@ const CASES: &[(&str, Expect)] = &[
     ("budgets.create_for_foreign_agent", NotFound),
     ("budgets.list", NoRowOfA),
     ("reservations.get", NotFound),
+    ("reservations.reserve_for_foreign_agent", NotFound),
     ("reservations.capture", NotFound),
     ("reservations.release", NotFound),
     ("reservations.refund", NotFound),
@@ -410,6 +411,13 @@ async fn attempt(case: &str, b: &TenantScope, a: &SeededA, own: &SeededB) -> Out
             .await),
         "budgets.list" => rows(b.budgets().list().await, |r| r.tenant_id),
         "reservations.get" => one(b.reservations().get(a.reservation).await),
+        "reservations.reserve_for_foreign_agent" => one(b
+            .reservations()
+            .reserve(
+                ReserveRequest::new(usd("1"), Utc::now() + Duration::hours(1))
+                    .principal(bursar::budget::Principal::agent(a.agent)),
+            )
+            .await),
         "reservations.capture" => one(b.reservations().capture(a.reservation, usd("5")).await),
         "reservations.release" => one(b.reservations().release(a.reservation).await),
         "reservations.refund" => one(b

@@ -30,6 +30,7 @@ use crate::id::{
     TenantId,
 };
 use crate::money::{Amount, Currency, Money};
+use crate::store::budgets::check_scope;
 use crate::store::repo::{Ctx, finish};
 use crate::{Error, Result};
 
@@ -210,10 +211,26 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a zero, negative or unstorable amount, an
-    /// expiry not after now, or a bad idempotency key; [`Error::Conflict`] when
-    /// the idempotency key was used for a different amount;
-    /// [`Error::Database`].
+    /// expiry not after now, or a bad idempotency key; [`Error::NotFound`] when
+    /// the principal names an agent, team, project or run this tenant does not
+    /// have; [`Error::Conflict`] when the idempotency key was used for a
+    /// different amount; [`Error::Database`].
     pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
+        if let Some(p) = &request.principal {
+            use crate::budget::Scope;
+            let db = &self.ctx.db;
+            let tenant = self.ctx.tenant;
+            check_scope(db, tenant, Scope::Agent(p.agent_id)).await?;
+            if let Some(team) = p.team_id {
+                check_scope(db, tenant, Scope::Team(team)).await?;
+            }
+            if let Some(project) = p.project_id {
+                check_scope(db, tenant, Scope::Project(project)).await?;
+            }
+            if let Some(run) = p.run_id {
+                check_scope(db, tenant, Scope::Run(run)).await?;
+            }
+        }
         let now = self.ctx.now();
         // A lost race on the idempotency key is retried a few times; anything
         // else is returned at once.
