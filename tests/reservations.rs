@@ -369,6 +369,27 @@ async fn a_hold_the_host_never_captures_is_expired_by_the_sweep() {
         );
         let (res, _) = r.get(soon).await.unwrap();
         assert_eq!(res.status, ReservationStatus::Expired);
+        let expired = r
+            .list(bursar::store::PageRequest::new().status("expired"))
+            .await
+            .unwrap();
+        assert_eq!(
+            expired.items.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [soon]
+        );
+        let held = r
+            .list(bursar::store::PageRequest::new().status("held"))
+            .await
+            .unwrap();
+        assert_eq!(held.items.len(), 1);
+        let err = r
+            .list(bursar::store::PageRequest::new().status("lost"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "status"),
+            "{err:?}"
+        );
         assert_eq!(
             acme.budgets()
                 .status(budget.id)

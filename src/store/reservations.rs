@@ -31,7 +31,8 @@ use crate::id::{
 };
 use crate::money::{Amount, Currency, Money};
 use crate::store::budgets::check_scope;
-use crate::store::repo::{Ctx, finish};
+use crate::store::repo::{Ctx, finish, list_page};
+use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
 /// Longest accepted idempotency key, in bytes.
@@ -293,6 +294,33 @@ impl<'a> Reservations<'a> {
         let found = load(conn, self.ctx.tenant, id, false).await?;
         let lines = lines_of(conn, self.ctx.tenant, id).await?;
         Ok((found, lines))
+    }
+
+    /// Reservations, oldest first, filtered by status (`held`, `captured`,
+    /// `released`, `expired`) and creation time.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad page or status; [`Error::Database`].
+    pub async fn list(&self, page: PageRequest) -> Result<Page<reservation::Model>> {
+        let mut query =
+            reservation::Entity::find().filter(reservation::Column::TenantId.eq(self.ctx.tenant));
+        if let Some(status) = page.status_filter() {
+            let status = ReservationStatus::try_from_value(&status.to_owned()).map_err(|_| {
+                Error::invalid(
+                    "status",
+                    format!("{status:?} is not one of held, captured, released, expired"),
+                )
+            })?;
+            query = query.filter(reservation::Column::Status.eq(status));
+        }
+        list_page(
+            &self.ctx.db,
+            query,
+            reservation::Column::CreatedAt,
+            reservation::Column::Id,
+            &page,
+        )
+        .await
     }
 
     /// Captures `amount` of a held reservation: that amount becomes spent on
