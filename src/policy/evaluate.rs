@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, Node};
 use super::model::{BudgetScopeKind, DefaultEffect, Effect};
 use super::normalize::contains_folded;
-use super::template::{Field, write_decimal};
+use super::template::{DECIMAL_LEN_HINT, Field, write_decimal};
 use super::{ActionKind, Facts, Request};
 use crate::budget::{Period, WindowBalance};
 use crate::codes;
@@ -322,7 +322,17 @@ impl Ctx<'_> {
         let message = if p.template.is_empty() {
             p.name.to_string()
         } else {
-            p.template.render(|field, out| match field {
+            let field_len = |field: Field| match field {
+                Field::Amount | Field::Limit | Field::Remaining => DECIMAL_LEN_HINT,
+                Field::Currency => 3,
+                Field::Merchant => self.req.merchant.as_ref().map_or(0, |m| m.name.len()),
+                Field::Policy => p.name.len(),
+                Field::Code => p.code.len(),
+                Field::Tool => self.req.tool.as_ref().map_or(0, String::len),
+                Field::Model => self.req.model.as_ref().map_or(0, String::len),
+                Field::Action | Field::Period => 16,
+            };
+            p.template.render(field_len, |field, out| match field {
                 Field::Amount => {
                     if let Some(a) = self.req.amount {
                         write_decimal(out, a, scale);
@@ -352,10 +362,16 @@ impl Ctx<'_> {
                 Field::Code => out.push_str(&p.code),
                 Field::Tool => out.push_str(self.req.tool.as_deref().unwrap_or("")),
                 Field::Model => out.push_str(self.req.model.as_deref().unwrap_or("")),
-                Field::Action => {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "{}", self.req.action);
-                }
+                Field::Action => match &self.req.action {
+                    ActionKind::Custom(name) => {
+                        out.push_str("custom:");
+                        out.push_str(name);
+                    }
+                    other => {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "{other}");
+                    }
+                },
                 Field::Period => {
                     if let Some(w) = window {
                         out.push_str(w.period.as_str());
