@@ -611,3 +611,68 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
         allowed_by: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Scope;
+    use crate::id::BudgetId;
+
+    /// Fixed-seed decimals: small and huge mantissas, every scale, both signs.
+    fn decimals() -> Vec<Decimal> {
+        let mut out = vec![
+            Decimal::ZERO,
+            -Decimal::ZERO,
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(1, 28),
+            Decimal::new(30, 0),
+            Decimal::new(3000, 2),
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..400u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = if i % 3 == 0 {
+                i128::from(x % 100_000)
+            } else {
+                i128::from(x as i64) * i128::from((x >> 33) as u32)
+            };
+            out.push(Decimal::from_i128_with_scale(m, (x >> 58) as u32 % 29));
+        }
+        out
+    }
+
+    #[test]
+    fn scaled_integer_comparison_equals_decimal_comparison() {
+        let ds = decimals();
+        for a in &ds {
+            for b in &ds {
+                assert_eq!(cmp_decimal(*a, *b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scaled_integer_fit_equals_window_fit() {
+        let ds = decimals();
+        let mut checked = 0;
+        for (i, limit) in ds.iter().enumerate() {
+            let w = WindowBalance {
+                budget_id: BudgetId::new(),
+                scope: Scope::Tenant,
+                period: Period::Daily,
+                currency: Currency::USD,
+                limit: *limit,
+                spent: ds[(i * 7 + 1) % ds.len()],
+                reserved: ds[(i * 13 + 2) % ds.len()],
+            };
+            for amount in ds.iter().step_by(5) {
+                assert_eq!(fits(&w, *amount), w.fits(*amount), "{w:?} + {amount:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000);
+    }
+}
