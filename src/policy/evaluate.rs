@@ -1,6 +1,7 @@
 //! Evaluation: request + facts + compiled policies → decision.
 
 use std::cell::Cell;
+use std::cmp::Ordering;
 
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
@@ -9,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, Node};
 use super::model::{BudgetScopeKind, DefaultEffect, Effect};
-use super::normalize::contains_folded;
-use super::template::{Field, write_decimal};
+use super::normalize::{MerchantSet, contains_folded};
+use super::template::{DECIMAL_LEN_HINT, Field, write_decimal};
 use super::{ActionKind, Facts, Request};
 use crate::budget::{Period, WindowBalance};
 use crate::codes;
@@ -170,6 +171,7 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    #[inline(never)]
     fn local_in(&self, zone: Option<Tz>) -> (u16, u8) {
         fn compute(now: chrono::DateTime<chrono::Utc>, tz: Tz) -> (u16, u8) {
             let t = now.with_timezone(&tz);
@@ -197,13 +199,15 @@ impl Ctx<'_> {
             && Some(w.currency) == self.req.currency
     }
 
+    /// A condition's truth. Composites recurse; leaves are decided inline
+    /// (the cheap ones) or by out-of-line helpers (the ones that scan text,
+    /// budgets or the clock), which keeps this hot function small.
     fn eval(&self, n: &Node) -> Truth {
         match n {
-            Node::Const(b) => Truth::from_bool(*b),
             Node::All(of) => {
                 let mut acc = Truth::True;
                 for c in of.iter() {
-                    match self.eval(c) {
+                    match self.child(c) {
                         Truth::False => return Truth::False,
                         Truth::Unknown => acc = Truth::Unknown,
                         Truth::True => {}
@@ -214,7 +218,7 @@ impl Ctx<'_> {
             Node::Any(of) => {
                 let mut acc = Truth::False;
                 for c in of.iter() {
-                    match self.eval(c) {
+                    match self.child(c) {
                         Truth::True => return Truth::True,
                         Truth::Unknown => acc = Truth::Unknown,
                         Truth::False => {}
@@ -222,7 +226,25 @@ impl Ctx<'_> {
                 }
                 acc
             }
-            Node::Not(c) => self.eval(c).not(),
+            Node::Not(c) => self.child(c).not(),
+            leaf => self.leaf(leaf),
+        }
+    }
+
+    /// A child of a composite: a leaf without another call of [`Self::eval`].
+    #[inline(always)]
+    fn child(&self, n: &Node) -> Truth {
+        match n {
+            Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(n),
+            leaf => self.leaf(leaf),
+        }
+    }
+
+    #[inline(always)]
+    fn leaf(&self, n: &Node) -> Truth {
+        match n {
+            Node::Const(b) => Truth::from_bool(*b),
+            Node::All(_) | Node::Any(_) | Node::Not(_) => self.eval(n),
             Node::Amount {
                 op,
                 threshold,
@@ -230,21 +252,21 @@ impl Ctx<'_> {
             } => match self.req.money() {
                 None => Truth::False,
                 Some((_, c)) if c != *currency => Truth::Unknown,
-                Some((a, _)) => Truth::from_bool(match op {
-                    AmountOp::Above => a > *threshold,
-                    AmountOp::AtLeast => a >= *threshold,
-                    AmountOp::Below => a < *threshold,
-                }),
+                Some((a, _)) => {
+                    let ord = cmp_decimal(a, *threshold);
+                    Truth::from_bool(match op {
+                        AmountOp::Above => ord == Ordering::Greater,
+                        AmountOp::AtLeast => ord != Ordering::Less,
+                        AmountOp::Below => ord == Ordering::Less,
+                    })
+                }
             },
             Node::CurrencyIn(list) => Truth::from_bool(
                 self.req
                     .currency
                     .is_some_and(|c| list.binary_search(&c).is_ok()),
             ),
-            Node::Merchant { set, negate } => match &self.req.merchant {
-                None => Truth::False,
-                Some(m) => Truth::from_bool(set.matches(&m.name, m.domain.as_deref()) != *negate),
-            },
+            Node::Merchant { set, negate } => self.merchant(set, *negate),
             Node::Mcc { ranges, negate } => match self.req.merchant.as_ref().and_then(|m| m.mcc) {
                 None => Truth::False,
                 Some(code) => {
@@ -286,20 +308,33 @@ impl Ctx<'_> {
                 None => Truth::Unknown,
                 Some(count) => Truth::from_bool(count >= *max),
             },
-            Node::Budget(f) => match self.req.amount {
-                None => Truth::False,
-                Some(amount) => Truth::from_bool(
-                    self.facts
-                        .budgets
-                        .iter()
-                        .any(|w| self.budget_applies(w, *f) && !w.fits(amount)),
-                ),
-            },
+            Node::Budget(f) => self.budget_exceeded(*f),
             Node::Metadata { key, value } => Truth::from_bool(
                 self.req
                     .metadata
                     .get(&**key)
                     .is_some_and(|v| v.as_str() == &**value),
+            ),
+        }
+    }
+
+    #[inline(never)]
+    fn merchant(&self, set: &MerchantSet, negate: bool) -> Truth {
+        match &self.req.merchant {
+            None => Truth::False,
+            Some(m) => Truth::from_bool(set.matches(&m.name, m.domain.as_deref()) != negate),
+        }
+    }
+
+    #[inline(never)]
+    fn budget_exceeded(&self, f: BudgetFilter) -> Truth {
+        match self.req.amount {
+            None => Truth::False,
+            Some(amount) => Truth::from_bool(
+                self.facts
+                    .budgets
+                    .iter()
+                    .any(|w| self.budget_applies(w, f) && !fits(w, amount)),
             ),
         }
     }
@@ -312,7 +347,7 @@ impl Ctx<'_> {
         }
         let amount = self.req.amount?;
         self.facts.budgets.iter().find(|w| {
-            !w.fits(amount) && p.budget_filters.iter().any(|f| self.budget_applies(w, *f))
+            !fits(w, amount) && p.budget_filters.iter().any(|f| self.budget_applies(w, *f))
         })
     }
 
@@ -322,7 +357,17 @@ impl Ctx<'_> {
         let message = if p.template.is_empty() {
             p.name.to_string()
         } else {
-            p.template.render(|field, out| match field {
+            let field_len = |field: Field| match field {
+                Field::Amount | Field::Limit | Field::Remaining => DECIMAL_LEN_HINT,
+                Field::Currency => 3,
+                Field::Merchant => self.req.merchant.as_ref().map_or(0, |m| m.name.len()),
+                Field::Policy => p.name.len(),
+                Field::Code => p.code.len(),
+                Field::Tool => self.req.tool.as_ref().map_or(0, String::len),
+                Field::Model => self.req.model.as_ref().map_or(0, String::len),
+                Field::Action | Field::Period => 16,
+            };
+            p.template.render(field_len, |field, out| match field {
                 Field::Amount => {
                     if let Some(a) = self.req.amount {
                         write_decimal(out, a, scale);
@@ -352,10 +397,16 @@ impl Ctx<'_> {
                 Field::Code => out.push_str(&p.code),
                 Field::Tool => out.push_str(self.req.tool.as_deref().unwrap_or("")),
                 Field::Model => out.push_str(self.req.model.as_deref().unwrap_or("")),
-                Field::Action => {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "{}", self.req.action);
-                }
+                Field::Action => match &self.req.action {
+                    ActionKind::Custom(name) => {
+                        out.push_str("custom:");
+                        out.push_str(name);
+                    }
+                    other => {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "{other}");
+                    }
+                },
                 Field::Period => {
                     if let Some(w) = window {
                         out.push_str(w.period.as_str());
@@ -379,22 +430,102 @@ impl Ctx<'_> {
     }
 }
 
+/// `10^n` for every scale a `Decimal` can have (0–28).
+const POW10: [i128; 29] = {
+    let mut t = [1i128; 29];
+    let mut i = 1;
+    while i < 29 {
+        t[i] = t[i - 1] * 10;
+        i += 1;
+    }
+    t
+};
+
+/// `mantissa · 10^(to − from)` for a `Decimal`'s mantissa (below 2^96 in
+/// magnitude), or `None` when it would overflow.
+fn scaled(mantissa: i128, from: u32, to: u32) -> Option<i128> {
+    let up = to.checked_sub(from)?;
+    match POW10.get(up as usize) {
+        // 2^96 · 10^9 < 2^126: cannot overflow.
+        Some(p) if up <= 9 => Some(mantissa * p),
+        Some(p) => mantissa.checked_mul(*p),
+        None => None,
+    }
+}
+
+/// Compares two decimals as scaled integers: equal scales compare their
+/// mantissas, other scales bring the smaller one up; `Decimal`'s own
+/// comparison only when that would overflow. Exact either way.
+fn cmp_decimal(a: Decimal, b: Decimal) -> Ordering {
+    let (sa, sb) = (a.scale(), b.scale());
+    let (ma, mb) = (a.mantissa(), b.mantissa());
+    let pair = match sa.cmp(&sb) {
+        Ordering::Equal => Some((ma, mb)),
+        Ordering::Less => scaled(ma, sa, sb).map(|ma| (ma, mb)),
+        Ordering::Greater => scaled(mb, sb, sa).map(|mb| (ma, mb)),
+    };
+    match pair {
+        Some((ma, mb)) => ma.cmp(&mb),
+        None => a.cmp(&b),
+    }
+}
+
+/// [`WindowBalance::fits`] (`spent + reserved + amount <= limit`) computed on
+/// scaled integers. When every operand and partial sum at the common scale
+/// stays below 2^96 in magnitude, `Decimal` addition is exact too, so both
+/// agree; outside that range the `Decimal` computation decides.
+fn fits(w: &WindowBalance, amount: Decimal) -> bool {
+    const BOUND: i128 = 1 << 96;
+    let scale = w
+        .spent
+        .scale()
+        .max(w.reserved.scale())
+        .max(amount.scale())
+        .max(w.limit.scale());
+    let at = |d: Decimal| {
+        scaled(d.mantissa(), d.scale(), scale).filter(|m| (-BOUND + 1..BOUND).contains(m))
+    };
+    if let (Some(spent), Some(reserved), Some(amount), Some(limit)) =
+        (at(w.spent), at(w.reserved), at(amount), at(w.limit))
+    {
+        // Each term is below 2^96: these sums cannot overflow.
+        let used = spent + reserved;
+        let total = used + amount;
+        if (-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total) {
+            return total <= limit;
+        }
+    }
+    w.fits(amount)
+}
+
 /// Walks up to four ascending position lists as one ascending list without
 /// repeats (a policy may be reachable through the agent and its team).
 struct Merge<'a> {
     lists: [&'a [u32]; 4],
 }
 
+impl Merge<'_> {
+    /// Stands for an exhausted list: no position reaches it, since there are
+    /// at most [`MAX_POLICIES`](super::limits::MAX_POLICIES) policies.
+    const END: u32 = u32::MAX;
+
+    fn head(list: &[u32]) -> u32 {
+        list.first().copied().unwrap_or(Self::END)
+    }
+}
+
 impl Iterator for Merge<'_> {
     type Item = u32;
 
     fn next(&mut self) -> Option<u32> {
-        let min = *self.lists.iter().filter_map(|l| l.first()).min()?;
+        let [a, b, c, d] = self.lists.map(Self::head);
+        let min = a.min(b).min(c.min(d));
+        if min == Self::END {
+            return None;
+        }
         for l in &mut self.lists {
-            if let Some((first, rest)) = l.split_first()
-                && *first == min
-            {
-                *l = rest;
+            if Self::head(l) == min {
+                *l = l.get(1..).unwrap_or_default();
             }
         }
         Some(min)
@@ -478,5 +609,70 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
         outcome: Outcome::Rejected,
         reasons,
         allowed_by: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::budget::Scope;
+    use crate::id::BudgetId;
+
+    /// Fixed-seed decimals: small and huge mantissas, every scale, both signs.
+    fn decimals() -> Vec<Decimal> {
+        let mut out = vec![
+            Decimal::ZERO,
+            -Decimal::ZERO,
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(1, 28),
+            Decimal::new(30, 0),
+            Decimal::new(3000, 2),
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for i in 0..400u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = if i % 3 == 0 {
+                i128::from(x % 100_000)
+            } else {
+                i128::from(x as i64) * i128::from((x >> 33) as u32)
+            };
+            out.push(Decimal::from_i128_with_scale(m, (x >> 58) as u32 % 29));
+        }
+        out
+    }
+
+    #[test]
+    fn scaled_integer_comparison_equals_decimal_comparison() {
+        let ds = decimals();
+        for a in &ds {
+            for b in &ds {
+                assert_eq!(cmp_decimal(*a, *b), a.cmp(b), "{a:?} vs {b:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn scaled_integer_fit_equals_window_fit() {
+        let ds = decimals();
+        let mut checked = 0;
+        for (i, limit) in ds.iter().enumerate() {
+            let w = WindowBalance {
+                budget_id: BudgetId::new(),
+                scope: Scope::Tenant,
+                period: Period::Daily,
+                currency: Currency::USD,
+                limit: *limit,
+                spent: ds[(i * 7 + 1) % ds.len()],
+                reserved: ds[(i * 13 + 2) % ds.len()],
+            };
+            for amount in ds.iter().step_by(5) {
+                assert_eq!(fits(&w, *amount), w.fits(*amount), "{w:?} + {amount:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 10_000);
     }
 }

@@ -71,10 +71,51 @@ pub(crate) fn eq_folded(raw: &str, folded: &str) -> bool {
     cmp_folded(raw, folded) == Ordering::Equal
 }
 
+/// The longest folded text [`fold_ascii`] folds on the stack; longer texts
+/// are compared character by character.
+const ASCII_FOLD_MAX: usize = 128;
+
+/// Folds an ASCII `raw` into `buf` (the same result as [`fold`], since every
+/// ASCII character lower-cases to one ASCII character). `None` when `raw` is
+/// not ASCII or its folded form is longer than the buffer.
+fn fold_ascii<'b>(raw: &str, buf: &'b mut [u8; ASCII_FOLD_MAX]) -> Option<&'b [u8]> {
+    let raw = raw.trim();
+    if !raw.is_ascii() {
+        return None;
+    }
+    let mut len = 0;
+    let mut pending_space = false;
+    for &b in raw.as_bytes() {
+        // `char::is_whitespace` on an ASCII character, as `Folded` uses it.
+        if char::from(b).is_whitespace() {
+            pending_space = true;
+            continue;
+        }
+        if std::mem::take(&mut pending_space) {
+            *buf.get_mut(len)? = b' ';
+            len += 1;
+        }
+        *buf.get_mut(len)? = b.to_ascii_lowercase();
+        len += 1;
+    }
+    buf.get(..len)
+}
+
 /// Whether the folded text `raw` is in the sorted, folded `list`.
+///
+/// An ASCII `raw` is folded once and compared bytewise (byte order of UTF-8
+/// is character order); anything else is folded on the fly per comparison.
 pub(crate) fn contains_folded(list: &[Box<str>], raw: &str) -> bool {
-    list.binary_search_by(|p| cmp_folded(raw, p).reverse())
-        .is_ok()
+    if list.is_empty() {
+        return false;
+    }
+    let mut buf = [0u8; ASCII_FOLD_MAX];
+    match fold_ascii(raw, &mut buf) {
+        Some(folded) => list.binary_search_by(|p| p.as_bytes().cmp(folded)).is_ok(),
+        None => list
+            .binary_search_by(|p| cmp_folded(raw, p).reverse())
+            .is_ok(),
+    }
 }
 
 /// The host of a URL or domain, as a slice of the input: scheme, user info,
@@ -82,6 +123,11 @@ pub(crate) fn contains_folded(list: &[Box<str>], raw: &str) -> bool {
 /// what remains is not a plausible host name (empty, no dot, whitespace inside,
 /// or characters other than letters, digits, `-`, `_` and `.`).
 pub(crate) fn host_of(raw: &str) -> Option<&str> {
+    // The host is a slice of `raw` with a dot in it: no dot, no host. This
+    // skips the parsing below for plain merchant names.
+    if !raw.as_bytes().contains(&b'.') {
+        return None;
+    }
     let mut s = raw.trim();
     if let Some(i) = s.find("://") {
         s = &s[i + 3..];
@@ -214,6 +260,38 @@ mod tests {
         // Multi-char lower-case mappings survive a preceding space.
         assert_eq!(fold("a İ"), "a i\u{307}");
         assert_eq!(fold("İ"), "i\u{307}");
+    }
+
+    #[test]
+    fn ascii_folding_on_the_stack_equals_folding() {
+        let texts = [
+            "  Facebook   Ads ",
+            "GitHub",
+            "a\tb\nc\x0Bd\x0Ce\rf",
+            "",
+            "   ",
+            "x",
+            "UPPER lower 123 -_.",
+        ];
+        let mut buf = [0u8; ASCII_FOLD_MAX];
+        for t in texts {
+            assert_eq!(fold_ascii(t, &mut buf), Some(fold(t).as_bytes()), "{t:?}");
+        }
+        assert_eq!(fold_ascii("École", &mut buf), None);
+        let long = "a ".repeat(ASCII_FOLD_MAX);
+        assert_eq!(fold_ascii(&long, &mut buf), None);
+        // Both paths agree on membership, including around the buffer size.
+        let exact = "b".repeat(ASCII_FOLD_MAX);
+        let list: Vec<Box<str>> = vec!["aws".into(), exact.as_str().into(), "école".into()];
+        assert!(contains_folded(
+            &list,
+            &format!(" {} ", exact.to_uppercase())
+        ));
+        assert!(contains_folded(&list, " AWS "));
+        assert!(contains_folded(&list, "ÉCOLE"));
+        assert!(!contains_folded(&list, &format!("{exact}b")));
+        assert!(!contains_folded(&list, "aws x"));
+        assert!(!contains_folded(&[], "aws"));
     }
 
     #[test]

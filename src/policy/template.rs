@@ -76,6 +76,8 @@ enum Segment {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Template {
     segments: Box<[Segment]>,
+    /// Bytes of literal text, to size the rendered message in one allocation.
+    text_len: usize,
 }
 
 impl Template {
@@ -125,8 +127,16 @@ impl Template {
         if !text.is_empty() {
             segments.push(Segment::Text(text.into_boxed_str()));
         }
+        let text_len = segments
+            .iter()
+            .map(|seg| match seg {
+                Segment::Text(t) => t.len(),
+                Segment::Field(_) => 0,
+            })
+            .sum();
         Ok(Self {
             segments: segments.into_boxed_slice(),
+            text_len,
         })
     }
 
@@ -135,9 +145,23 @@ impl Template {
         self.segments.is_empty()
     }
 
-    /// Renders the template, asking `value` for each placeholder.
-    pub(crate) fn render(&self, mut value: impl FnMut(Field, &mut String)) -> String {
-        let mut out = String::new();
+    /// Renders the template, asking `value` for each placeholder. `field_len`
+    /// is the expected length of a placeholder's value: the message is
+    /// allocated once when the values are no longer than that.
+    pub(crate) fn render(
+        &self,
+        field_len: impl Fn(Field) -> usize,
+        mut value: impl FnMut(Field, &mut String),
+    ) -> String {
+        let fields: usize = self
+            .segments
+            .iter()
+            .map(|seg| match seg {
+                Segment::Text(_) => 0,
+                Segment::Field(f) => field_len(*f),
+            })
+            .sum();
+        let mut out = String::with_capacity(self.text_len + fields);
         for seg in &self.segments {
             match seg {
                 Segment::Text(t) => out.push_str(t),
@@ -148,14 +172,51 @@ impl Template {
     }
 }
 
-/// Writes `d` to `out` with at least `scale` decimal places.
+/// Writes `d` to `out` with at least `scale` decimal places, exactly as
+/// `Decimal`'s `Display` writes it after rescaling (`-` for any negative
+/// value, `0.50` for a half at scale 2), without going through `fmt`.
 pub(crate) fn write_decimal(out: &mut String, d: rust_decimal::Decimal, scale: u32) {
     let mut shown = d;
     if shown.scale() < scale {
         shown.rescale(scale);
     }
-    let _ = write!(out, "{shown}");
+    let scale = shown.scale() as usize;
+    // A Decimal's mantissa is below 2^96 (29 digits); its scale is at most 28.
+    let mut digits = [b'0'; 40];
+    let mut n = shown.mantissa().unsigned_abs();
+    let mut start = digits.len();
+    while n > 0 && start > 0 {
+        start -= 1;
+        // The remainder is below 10.
+        digits[start] = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    // At least one integer digit: `0.05`, `0`.
+    let start = start.min(digits.len().saturating_sub(scale + 1));
+    let (Some(int), Some(frac)) = (
+        digits.get(start..digits.len() - scale),
+        digits.get(digits.len() - scale..),
+    ) else {
+        let _ = write!(out, "{shown}");
+        return;
+    };
+    let (Ok(int), Ok(frac)) = (std::str::from_utf8(int), std::str::from_utf8(frac)) else {
+        let _ = write!(out, "{shown}");
+        return;
+    };
+    if shown.is_sign_negative() {
+        out.push('-');
+    }
+    out.push_str(int);
+    if !frac.is_empty() {
+        out.push('.');
+        out.push_str(frac);
+    }
 }
+
+/// How many bytes [`write_decimal`] writes for an amount at most this size,
+/// for sizing a message: a sign, 20 integer digits, a point and 6 decimals.
+pub(crate) const DECIMAL_LEN_HINT: usize = 28;
 
 #[cfg(test)]
 mod tests {
@@ -164,7 +225,10 @@ mod tests {
     #[test]
     fn templates_parse_placeholders_and_escapes() {
         let t = Template::parse("{amount} over {limit} {{literal}}").unwrap();
-        let s = t.render(|f, out| out.push_str(if f == Field::Amount { "150.00" } else { "50" }));
+        let s = t.render(
+            |_| 6,
+            |f, out| out.push_str(if f == Field::Amount { "150.00" } else { "50" }),
+        );
         assert_eq!(s, "150.00 over 50 {literal}");
         assert!(
             Template::parse("{amont}")
@@ -174,5 +238,45 @@ mod tests {
         assert!(Template::parse("{amount").unwrap_err().contains("unclosed"));
         assert!(Template::parse("a } b").unwrap_err().contains("unmatched"));
         assert_eq!(Template::parse("").unwrap(), Template::default());
+    }
+
+    #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        use rust_decimal::Decimal;
+        let mut values = vec![
+            Decimal::ZERO,
+            -Decimal::ZERO,
+            Decimal::new(-0, 2),
+            Decimal::ONE,
+            Decimal::new(5, 2),
+            Decimal::new(-5, 3),
+            Decimal::new(150, 0),
+            Decimal::new(12_345_678, 4),
+            Decimal::new(-12_345_678, 4),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::from_i128_with_scale(1, 28),
+            Decimal::from_i128_with_scale(-79_228_162_514_264_337_593_543_950_335, 28),
+        ];
+        // A fixed-seed sweep of mantissas and scales.
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let m = i128::from(x as i64) * i128::from((x >> 40) as u32 + 1);
+            values.push(Decimal::from_i128_with_scale(m, (x % 29) as u32));
+        }
+        for d in values {
+            for scale in [0, 2, 3, 6] {
+                let mut ours = String::new();
+                write_decimal(&mut ours, d, scale);
+                let mut shown = d;
+                if shown.scale() < scale {
+                    shown.rescale(scale);
+                }
+                assert_eq!(ours, shown.to_string(), "{d:?} at scale {scale}");
+            }
+        }
     }
 }
