@@ -24,16 +24,21 @@
 //! statement with `sqlx::query`, and no bursar code but the money text encoding.
 //! After each benchmark both tenants are reconciled (every window's balance must
 //! equal its ledger sums and fit its limit), so the baseline is checked to do
-//! the same bookkeeping. At the end one line per pair compares criterion's
-//! median times:
+//! the same bookkeeping.
+//!
+//! Criterion measures each engine on its own. Then, because other work on the
+//! machine can change its speed between two criterion runs, the two engines
+//! are also run in alternating batches (eight rounds of about 0.4 s each) and
+//! compared on their medians; one line per pair is printed at once and all of
+//! them again at the end:
 //!
 //! ```text
-//! reservations sqlite-memory/hierarchy: bursar 1234/s vs raw 2345/s = 52.6%
+//! reservations sqlite-memory/hierarchy: bursar 1234/s (810 µs) vs raw 2345/s (426 µs) = 52.6%
 //! ```
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bursar::Store;
 use bursar::budget::Principal;
@@ -325,28 +330,114 @@ impl Fixture {
     }
 }
 
+/// Interleaved rounds of the comparison.
+const ROUNDS: usize = 8;
+/// Wall time each engine gets per round.
+const ROUND_TIME: Duration = Duration::from_millis(400);
+
+/// Medians over the interleaved rounds, in nanoseconds per reserve + capture.
+struct Comparison {
+    label: String,
+    bursar_ns: f64,
+    raw_ns: f64,
+}
+
+impl Comparison {
+    fn line(&self) -> String {
+        format!(
+            "reservations {}: bursar {:.0}/s ({:.0} µs) vs raw {:.0}/s ({:.0} µs) = {:.1}%",
+            self.label,
+            1e9 / self.bursar_ns,
+            self.bursar_ns / 1e3,
+            1e9 / self.raw_ns,
+            self.raw_ns / 1e3,
+            100.0 * self.raw_ns / self.bursar_ns
+        )
+    }
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        f64::midpoint(xs[n / 2 - 1], xs[n / 2])
+    }
+}
+
+/// Runs the two engines in alternating batches (bursar then raw, then raw then
+/// bursar, …) so that a change in the machine's load during the run weighs on
+/// both alike, and returns the median time per pair of each.
+async fn interleaved(fixtures: [&Arc<Fixture>; 2], clients: usize, quick: bool) -> (f64, f64) {
+    let engines = [Engine::Bursar, Engine::Raw];
+    let (rounds, mut batch) = if quick { (1, [1, 1]) } else { (ROUNDS, [0, 0]) };
+    if !quick {
+        // Calibrate: a batch takes about ROUND_TIME.
+        for i in 0..2 {
+            let probe = 4 * clients.max(1) as u64;
+            let took = fixtures[i].run(engines[i], clients, probe).await;
+            let per = took.as_secs_f64() / probe as f64;
+            batch[i] = ((ROUND_TIME.as_secs_f64() / per) as u64).max(probe);
+        }
+    }
+    let mut per_pair = [Vec::new(), Vec::new()];
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let took = fixtures[i].run(engines[i], clients, batch[i]).await;
+            per_pair[i].push(took.as_nanos() as f64 / batch[i] as f64);
+        }
+    }
+    let [b, r] = per_pair;
+    (median(b), median(r))
+}
+
 fn bench_pair(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
     backend: Backend,
     shape: Shape,
     clients: usize,
-) {
+    quick: bool,
+) -> Option<Comparison> {
     let group_name = group_name(backend, shape, clients);
     let mut group = c.benchmark_group(&group_name);
     group.throughput(Throughput::Elements(1));
-    for engine in [Engine::Bursar, Engine::Raw] {
-        // Created on first use, so that benchmarks a filter skips open no
-        // database.
-        let fixture: OnceLock<Arc<Fixture>> = OnceLock::new();
+    // Created on first use, so that benchmarks a filter skips open no
+    // database.
+    let fixtures: [OnceLock<Arc<Fixture>>; 2] = [OnceLock::new(), OnceLock::new()];
+    for (engine, fixture) in [Engine::Bursar, Engine::Raw].into_iter().zip(&fixtures) {
         group.bench_function(engine.name(), |b| {
             let fixture =
                 fixture.get_or_init(|| Arc::new(rt.block_on(Fixture::new(backend, shape))));
             b.iter_custom(|iters| rt.block_on(fixture.run(engine, clients, iters)));
         });
-        let Some(fixture) = fixture.into_inner() else {
-            continue;
-        };
+    }
+    group.finish();
+    let [bursar, raw] = fixtures.map(OnceLock::into_inner);
+    let comparison = match (&bursar, &raw) {
+        (Some(b), Some(r)) => {
+            let (bursar_ns, raw_ns) = rt.block_on(interleaved([b, r], clients, quick));
+            let label = if clients > 1 {
+                format!("{}-{clients}-clients/{}", backend.name(), shape.name())
+            } else {
+                format!("{}/{}", backend.name(), shape.name())
+            };
+            let comparison = Comparison {
+                label,
+                bursar_ns,
+                raw_ns,
+            };
+            println!("{}", comparison.line());
+            Some(comparison)
+        }
+        _ => None,
+    };
+    for (engine, fixture) in [Engine::Bursar, Engine::Raw].into_iter().zip([bursar, raw]) {
+        let Some(fixture) = fixture else { continue };
         let what = format!("{group_name}/{}", engine.name());
         rt.block_on(async {
             fixture.assert_reconciled(&what).await;
@@ -357,7 +448,7 @@ fn bench_pair(
             }
         });
     }
-    group.finish();
+    comparison
 }
 
 fn group_name(backend: Backend, shape: Shape, clients: usize) -> String {
@@ -370,23 +461,6 @@ fn group_name(backend: Backend, shape: Shape, clients: usize) -> String {
     } else {
         format!("reservations-{}-{}", backend.name(), shape.name())
     }
-}
-
-/// Criterion's median time per iteration, in nanoseconds, when this process
-/// wrote it.
-fn median_ns(dir: &Path, group: &str, engine: Engine, since: SystemTime) -> Option<f64> {
-    let path = dir
-        .join(group)
-        .join(engine.name())
-        .join("new")
-        .join("estimates.json");
-    let written = std::fs::metadata(&path).ok()?.modified().ok()?;
-    if written < since {
-        return None;
-    }
-    let text = std::fs::read_to_string(&path).ok()?;
-    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["median"]["point_estimate"].as_f64()
 }
 
 fn environment(rt: &tokio::runtime::Runtime) {
@@ -416,7 +490,6 @@ fn environment(rt: &tokio::runtime::Runtime) {
 }
 
 fn main() {
-    let started = SystemTime::now();
     let out = std::env::var_os("CRITERION_HOME").map_or_else(
         || {
             Path::new(env!("CARGO_TARGET_TMPDIR"))
@@ -429,7 +502,7 @@ fn main() {
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(4))
+        .measurement_time(Duration::from_secs(3))
         .output_directory(&out)
         .configure_from_args();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -454,32 +527,17 @@ fn main() {
             runs.push((Backend::Postgres, shape, CLIENTS));
         }
     }
+    // `--test` runs every benchmark once: keep the comparison to one pair too.
+    let quick = std::env::args().any(|a| a == "--test");
+    let mut comparisons = Vec::new();
     for &(backend, shape, clients) in &runs {
-        bench_pair(&mut c, &rt, backend, shape, clients);
+        comparisons.extend(bench_pair(&mut c, &rt, backend, shape, clients, quick));
     }
     c.final_summary();
-
-    for (backend, shape, clients) in runs {
-        let group = group_name(backend, shape, clients);
-        let (Some(ours), Some(base)) = (
-            median_ns(&out, &group, Engine::Bursar, started),
-            median_ns(&out, &group, Engine::Raw, started),
-        ) else {
-            continue;
-        };
-        let label = if clients > 1 {
-            format!("{}-{clients}-clients/{}", backend.name(), shape.name())
-        } else {
-            format!("{}/{}", backend.name(), shape.name())
-        };
-        println!(
-            "reservations {label}: bursar {:.0}/s ({:.0} µs) vs raw {:.0}/s ({:.0} µs) = {:.1}%",
-            1e9 / ours,
-            ours / 1e3,
-            1e9 / base,
-            base / 1e3,
-            100.0 * base / ours
-        );
+    println!();
+    println!("Interleaved comparison, medians of {ROUNDS} rounds per engine:");
+    for comparison in &comparisons {
+        println!("{}", comparison.line());
     }
 }
 
