@@ -28,7 +28,7 @@
 //!
 //! Criterion measures each engine on its own. Then, because other work on the
 //! machine can change its speed between two criterion runs, the two engines
-//! are also run in alternating batches (eight rounds of about 0.4 s each) and
+//! are also run in alternating batches (24 rounds of about 0.15 s each) and
 //! compared on their medians; one line per pair is printed at once and all of
 //! them again at the end:
 //!
@@ -331,9 +331,9 @@ impl Fixture {
 }
 
 /// Interleaved rounds of the comparison.
-const ROUNDS: usize = 8;
+const ROUNDS: usize = 24;
 /// Wall time each engine gets per round.
-const ROUND_TIME: Duration = Duration::from_millis(400);
+const ROUND_TIME: Duration = Duration::from_millis(150);
 
 /// Medians over the interleaved rounds, in nanoseconds per reserve + capture.
 struct Comparison {
