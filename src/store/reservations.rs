@@ -26,11 +26,10 @@ use crate::entity::{
     reservation_line,
 };
 use crate::id::{
-    BudgetId, BudgetWindowId, LedgerEntryId, PurchaseIntentId, ReservationId, ReservationLineId,
-    TenantId,
+    AgentId, BudgetId, BudgetWindowId, LedgerEntryId, PurchaseIntentId, ReservationId,
+    ReservationLineId, TenantId,
 };
 use crate::money::{Amount, Currency, Money};
-use crate::store::budgets::check_scope;
 use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
@@ -213,25 +212,11 @@ impl<'a> Reservations<'a> {
     /// # Errors
     /// [`Error::Invalid`] for a zero, negative or unstorable amount, an
     /// expiry not after now, or a bad idempotency key; [`Error::NotFound`] when
-    /// the principal names an agent, team, project or run this tenant does not
-    /// have; [`Error::Conflict`] when the idempotency key was used for a
+    /// the principal's agent is not this tenant's (a team, project or run of
+    /// another tenant simply matches none of this tenant's budgets);
+    /// [`Error::Conflict`] when the idempotency key was used for a
     /// different amount; [`Error::Database`].
     pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
-        if let Some(p) = &request.principal {
-            use crate::budget::Scope;
-            let db = &self.ctx.db;
-            let tenant = self.ctx.tenant;
-            check_scope(db, tenant, Scope::Agent(p.agent_id)).await?;
-            if let Some(team) = p.team_id {
-                check_scope(db, tenant, Scope::Team(team)).await?;
-            }
-            if let Some(project) = p.project_id {
-                check_scope(db, tenant, Scope::Project(project)).await?;
-            }
-            if let Some(run) = p.run_id {
-                check_scope(db, tenant, Scope::Run(run)).await?;
-            }
-        }
         let now = self.ctx.now();
         // A lost race on the idempotency key is retried a few times; anything
         // else is returned at once.
@@ -802,6 +787,12 @@ pub async fn reserve_in(
         ..Default::default()
     };
     let reservation = row.insert(txn).await.map_err(|e| match Error::from(e) {
+        // The agent is a composite foreign key (tenant, agent): another
+        // tenant's agent fails it exactly like a missing one.
+        Error::Invalid { ref field, .. } if field == "reference" => match request.principal {
+            Some(p) => Error::not_found(AgentId::ENTITY, p.agent_id),
+            None => Error::invalid("reference", "the reservation refers to a missing row"),
+        },
         Error::Conflict { .. } => Error::conflict(
             "reservation",
             format!(
