@@ -79,3 +79,28 @@ pub fn json<T: IntoIden>(name: T, nullable: bool) -> ColumnDef {
 pub fn binary<T: IntoIden>(name: T, nullable: bool) -> ColumnDef {
     nullability(ColumnDef::new(name).blob(), nullable)
 }
+
+/// A plain index named `name` on `table`'s `cols`, in order.
+pub fn plain_index<T: IntoIden, C: IntoIden>(
+    name: &str,
+    table: T,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
+    let mut index = Index::create();
+    index.name(name).table(table);
+    for col in cols {
+        index.col(col);
+    }
+    index.take()
+}
+
+/// A unique index named `name` on `table`'s `cols`, in order.
+pub fn unique_index<T: IntoIden, C: IntoIden>(
+    name: &str,
+    table: T,
+    cols: impl IntoIterator<Item = C>,
+) -> IndexCreateStatement {
+    let mut unique = plain_index(name, table, cols);
+    unique.unique();
+    unique
+}

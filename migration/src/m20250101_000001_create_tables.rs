@@ -7,7 +7,8 @@
 use sea_orm_migration::prelude::*;
 
 use crate::columns::{
-    big_integer, binary, boolean, currency, integer, json, money, string, text, timestamp, uuid,
+    big_integer, binary, boolean, currency, integer, json, money, plain_index, string, text,
+    timestamp, unique_index, uuid,
 };
 
 /// The migration.
@@ -41,14 +42,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_tenants_slug")
-                    .table(Tenants::Table)
-                    .col(Tenants::Slug)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_tenants_slug",
+                Tenants::Table,
+                [Tenants::Slug],
+            ))
             .await?;
 
         // users
@@ -72,14 +70,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_users_email")
-                    .table(Users::Table)
-                    .col(Users::Email)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index("ux_users_email", Users::Table, [Users::Email]))
             .await?;
 
         // tenant_members
@@ -117,14 +108,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_tenant_members_tenant_id_status")
-                    .table(TenantMembers::Table)
-                    .col(TenantMembers::TenantId)
-                    .col(TenantMembers::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_tenant_members_tenant_id_status",
+                TenantMembers::Table,
+                [TenantMembers::TenantId, TenantMembers::Status],
+            ))
             .await?;
 
         // roles
@@ -151,26 +139,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_roles_tenant_id_id")
-                    .table(Roles::Table)
-                    .col(Roles::TenantId)
-                    .col(Roles::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_roles_tenant_id_id",
+                Roles::Table,
+                [Roles::TenantId, Roles::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_roles_tenant_id_name")
-                    .table(Roles::Table)
-                    .col(Roles::TenantId)
-                    .col(Roles::Name)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_roles_tenant_id_name",
+                Roles::Table,
+                [Roles::TenantId, Roles::Name],
+            ))
             .await?;
 
         // permissions
@@ -188,14 +168,11 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_permissions_code")
-                    .table(Permissions::Table)
-                    .col(Permissions::Code)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_permissions_code",
+                Permissions::Table,
+                [Permissions::Code],
+            ))
             .await?;
 
         // role_permissions
@@ -310,26 +287,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_teams_tenant_id_id")
-                    .table(Teams::Table)
-                    .col(Teams::TenantId)
-                    .col(Teams::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_teams_tenant_id_id",
+                Teams::Table,
+                [Teams::TenantId, Teams::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_teams_tenant_id_slug")
-                    .table(Teams::Table)
-                    .col(Teams::TenantId)
-                    .col(Teams::Slug)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_teams_tenant_id_slug",
+                Teams::Table,
+                [Teams::TenantId, Teams::Slug],
+            ))
             .await?;
 
         // projects
@@ -356,26 +325,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_projects_tenant_id_id")
-                    .table(Projects::Table)
-                    .col(Projects::TenantId)
-                    .col(Projects::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_projects_tenant_id_id",
+                Projects::Table,
+                [Projects::TenantId, Projects::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_projects_tenant_id_slug")
-                    .table(Projects::Table)
-                    .col(Projects::TenantId)
-                    .col(Projects::Slug)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_projects_tenant_id_slug",
+                Projects::Table,
+                [Projects::TenantId, Projects::Slug],
+            ))
             .await?;
 
         // agents
@@ -425,56 +386,39 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_agents_tenant_id_id")
-                    .table(Agents::Table)
-                    .col(Agents::TenantId)
-                    .col(Agents::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_agents_tenant_id_id",
+                Agents::Table,
+                [Agents::TenantId, Agents::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_agents_tenant_id_slug")
-                    .table(Agents::Table)
-                    .col(Agents::TenantId)
-                    .col(Agents::Slug)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_agents_tenant_id_slug",
+                Agents::Table,
+                [Agents::TenantId, Agents::Slug],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agents_tenant_id_status")
-                    .table(Agents::Table)
-                    .col(Agents::TenantId)
-                    .col(Agents::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agents_tenant_id_status",
+                Agents::Table,
+                [Agents::TenantId, Agents::Status],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agents_tenant_id_team_id")
-                    .table(Agents::Table)
-                    .col(Agents::TenantId)
-                    .col(Agents::TeamId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agents_tenant_id_team_id",
+                Agents::Table,
+                [Agents::TenantId, Agents::TeamId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agents_tenant_id_project_id")
-                    .table(Agents::Table)
-                    .col(Agents::TenantId)
-                    .col(Agents::ProjectId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agents_tenant_id_project_id",
+                Agents::Table,
+                [Agents::TenantId, Agents::ProjectId],
+            ))
             .await?;
 
         // agent_api_keys
@@ -520,24 +464,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_agent_api_keys_key_hash")
-                    .table(AgentApiKeys::Table)
-                    .col(AgentApiKeys::KeyHash)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_agent_api_keys_key_hash",
+                AgentApiKeys::Table,
+                [AgentApiKeys::KeyHash],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agent_api_keys_tenant_id_agent_id")
-                    .table(AgentApiKeys::Table)
-                    .col(AgentApiKeys::TenantId)
-                    .col(AgentApiKeys::AgentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agent_api_keys_tenant_id_agent_id",
+                AgentApiKeys::Table,
+                [AgentApiKeys::TenantId, AgentApiKeys::AgentId],
+            ))
             .await?;
 
         // policies
@@ -578,26 +516,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_policies_tenant_id_id")
-                    .table(Policies::Table)
-                    .col(Policies::TenantId)
-                    .col(Policies::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_policies_tenant_id_id",
+                Policies::Table,
+                [Policies::TenantId, Policies::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_policies_tenant_id_enabled_priority")
-                    .table(Policies::Table)
-                    .col(Policies::TenantId)
-                    .col(Policies::Enabled)
-                    .col(Policies::Priority)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_policies_tenant_id_enabled_priority",
+                Policies::Table,
+                [Policies::TenantId, Policies::Enabled, Policies::Priority],
+            ))
             .await?;
 
         // budgets
@@ -628,26 +558,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_budgets_tenant_id_id")
-                    .table(Budgets::Table)
-                    .col(Budgets::TenantId)
-                    .col(Budgets::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_budgets_tenant_id_id",
+                Budgets::Table,
+                [Budgets::TenantId, Budgets::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_budgets_tenant_id_scope_kind_scope_id")
-                    .table(Budgets::Table)
-                    .col(Budgets::TenantId)
-                    .col(Budgets::ScopeKind)
-                    .col(Budgets::ScopeId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_budgets_tenant_id_scope_kind_scope_id",
+                Budgets::Table,
+                [Budgets::TenantId, Budgets::ScopeKind, Budgets::ScopeId],
+            ))
             .await?;
 
         // budget_windows
@@ -686,27 +608,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_budget_windows_tenant_id_id")
-                    .table(BudgetWindows::Table)
-                    .col(BudgetWindows::TenantId)
-                    .col(BudgetWindows::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_budget_windows_tenant_id_id",
+                BudgetWindows::Table,
+                [BudgetWindows::TenantId, BudgetWindows::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_budget_windows_tenant_id_budget_id_period_start")
-                    .table(BudgetWindows::Table)
-                    .col(BudgetWindows::TenantId)
-                    .col(BudgetWindows::BudgetId)
-                    .col(BudgetWindows::PeriodStart)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_budget_windows_tenant_id_budget_id_period_start",
+                BudgetWindows::Table,
+                [
+                    BudgetWindows::TenantId,
+                    BudgetWindows::BudgetId,
+                    BudgetWindows::PeriodStart,
+                ],
+            ))
             .await?;
 
         // agent_runs
@@ -759,35 +676,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_agent_runs_tenant_id_id")
-                    .table(AgentRuns::Table)
-                    .col(AgentRuns::TenantId)
-                    .col(AgentRuns::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_agent_runs_tenant_id_id",
+                AgentRuns::Table,
+                [AgentRuns::TenantId, AgentRuns::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agent_runs_tenant_id_status")
-                    .table(AgentRuns::Table)
-                    .col(AgentRuns::TenantId)
-                    .col(AgentRuns::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agent_runs_tenant_id_status",
+                AgentRuns::Table,
+                [AgentRuns::TenantId, AgentRuns::Status],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_agent_runs_tenant_id_agent_id")
-                    .table(AgentRuns::Table)
-                    .col(AgentRuns::TenantId)
-                    .col(AgentRuns::AgentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_agent_runs_tenant_id_agent_id",
+                AgentRuns::Table,
+                [AgentRuns::TenantId, AgentRuns::AgentId],
+            ))
             .await?;
 
         // reservations
@@ -841,47 +748,36 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_reservations_tenant_id_id")
-                    .table(Reservations::Table)
-                    .col(Reservations::TenantId)
-                    .col(Reservations::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_reservations_tenant_id_id",
+                Reservations::Table,
+                [Reservations::TenantId, Reservations::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_reservations_tenant_id_idempotency_key")
-                    .table(Reservations::Table)
-                    .col(Reservations::TenantId)
-                    .col(Reservations::IdempotencyKey)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_reservations_tenant_id_idempotency_key",
+                Reservations::Table,
+                [Reservations::TenantId, Reservations::IdempotencyKey],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_reservations_tenant_id_status_expires_at")
-                    .table(Reservations::Table)
-                    .col(Reservations::TenantId)
-                    .col(Reservations::Status)
-                    .col(Reservations::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_reservations_tenant_id_status_expires_at",
+                Reservations::Table,
+                [
+                    Reservations::TenantId,
+                    Reservations::Status,
+                    Reservations::ExpiresAt,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_reservations_tenant_id_purchase_intent_id")
-                    .table(Reservations::Table)
-                    .col(Reservations::TenantId)
-                    .col(Reservations::PurchaseIntentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_reservations_tenant_id_purchase_intent_id",
+                Reservations::Table,
+                [Reservations::TenantId, Reservations::PurchaseIntentId],
+            ))
             .await?;
 
         // approval_requests
@@ -955,37 +851,33 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_approval_requests_tenant_id_id")
-                    .table(ApprovalRequests::Table)
-                    .col(ApprovalRequests::TenantId)
-                    .col(ApprovalRequests::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_approval_requests_tenant_id_id",
+                ApprovalRequests::Table,
+                [ApprovalRequests::TenantId, ApprovalRequests::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_approval_requests_tenant_id_status_expires_at")
-                    .table(ApprovalRequests::Table)
-                    .col(ApprovalRequests::TenantId)
-                    .col(ApprovalRequests::Status)
-                    .col(ApprovalRequests::ExpiresAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_approval_requests_tenant_id_status_expires_at",
+                ApprovalRequests::Table,
+                [
+                    ApprovalRequests::TenantId,
+                    ApprovalRequests::Status,
+                    ApprovalRequests::ExpiresAt,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_approval_requests_tenant_id_subject_kind_subject_id")
-                    .table(ApprovalRequests::Table)
-                    .col(ApprovalRequests::TenantId)
-                    .col(ApprovalRequests::SubjectKind)
-                    .col(ApprovalRequests::SubjectId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_approval_requests_tenant_id_subject_kind_subject_id",
+                ApprovalRequests::Table,
+                [
+                    ApprovalRequests::TenantId,
+                    ApprovalRequests::SubjectKind,
+                    ApprovalRequests::SubjectId,
+                ],
+            ))
             .await?;
 
         // purchase_intents
@@ -1091,47 +983,36 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_purchase_intents_tenant_id_id")
-                    .table(PurchaseIntents::Table)
-                    .col(PurchaseIntents::TenantId)
-                    .col(PurchaseIntents::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_purchase_intents_tenant_id_id",
+                PurchaseIntents::Table,
+                [PurchaseIntents::TenantId, PurchaseIntents::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_purchase_intents_tenant_id_idempotency_key")
-                    .table(PurchaseIntents::Table)
-                    .col(PurchaseIntents::TenantId)
-                    .col(PurchaseIntents::IdempotencyKey)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_purchase_intents_tenant_id_idempotency_key",
+                PurchaseIntents::Table,
+                [PurchaseIntents::TenantId, PurchaseIntents::IdempotencyKey],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_purchase_intents_tenant_id_status")
-                    .table(PurchaseIntents::Table)
-                    .col(PurchaseIntents::TenantId)
-                    .col(PurchaseIntents::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_purchase_intents_tenant_id_status",
+                PurchaseIntents::Table,
+                [PurchaseIntents::TenantId, PurchaseIntents::Status],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_purchase_intents_tenant_id_agent_id_created_at")
-                    .table(PurchaseIntents::Table)
-                    .col(PurchaseIntents::TenantId)
-                    .col(PurchaseIntents::AgentId)
-                    .col(PurchaseIntents::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_purchase_intents_tenant_id_agent_id_created_at",
+                PurchaseIntents::Table,
+                [
+                    PurchaseIntents::TenantId,
+                    PurchaseIntents::AgentId,
+                    PurchaseIntents::CreatedAt,
+                ],
+            ))
             .await?;
 
         // reservation_lines
@@ -1193,26 +1074,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_reservation_lines_tenant_id_reservation_id_window_id")
-                    .table(ReservationLines::Table)
-                    .col(ReservationLines::TenantId)
-                    .col(ReservationLines::ReservationId)
-                    .col(ReservationLines::WindowId)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_reservation_lines_tenant_id_reservation_id_window_id",
+                ReservationLines::Table,
+                [
+                    ReservationLines::TenantId,
+                    ReservationLines::ReservationId,
+                    ReservationLines::WindowId,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_reservation_lines_tenant_id_window_id")
-                    .table(ReservationLines::Table)
-                    .col(ReservationLines::TenantId)
-                    .col(ReservationLines::WindowId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_reservation_lines_tenant_id_window_id",
+                ReservationLines::Table,
+                [ReservationLines::TenantId, ReservationLines::WindowId],
+            ))
             .await?;
 
         // ledger_entries
@@ -1280,37 +1157,31 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_ledger_entries_tenant_id_window_id")
-                    .table(LedgerEntries::Table)
-                    .col(LedgerEntries::TenantId)
-                    .col(LedgerEntries::WindowId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_ledger_entries_tenant_id_window_id",
+                LedgerEntries::Table,
+                [LedgerEntries::TenantId, LedgerEntries::WindowId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_ledger_entries_tenant_reservation_entry_type_bucket_referenc")
-                    .table(LedgerEntries::Table)
-                    .col(LedgerEntries::TenantId)
-                    .col(LedgerEntries::ReservationId)
-                    .col(LedgerEntries::EntryType)
-                    .col(LedgerEntries::Bucket)
-                    .col(LedgerEntries::Reference)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_ledger_entries_tenant_reservation_entry_type_bucket_referenc",
+                LedgerEntries::Table,
+                [
+                    LedgerEntries::TenantId,
+                    LedgerEntries::ReservationId,
+                    LedgerEntries::EntryType,
+                    LedgerEntries::Bucket,
+                    LedgerEntries::Reference,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_ledger_entries_tenant_id_occurred_at")
-                    .table(LedgerEntries::Table)
-                    .col(LedgerEntries::TenantId)
-                    .col(LedgerEntries::OccurredAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_ledger_entries_tenant_id_occurred_at",
+                LedgerEntries::Table,
+                [LedgerEntries::TenantId, LedgerEntries::OccurredAt],
+            ))
             .await?;
 
         // virtual_cards
@@ -1366,36 +1237,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_virtual_cards_tenant_id_id")
-                    .table(VirtualCards::Table)
-                    .col(VirtualCards::TenantId)
-                    .col(VirtualCards::Id)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_virtual_cards_tenant_id_id",
+                VirtualCards::Table,
+                [VirtualCards::TenantId, VirtualCards::Id],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_virtual_cards_tenant_id_provider_card_id")
-                    .table(VirtualCards::Table)
-                    .col(VirtualCards::TenantId)
-                    .col(VirtualCards::ProviderCardId)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_virtual_cards_tenant_id_provider_card_id",
+                VirtualCards::Table,
+                [VirtualCards::TenantId, VirtualCards::ProviderCardId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_virtual_cards_tenant_id_purchase_intent_id")
-                    .table(VirtualCards::Table)
-                    .col(VirtualCards::TenantId)
-                    .col(VirtualCards::PurchaseIntentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_virtual_cards_tenant_id_purchase_intent_id",
+                VirtualCards::Table,
+                [VirtualCards::TenantId, VirtualCards::PurchaseIntentId],
+            ))
             .await?;
 
         // transactions
@@ -1467,35 +1327,25 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_transactions_tenant_id_provider_charge_id")
-                    .table(Transactions::Table)
-                    .col(Transactions::TenantId)
-                    .col(Transactions::ProviderChargeId)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_transactions_tenant_id_provider_charge_id",
+                Transactions::Table,
+                [Transactions::TenantId, Transactions::ProviderChargeId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_transactions_tenant_id_purchase_intent_id")
-                    .table(Transactions::Table)
-                    .col(Transactions::TenantId)
-                    .col(Transactions::PurchaseIntentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_transactions_tenant_id_purchase_intent_id",
+                Transactions::Table,
+                [Transactions::TenantId, Transactions::PurchaseIntentId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_transactions_tenant_id_status")
-                    .table(Transactions::Table)
-                    .col(Transactions::TenantId)
-                    .col(Transactions::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_transactions_tenant_id_status",
+                Transactions::Table,
+                [Transactions::TenantId, Transactions::Status],
+            ))
             .await?;
 
         // merchants
@@ -1525,25 +1375,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_merchants_tenant_id_normalized_name")
-                    .table(Merchants::Table)
-                    .col(Merchants::TenantId)
-                    .col(Merchants::NormalizedName)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_merchants_tenant_id_normalized_name",
+                Merchants::Table,
+                [Merchants::TenantId, Merchants::NormalizedName],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_merchants_tenant_id_domain")
-                    .table(Merchants::Table)
-                    .col(Merchants::TenantId)
-                    .col(Merchants::Domain)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_merchants_tenant_id_domain",
+                Merchants::Table,
+                [Merchants::TenantId, Merchants::Domain],
+            ))
             .await?;
 
         // blocked_attempts
@@ -1614,24 +1457,18 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_blocked_attempts_tenant_id_created_at")
-                    .table(BlockedAttempts::Table)
-                    .col(BlockedAttempts::TenantId)
-                    .col(BlockedAttempts::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_blocked_attempts_tenant_id_created_at",
+                BlockedAttempts::Table,
+                [BlockedAttempts::TenantId, BlockedAttempts::CreatedAt],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_blocked_attempts_tenant_id_agent_id")
-                    .table(BlockedAttempts::Table)
-                    .col(BlockedAttempts::TenantId)
-                    .col(BlockedAttempts::AgentId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_blocked_attempts_tenant_id_agent_id",
+                BlockedAttempts::Table,
+                [BlockedAttempts::TenantId, BlockedAttempts::AgentId],
+            ))
             .await?;
 
         // usage_records
@@ -1696,25 +1533,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_usage_records_tenant_id_run_id")
-                    .table(UsageRecords::Table)
-                    .col(UsageRecords::TenantId)
-                    .col(UsageRecords::RunId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_usage_records_tenant_id_run_id",
+                UsageRecords::Table,
+                [UsageRecords::TenantId, UsageRecords::RunId],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_usage_records_tenant_id_agent_id_occurred_at")
-                    .table(UsageRecords::Table)
-                    .col(UsageRecords::TenantId)
-                    .col(UsageRecords::AgentId)
-                    .col(UsageRecords::OccurredAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_usage_records_tenant_id_agent_id_occurred_at",
+                UsageRecords::Table,
+                [
+                    UsageRecords::TenantId,
+                    UsageRecords::AgentId,
+                    UsageRecords::OccurredAt,
+                ],
+            ))
             .await?;
 
         // approval_decisions
@@ -1768,16 +1602,15 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_approval_decisions_tenant_id_approval_request_id_approver_id")
-                    .table(ApprovalDecisions::Table)
-                    .col(ApprovalDecisions::TenantId)
-                    .col(ApprovalDecisions::ApprovalRequestId)
-                    .col(ApprovalDecisions::ApproverId)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_approval_decisions_tenant_id_approval_request_id_approver_id",
+                ApprovalDecisions::Table,
+                [
+                    ApprovalDecisions::TenantId,
+                    ApprovalDecisions::ApprovalRequestId,
+                    ApprovalDecisions::ApproverId,
+                ],
+            ))
             .await?;
 
         // audit_logs
@@ -1815,46 +1648,36 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_audit_logs_tenant_id_seq")
-                    .table(AuditLogs::Table)
-                    .col(AuditLogs::TenantId)
-                    .col(AuditLogs::Seq)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_audit_logs_tenant_id_seq",
+                AuditLogs::Table,
+                [AuditLogs::TenantId, AuditLogs::Seq],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_audit_logs_tenant_id_created_at")
-                    .table(AuditLogs::Table)
-                    .col(AuditLogs::TenantId)
-                    .col(AuditLogs::CreatedAt)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_audit_logs_tenant_id_created_at",
+                AuditLogs::Table,
+                [AuditLogs::TenantId, AuditLogs::CreatedAt],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_audit_logs_tenant_id_resource_type_resource_id")
-                    .table(AuditLogs::Table)
-                    .col(AuditLogs::TenantId)
-                    .col(AuditLogs::ResourceType)
-                    .col(AuditLogs::ResourceId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_audit_logs_tenant_id_resource_type_resource_id",
+                AuditLogs::Table,
+                [
+                    AuditLogs::TenantId,
+                    AuditLogs::ResourceType,
+                    AuditLogs::ResourceId,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_audit_logs_tenant_id_correlation_id")
-                    .table(AuditLogs::Table)
-                    .col(AuditLogs::TenantId)
-                    .col(AuditLogs::CorrelationId)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_audit_logs_tenant_id_correlation_id",
+                AuditLogs::Table,
+                [AuditLogs::TenantId, AuditLogs::CorrelationId],
+            ))
             .await?;
 
         // connections
@@ -1895,26 +1718,22 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ux_connections_tenant_id_provider_label")
-                    .table(Connections::Table)
-                    .col(Connections::TenantId)
-                    .col(Connections::Provider)
-                    .col(Connections::Label)
-                    .unique()
-                    .to_owned(),
-            )
+            .create_index(unique_index(
+                "ux_connections_tenant_id_provider_label",
+                Connections::Table,
+                [
+                    Connections::TenantId,
+                    Connections::Provider,
+                    Connections::Label,
+                ],
+            ))
             .await?;
         manager
-            .create_index(
-                Index::create()
-                    .name("ix_connections_tenant_id_status")
-                    .table(Connections::Table)
-                    .col(Connections::TenantId)
-                    .col(Connections::Status)
-                    .to_owned(),
-            )
+            .create_index(plain_index(
+                "ix_connections_tenant_id_status",
+                Connections::Table,
+                [Connections::TenantId, Connections::Status],
+            ))
             .await?;
         Ok(())
     }
