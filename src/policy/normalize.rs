@@ -142,7 +142,8 @@ pub(crate) fn host_of(raw: &str) -> Option<&str> {
         s = &s[..i];
     }
     s = s.strip_suffix('.').unwrap_or(s);
-    if s.len() > 4 && s[..4].eq_ignore_ascii_case("www.") {
+    // `get` rather than indexing: the fourth byte may fall inside a character.
+    if s.len() > 4 && s.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("www.")) {
         s = &s[4..];
     }
     let plausible = !s.is_empty()
@@ -292,6 +293,17 @@ mod tests {
         assert!(!contains_folded(&list, &format!("{exact}b")));
         assert!(!contains_folded(&list, "aws x"));
         assert!(!contains_folded(&[], "aws"));
+    }
+
+    #[test]
+    fn hosts_with_multibyte_characters_near_the_start_never_panic() {
+        // Found by the fuzzer: the fourth byte fell inside 'ױ'.
+        assert_eq!(host_of("abc\u{5f1}.com"), Some("abc\u{5f1}.com"));
+        assert_eq!(
+            host_of("ww\u{5f1}.example.com"),
+            Some("ww\u{5f1}.example.com")
+        );
+        assert_eq!(host_of("www.\u{5f1}x.com"), Some("\u{5f1}x.com"));
     }
 
     #[test]
