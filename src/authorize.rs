@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
-    Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
+    QueryFilter, Set,
 };
 use serde::Serialize;
 
@@ -255,8 +255,14 @@ impl Flow<'_> {
         // Claim the idempotency key first: a concurrent duplicate waits on the
         // unique key and then fails, and its caller returns this result.
         let claimed_agent = request.principal.agent_id;
-        let agent = Agents::new(self.ctx()).get(claimed_agent).await;
-        let agent_row = agent.as_ref().ok();
+        // A missing agent is a decision (AGENT_NOT_FOUND), a failing database
+        // is an error.
+        let agent = match Agents::new(self.ctx()).get(claimed_agent).await {
+            Ok(a) => Some(a),
+            Err(Error::NotFound { .. }) => None,
+            Err(err) => return Err(err),
+        };
+        let agent_row = agent.as_ref();
         if let Some(a) = agent_row {
             // The agent row is authoritative for team and project.
             request.principal.team_id = a.team_id;
@@ -303,22 +309,21 @@ impl Flow<'_> {
 
         // An unknown or inactive agent is refused before any policy runs.
         let refusal = match &agent {
-            Err(Error::NotFound { .. }) => Some(Reason {
+            None => Some(Reason {
                 code: codes::AGENT_NOT_FOUND.to_owned(),
                 message: format!("agent {claimed_agent} does not exist in this tenant"),
                 policy_id: None,
                 budget: None,
                 undetermined: false,
             }),
-            Err(other) => return Err(Error::conflict("agent", other.to_string())),
-            Ok(a) if a.status != AgentStatus::Active => Some(Reason {
+            Some(a) if a.status != AgentStatus::Active => Some(Reason {
                 code: codes::AGENT_INACTIVE.to_owned(),
-                message: format!("agent {} is {:?} and may not act", a.id, a.status).to_lowercase(),
+                message: format!("agent {} is {} and may not act", a.id, a.status.to_value()),
                 policy_id: None,
                 budget: None,
                 undetermined: false,
             }),
-            Ok(_) => None,
+            Some(_) => None,
         };
         if let Some(reason) = refusal {
             return self.reject(intent, vec![reason], &request, now).await;
