@@ -28,7 +28,7 @@ use crate::store::merchants::record_seen;
 use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
-    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, current_windows, reserve_in,
+    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, current_windows, reserve_with,
 };
 use crate::store::{AgentRepository, Agents, MerchantRepository, Merchants};
 use crate::{Error, Result};
@@ -367,7 +367,8 @@ impl Flow<'_> {
                 let hold = ReserveRequest::new(Money::new(amount, currency)?, expires_at)
                     .principal(request.principal)
                     .purchase_intent(intent_id);
-                match reserve_in(self.txn, self.tenant, &hold, now).await? {
+                let known = (tz, windows.into_iter().map(|(b, _)| b).collect());
+                match reserve_with(self.txn, self.tenant, &hold, now, Some(known)).await? {
                     ReserveOutcome::Rejected { shortfalls } => {
                         // Another request took the room between evaluation and
                         // reservation: a rejection, never an overspend.

@@ -748,6 +748,19 @@ pub async fn reserve_in(
     request: &ReserveRequest,
     now: DateTime<Utc>,
 ) -> Result<ReserveOutcome> {
+    reserve_with(txn, tenant, request, now, None).await
+}
+
+/// [`reserve_in`], given the tenant's time zone and the applicable budgets
+/// when the caller has loaded them already (`authorize` does, for its facts),
+/// so they are not read twice in one transaction.
+pub(crate) async fn reserve_with(
+    txn: &impl ConnectionTrait,
+    tenant: TenantId,
+    request: &ReserveRequest,
+    now: DateTime<Utc>,
+    known: Option<(chrono_tz::Tz, Vec<budget::Model>)>,
+) -> Result<ReserveOutcome> {
     let amount = positive_amount("amount", &request.amount)?;
     if request.expires_at <= now {
         return Err(Error::invalid(
@@ -803,8 +816,13 @@ pub async fn reserve_in(
         other => other,
     })?;
 
-    let tz = tenant_timezone(txn, tenant).await?;
-    let budgets = applicable_budgets(txn, tenant, request.principal.as_ref(), currency).await?;
+    let (tz, budgets) = match known {
+        Some(known) => known,
+        None => (
+            tenant_timezone(txn, tenant).await?,
+            applicable_budgets(txn, tenant, request.principal.as_ref(), currency).await?,
+        ),
+    };
     let windows = current_windows(txn, tenant, budgets, tz, now, true).await?;
 
     let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
@@ -827,16 +845,16 @@ pub async fn reserve_in(
             .checked_add(amount)
             .map_err(|e| Error::invalid("amount", e))?;
         write_window(txn, w, w.spent, reserved, true, now).await?;
-        lines.push(reservation_line::ActiveModel {
-            id: Set(ReservationLineId::new()),
-            tenant_id: Set(tenant),
-            reservation_id: Set(reservation_id),
-            budget_id: Set(w.budget_id),
-            window_id: Set(w.id),
-            amount: Set(amount),
-            captured_amount: Set(Amount::ZERO),
-            refunded_amount: Set(Amount::ZERO),
-            created_at: Set(now),
+        lines.push(reservation_line::Model {
+            id: ReservationLineId::new(),
+            tenant_id: tenant,
+            reservation_id,
+            budget_id: w.budget_id,
+            window_id: w.id,
+            amount,
+            captured_amount: Amount::ZERO,
+            refunded_amount: Amount::ZERO,
+            created_at: now,
         });
         entries.push(ledger_row(
             tenant,
@@ -852,12 +870,16 @@ pub async fn reserve_in(
         ));
     }
     if !lines.is_empty() {
-        reservation_line::Entity::insert_many(lines)
-            .exec_without_returning(txn)
-            .await?;
+        // The lines are known: insert them and return them, no read-back.
+        reservation_line::Entity::insert_many(
+            lines
+                .iter()
+                .map(|l| reservation_line::ActiveModel::from(l.clone()).reset_all()),
+        )
+        .exec_without_returning(txn)
+        .await?;
     }
     append_ledger(txn, entries).await?;
-    let lines = lines_of(txn, tenant, reservation_id).await?;
     Ok(ReserveOutcome::Reserved {
         reservation,
         lines,
