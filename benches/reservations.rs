@@ -1001,11 +1001,8 @@ mod raw {
                         })
                         .collect();
                     insert_ledger(&mut tx, sql, t, id, &windows, &entries).await?;
-                    // The lines, read back as the reservation's result.
-                    let lines = lines_of(&mut tx, sql, t, id).await?;
-                    if lines.len() != windows.len() {
-                        return Err("lines did not read back".into());
-                    }
+                    // bursar returns the lines it inserted without reading
+                    // them back, and so does the baseline.
                     tx.commit().await?;
                     Ok(id)
                 }
