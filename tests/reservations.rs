@@ -524,7 +524,7 @@ async fn ten_concurrent_retries_with_one_key_reserve_once() {
 }
 
 /// 64 tasks each try 20 reservations of 1.00 against one budget of 500.00.
-async fn hammer(store: &Store, acme: &TenantScope) -> usize {
+async fn hammer(acme: &TenantScope) -> usize {
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let acme = acme.clone();
@@ -548,7 +548,6 @@ async fn hammer(store: &Store, acme: &TenantScope) -> usize {
     for t in tasks {
         total += t.await.unwrap();
     }
-    let _ = store;
     total
 }
 
@@ -570,7 +569,7 @@ async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite() {
         .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
         .await
         .unwrap();
-    assert_eq!(hammer(&store, &acme).await, 500);
+    assert_eq!(hammer(&acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
 }
 
@@ -593,7 +592,7 @@ async fn never_overspends_under_64_concurrent_tasks_on_postgres() {
         .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
         .await
         .unwrap();
-    assert_eq!(hammer(&store, &acme).await, 500);
+    assert_eq!(hammer(&acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
 }
 
@@ -617,7 +616,7 @@ async fn reservation_worker_process() {
         .await
         .unwrap();
     let acme = store.tenant(tenant_id.parse().unwrap());
-    let ok = hammer(&store, &acme).await;
+    let ok = hammer(&acme).await;
     println!("\nWORKER_RESERVED={ok}");
 }
 

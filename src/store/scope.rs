@@ -194,10 +194,8 @@ impl TenantScope {
             Ok(())
         }
         .await;
-        let result = crate::store::repo::finish(txn, result).await;
-        // A rolled-back create may have cached nothing stale, but be sure.
-        self.store.policy_cache().invalidate(self.tenant);
-        result
+        // The cache needs no help: its stamp changes with the committed rows.
+        crate::store::repo::finish(txn, result).await
     }
 
     /// Purchase intents (written by [`TenantScope::authorize`]).
