@@ -104,3 +104,18 @@ pub fn unique_index<T: IntoIden, C: IntoIden>(
     unique.unique();
     unique
 }
+
+/// The foreign key every tenant-owned table has: its `tenant_id` column to
+/// `tenants.id`, deleting the row with its tenant.
+pub fn owned_by_tenant<T: IntoIden, C: IntoIden>(
+    name: &str,
+    table: T,
+    tenant_column: C,
+) -> ForeignKeyCreateStatement {
+    ForeignKey::create()
+        .name(name)
+        .from(table, tenant_column)
+        .to(Alias::new("tenants"), Alias::new("id"))
+        .on_delete(ForeignKeyAction::Cascade)
+        .take()
+}

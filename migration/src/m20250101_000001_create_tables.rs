@@ -7,8 +7,8 @@
 use sea_orm_migration::prelude::*;
 
 use crate::columns::{
-    big_integer, binary, boolean, currency, integer, json, money, plain_index, string, text,
-    timestamp, unique_index, uuid,
+    big_integer, binary, boolean, currency, integer, json, money, owned_by_tenant, plain_index,
+    string, text, timestamp, unique_index, uuid,
 };
 
 /// The migration.
@@ -91,13 +91,11 @@ impl MigrationTrait for Migration {
                             .col(TenantMembers::TenantId)
                             .col(TenantMembers::UserId),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_tenant_members_tenant_id")
-                            .from(TenantMembers::Table, TenantMembers::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_tenant_members_tenant_id",
+                        TenantMembers::Table,
+                        TenantMembers::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_tenant_members_user_id")
@@ -128,13 +126,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Roles::CreatedAt, false))
                     .col(timestamp(Roles::UpdatedAt, false))
                     .primary_key(Index::create().col(Roles::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_roles_tenant_id")
-                            .from(Roles::Table, Roles::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_roles_tenant_id",
+                        Roles::Table,
+                        Roles::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -190,13 +186,11 @@ impl MigrationTrait for Migration {
                             .col(RolePermissions::RoleId)
                             .col(RolePermissions::PermissionId),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_role_permissions_tenant_id")
-                            .from(RolePermissions::Table, RolePermissions::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_role_permissions_tenant_id",
+                        RolePermissions::Table,
+                        RolePermissions::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_role_permissions_role_id")
@@ -231,13 +225,11 @@ impl MigrationTrait for Migration {
                             .col(MemberRoles::UserId)
                             .col(MemberRoles::RoleId),
                     )
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_member_roles_tenant_id")
-                            .from(MemberRoles::Table, MemberRoles::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_member_roles_tenant_id",
+                        MemberRoles::Table,
+                        MemberRoles::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_member_roles_user_id")
@@ -276,13 +268,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Teams::CreatedAt, false))
                     .col(timestamp(Teams::UpdatedAt, false))
                     .primary_key(Index::create().col(Teams::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_teams_tenant_id")
-                            .from(Teams::Table, Teams::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_teams_tenant_id",
+                        Teams::Table,
+                        Teams::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -314,13 +304,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Projects::CreatedAt, false))
                     .col(timestamp(Projects::UpdatedAt, false))
                     .primary_key(Index::create().col(Projects::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_projects_tenant_id")
-                            .from(Projects::Table, Projects::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_projects_tenant_id",
+                        Projects::Table,
+                        Projects::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -357,13 +345,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Agents::CreatedAt, false))
                     .col(timestamp(Agents::UpdatedAt, false))
                     .primary_key(Index::create().col(Agents::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_agents_tenant_id")
-                            .from(Agents::Table, Agents::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_agents_tenant_id",
+                        Agents::Table,
+                        Agents::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_agents_team_id")
@@ -438,13 +424,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(AgentApiKeys::LastUsedAt, true))
                     .col(timestamp(AgentApiKeys::CreatedAt, false))
                     .primary_key(Index::create().col(AgentApiKeys::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_agent_api_keys_tenant_id")
-                            .from(AgentApiKeys::Table, AgentApiKeys::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_agent_api_keys_tenant_id",
+                        AgentApiKeys::Table,
+                        AgentApiKeys::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_agent_api_keys_agent_id")
@@ -499,13 +483,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Policies::CreatedAt, false))
                     .col(timestamp(Policies::UpdatedAt, false))
                     .primary_key(Index::create().col(Policies::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_policies_tenant_id")
-                            .from(Policies::Table, Policies::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_policies_tenant_id",
+                        Policies::Table,
+                        Policies::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_policies_created_by")
@@ -547,13 +529,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Budgets::CreatedAt, false))
                     .col(timestamp(Budgets::UpdatedAt, false))
                     .primary_key(Index::create().col(Budgets::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_budgets_tenant_id")
-                            .from(Budgets::Table, Budgets::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_budgets_tenant_id",
+                        Budgets::Table,
+                        Budgets::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -588,13 +568,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(BudgetWindows::CreatedAt, false))
                     .col(timestamp(BudgetWindows::UpdatedAt, false))
                     .primary_key(Index::create().col(BudgetWindows::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_budget_windows_tenant_id")
-                            .from(BudgetWindows::Table, BudgetWindows::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_budget_windows_tenant_id",
+                        BudgetWindows::Table,
+                        BudgetWindows::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_budget_windows_budget_id")
@@ -653,13 +631,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(AgentRuns::CreatedAt, false))
                     .col(timestamp(AgentRuns::UpdatedAt, false))
                     .primary_key(Index::create().col(AgentRuns::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_agent_runs_tenant_id")
-                            .from(AgentRuns::Table, AgentRuns::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_agent_runs_tenant_id",
+                        AgentRuns::Table,
+                        AgentRuns::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_agent_runs_agent_id")
@@ -719,13 +695,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Reservations::CreatedAt, false))
                     .col(timestamp(Reservations::UpdatedAt, false))
                     .primary_key(Index::create().col(Reservations::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_reservations_tenant_id")
-                            .from(Reservations::Table, Reservations::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_reservations_tenant_id",
+                        Reservations::Table,
+                        Reservations::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_reservations_agent_id")
@@ -804,13 +778,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(ApprovalRequests::CreatedAt, false))
                     .col(timestamp(ApprovalRequests::UpdatedAt, false))
                     .primary_key(Index::create().col(ApprovalRequests::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_approval_requests_tenant_id")
-                            .from(ApprovalRequests::Table, ApprovalRequests::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_approval_requests_tenant_id",
+                        ApprovalRequests::Table,
+                        ApprovalRequests::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_approval_requests_agent_id")
@@ -909,13 +881,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(PurchaseIntents::CreatedAt, false))
                     .col(timestamp(PurchaseIntents::UpdatedAt, false))
                     .primary_key(Index::create().col(PurchaseIntents::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_purchase_intents_tenant_id")
-                            .from(PurchaseIntents::Table, PurchaseIntents::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_purchase_intents_tenant_id",
+                        PurchaseIntents::Table,
+                        PurchaseIntents::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_purchase_intents_agent_id")
@@ -1030,13 +1000,11 @@ impl MigrationTrait for Migration {
                     .col(money(ReservationLines::RefundedAmount, backend, false))
                     .col(timestamp(ReservationLines::CreatedAt, false))
                     .primary_key(Index::create().col(ReservationLines::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_reservation_lines_tenant_id")
-                            .from(ReservationLines::Table, ReservationLines::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_reservation_lines_tenant_id",
+                        ReservationLines::Table,
+                        ReservationLines::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_reservation_lines_reservation_id")
@@ -1113,13 +1081,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(LedgerEntries::OccurredAt, false))
                     .col(timestamp(LedgerEntries::CreatedAt, false))
                     .primary_key(Index::create().col(LedgerEntries::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_ledger_entries_tenant_id")
-                            .from(LedgerEntries::Table, LedgerEntries::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_ledger_entries_tenant_id",
+                        LedgerEntries::Table,
+                        LedgerEntries::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_ledger_entries_budget_id")
@@ -1205,13 +1171,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(VirtualCards::CreatedAt, false))
                     .col(timestamp(VirtualCards::UpdatedAt, false))
                     .primary_key(Index::create().col(VirtualCards::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_virtual_cards_tenant_id")
-                            .from(VirtualCards::Table, VirtualCards::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_virtual_cards_tenant_id",
+                        VirtualCards::Table,
+                        VirtualCards::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_virtual_cards_purchase_intent_id")
@@ -1280,13 +1244,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Transactions::CreatedAt, false))
                     .col(timestamp(Transactions::UpdatedAt, false))
                     .primary_key(Index::create().col(Transactions::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_transactions_tenant_id")
-                            .from(Transactions::Table, Transactions::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_transactions_tenant_id",
+                        Transactions::Table,
+                        Transactions::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_transactions_purchase_intent_id")
@@ -1364,13 +1326,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Merchants::CreatedAt, false))
                     .col(timestamp(Merchants::UpdatedAt, false))
                     .primary_key(Index::create().col(Merchants::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_merchants_tenant_id")
-                            .from(Merchants::Table, Merchants::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_merchants_tenant_id",
+                        Merchants::Table,
+                        Merchants::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -1407,13 +1367,11 @@ impl MigrationTrait for Migration {
                     .col(string(BlockedAttempts::MerchantName, 255, true))
                     .col(timestamp(BlockedAttempts::CreatedAt, false))
                     .primary_key(Index::create().col(BlockedAttempts::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_blocked_attempts_tenant_id")
-                            .from(BlockedAttempts::Table, BlockedAttempts::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_blocked_attempts_tenant_id",
+                        BlockedAttempts::Table,
+                        BlockedAttempts::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_blocked_attempts_agent_id")
@@ -1492,13 +1450,11 @@ impl MigrationTrait for Migration {
                     .col(json(UsageRecords::Metadata, false))
                     .col(timestamp(UsageRecords::CreatedAt, false))
                     .primary_key(Index::create().col(UsageRecords::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_usage_records_tenant_id")
-                            .from(UsageRecords::Table, UsageRecords::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_usage_records_tenant_id",
+                        UsageRecords::Table,
+                        UsageRecords::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_usage_records_agent_id")
@@ -1564,13 +1520,11 @@ impl MigrationTrait for Migration {
                     .col(text(ApprovalDecisions::Comment, true))
                     .col(timestamp(ApprovalDecisions::CreatedAt, false))
                     .primary_key(Index::create().col(ApprovalDecisions::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_approval_decisions_tenant_id")
-                            .from(ApprovalDecisions::Table, ApprovalDecisions::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_approval_decisions_tenant_id",
+                        ApprovalDecisions::Table,
+                        ApprovalDecisions::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_approval_decisions_approval_request_id")
@@ -1637,13 +1591,11 @@ impl MigrationTrait for Migration {
                     .col(string(AuditLogs::Hash, 64, false))
                     .col(timestamp(AuditLogs::CreatedAt, false))
                     .primary_key(Index::create().col(AuditLogs::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_audit_logs_tenant_id")
-                            .from(AuditLogs::Table, AuditLogs::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_audit_logs_tenant_id",
+                        AuditLogs::Table,
+                        AuditLogs::TenantId,
+                    ))
                     .to_owned(),
             )
             .await?;
@@ -1701,13 +1653,11 @@ impl MigrationTrait for Migration {
                     .col(timestamp(Connections::CreatedAt, false))
                     .col(timestamp(Connections::UpdatedAt, false))
                     .primary_key(Index::create().col(Connections::Id))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .name("fk_connections_tenant_id")
-                            .from(Connections::Table, Connections::TenantId)
-                            .to(Tenants::Table, Tenants::Id)
-                            .on_delete(ForeignKeyAction::Cascade),
-                    )
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_connections_tenant_id",
+                        Connections::Table,
+                        Connections::TenantId,
+                    ))
                     .foreign_key(
                         ForeignKey::create()
                             .name("fk_connections_created_by")
