@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait,
-    QueryFilter, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -338,16 +338,25 @@ impl Flow<'_> {
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         facts.new_vendor = !merchant_name.trim().is_empty()
             && !Merchants::new(self.ctx()).is_known(&merchant_name).await?;
-        for &window in policies.velocity_windows() {
-            let since = now - Duration::seconds(i64::from(window));
-            let count = purchase_intent::Entity::find()
+        // One query for every velocity window: the agent's earlier requests
+        // within the longest one, counted per window here.
+        if let Some(&longest) = policies.velocity_windows().iter().max() {
+            let since = now - Duration::seconds(i64::from(longest));
+            let recent: Vec<DateTime<Utc>> = purchase_intent::Entity::find()
+                .select_only()
+                .column(purchase_intent::Column::CreatedAt)
                 .filter(purchase_intent::Column::TenantId.eq(self.tenant))
                 .filter(purchase_intent::Column::AgentId.eq(claimed_agent))
                 .filter(purchase_intent::Column::CreatedAt.gte(since))
                 .filter(purchase_intent::Column::Id.ne(intent_id))
-                .count(self.txn)
+                .into_tuple()
+                .all(self.txn)
                 .await?;
-            facts = facts.velocity(window, u32::try_from(count).unwrap_or(u32::MAX));
+            for &window in policies.velocity_windows() {
+                let since = now - Duration::seconds(i64::from(window));
+                let count = recent.iter().filter(|at| **at >= since).count();
+                facts = facts.velocity(window, u32::try_from(count).unwrap_or(u32::MAX));
+            }
         }
 
         let decision = evaluate(&policies, &request, &facts);

@@ -885,3 +885,51 @@ async fn a_policy_change_is_seen_at_once_even_by_another_store() {
     let err = acme_a.policies().get(unused).await.unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn velocity_counts_the_agents_recent_requests_per_window() {
+    for backend in backends() {
+        let store = store_for(backend).await;
+        let (acme, agent) = setup(&store).await;
+        let burst = Condition::VelocityAbove {
+            window_seconds: 3_600,
+            max: 2,
+        };
+        acme.policies()
+            .create(Policy::new("two an hour", Effect::Deny, "TOO_FAST", burst))
+            .await
+            .unwrap();
+        // Two earlier requests within the hour: the third is refused.
+        assert!(
+            acme.authorize(buy(agent, "5", "GitHub"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        assert!(
+            acme.authorize(buy(agent, "5", "GitHub"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        let third = acme.authorize(buy(agent, "5", "GitHub")).await.unwrap();
+        assert_eq!(
+            third.codes().collect::<Vec<_>>(),
+            ["TOO_FAST"],
+            "{backend:?}"
+        );
+        // Another agent has its own count: the tenant-wide limit does not
+        // stop its first request.
+        let other = acme
+            .agents()
+            .create(NewAgent::new("other"))
+            .await
+            .unwrap()
+            .id;
+        let allow_other = Policy::new("allow other", Effect::Allow, "OK", Condition::Always)
+            .scope(bursar::policy::PolicyScope::agent(other));
+        acme.policies().create(allow_other).await.unwrap();
+        let first = acme.authorize(buy(other, "5", "GitHub")).await.unwrap();
+        assert!(first.is_approved(), "{:?}", first.reasons);
+    }
+}
