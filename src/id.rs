@@ -122,6 +122,8 @@ define_id!(/// Identifies a virtual card.
     VirtualCardId, "virtual_card");
 define_id!(/// Identifies a card transaction.
     TransactionId, "transaction");
+define_id!(/// Identifies a recorded refund.
+    RefundId, "refund");
 define_id!(/// Identifies a known merchant.
     MerchantId, "merchant");
 define_id!(/// Identifies a blocked attempt.

@@ -11,7 +11,7 @@ use bursar::entity::json::{Metadata, ReasonList};
 use bursar::entity::{
     agent, agent_api_key, agent_run, approval_decision, approval_request, audit_log,
     blocked_attempt, budget, budget_window, connection, ledger_entry, member_role, merchant,
-    permission, policy, project, purchase_intent, reservation, reservation_line, role,
+    permission, policy, project, purchase_intent, refund, reservation, reservation_line, role,
     role_permission, team, tenant, tenant_member, transaction, usage_record, user, virtual_card,
 };
 use bursar::id::*;
@@ -435,13 +435,26 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         currency: Currency::EUR,
         merchant_name: Some("merchant_name-x".to_owned()),
         mcc: Some(7),
-        status: transaction::TransactionStatus::Refunded,
+        status: transaction::TransactionStatus::PartiallyRefunded,
+        refunded_amount: amount(),
+        attention: Some("attention-x".to_owned()),
         settled_at: Some(ts()),
         raw_event: Some(json!({"k": [1, "two", null]})),
         created_at: ts(),
         updated_at: ts(),
     };
     roundtrip::<transaction::Entity, transaction::ActiveModel>(db, row).await;
+    let row = refund::Model {
+        id: RefundId::new(),
+        tenant_id: id_tenants,
+        reservation_id: Some(id_reservations),
+        transaction_id: Some(id_transactions),
+        provider_refund_id: "provider_refund_id-x".to_owned(),
+        amount: amount(),
+        currency: Currency::EUR,
+        created_at: ts(),
+    };
+    roundtrip::<refund::Entity, refund::ActiveModel>(db, row).await;
     let row = merchant::Model {
         id: id_merchants,
         tenant_id: id_tenants,
@@ -592,7 +605,7 @@ async fn every_entity_roundtrips_on_sqlite() {
         .await
         .unwrap();
     assert!(left.is_empty(), "tables left after down: {}", left.len());
-    assert_eq!(TABLES.len(), 28);
+    assert_eq!(TABLES.len(), 29);
 }
 
 #[tokio::test]

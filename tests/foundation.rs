@@ -54,8 +54,8 @@ async fn up_down_up(url: &str) {
 }
 
 #[test]
-fn the_schema_has_all_28_tables() {
-    assert_eq!(TABLES.len(), 28);
+fn the_schema_has_all_29_tables() {
+    assert_eq!(TABLES.len(), 29);
     let expected = [
         "tenants",
         "users",

@@ -19,7 +19,7 @@ pub mod m20250101_000001_create_tables;
 pub mod m20250101_000002_row_level_security;
 
 /// Every table, in creation order (parents before children).
-pub const TABLES: [&str; 28] = [
+pub const TABLES: [&str; 29] = [
     "tenants",
     "users",
     "tenant_members",
@@ -42,6 +42,7 @@ pub const TABLES: [&str; 28] = [
     "ledger_entries",
     "virtual_cards",
     "transactions",
+    "refunds",
     "merchants",
     "blocked_attempts",
     "usage_records",

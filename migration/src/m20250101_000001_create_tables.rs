@@ -1238,7 +1238,9 @@ impl MigrationTrait for Migration {
                     .col(currency(Transactions::Currency, false))
                     .col(string(Transactions::MerchantName, 255, true))
                     .col(integer(Transactions::Mcc, true))
-                    .col(string(Transactions::Status, 16, false))
+                    .col(string(Transactions::Status, 24, false))
+                    .col(money(Transactions::RefundedAmount, backend, false))
+                    .col(string(Transactions::Attention, 500, true))
                     .col(timestamp(Transactions::SettledAt, true))
                     .col(json(Transactions::RawEvent, true))
                     .col(timestamp(Transactions::CreatedAt, false))
@@ -1307,6 +1309,62 @@ impl MigrationTrait for Migration {
                 "ix_transactions_tenant_id_status",
                 Transactions::Table,
                 [Transactions::TenantId, Transactions::Status],
+            ))
+            .await?;
+
+        // refunds: one row per refund id, so a repeated refund is recognised
+        // whether or not a budget window recorded it.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Refunds::Table)
+                    .col(uuid(Refunds::Id, false))
+                    .col(uuid(Refunds::TenantId, false))
+                    .col(uuid(Refunds::ReservationId, true))
+                    .col(uuid(Refunds::TransactionId, true))
+                    .col(string(Refunds::ProviderRefundId, 255, false))
+                    .col(money(Refunds::Amount, backend, false))
+                    .col(currency(Refunds::Currency, false))
+                    .col(timestamp(Refunds::CreatedAt, false))
+                    .primary_key(Index::create().col(Refunds::Id))
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_refunds_tenant_id",
+                        Refunds::Table,
+                        Refunds::TenantId,
+                    ))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_refunds_reservation_id")
+                            .from(Refunds::Table, (Refunds::TenantId, Refunds::ReservationId))
+                            .to(
+                                Reservations::Table,
+                                (Reservations::TenantId, Reservations::Id),
+                            ),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_refunds_transaction_id")
+                            .from(Refunds::Table, (Refunds::TenantId, Refunds::TransactionId))
+                            .to(
+                                Transactions::Table,
+                                (Transactions::TenantId, Transactions::Id),
+                            ),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_refunds_tenant_id_provider_refund_id",
+                Refunds::Table,
+                [Refunds::TenantId, Refunds::ProviderRefundId],
+            ))
+            .await?;
+        manager
+            .create_index(plain_index(
+                "ix_refunds_tenant_id_reservation_id",
+                Refunds::Table,
+                [Refunds::TenantId, Refunds::ReservationId],
             ))
             .await?;
 
@@ -2066,10 +2124,25 @@ enum Transactions {
     MerchantName,
     Mcc,
     Status,
+    RefundedAmount,
+    Attention,
     SettledAt,
     RawEvent,
     CreatedAt,
     UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Refunds {
+    Table,
+    Id,
+    TenantId,
+    ReservationId,
+    TransactionId,
+    ProviderRefundId,
+    Amount,
+    Currency,
+    CreatedAt,
 }
 
 #[derive(DeriveIden)]

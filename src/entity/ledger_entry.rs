@@ -127,6 +127,12 @@ pub enum LedgerEntryType {
     /// Captured spending was refunded. Stored as `refund`.
     #[sea_orm(string_value = "refund")]
     Refund,
+    /// Settled spending beyond what the hold or the budget had room for: a
+    /// charge is a fact and is always posted, and the part that did not fit
+    /// is posted under this type so that the excess is visible. Stored as
+    /// `overspend`.
+    #[sea_orm(string_value = "overspend")]
+    Overspend,
     /// A manual correction. Stored as `adjust`.
     #[sea_orm(string_value = "adjust")]
     Adjust,

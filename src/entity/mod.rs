@@ -30,6 +30,7 @@ pub mod policy;
 pub mod prelude;
 pub mod project;
 pub mod purchase_intent;
+pub mod refund;
 pub mod reservation;
 pub mod reservation_line;
 pub mod role;
@@ -127,6 +128,7 @@ macro_rules! uuid_primary_key {
 }
 
 uuid_primary_key!(
+    RefundId,
     TenantId,
     UserId,
     RoleId,

@@ -17,6 +17,7 @@ pub use super::permission::Entity as Permission;
 pub use super::policy::Entity as Policy;
 pub use super::project::Entity as Project;
 pub use super::purchase_intent::Entity as PurchaseIntent;
+pub use super::refund::Entity as Refund;
 pub use super::reservation::Entity as Reservation;
 pub use super::reservation_line::Entity as ReservationLine;
 pub use super::role::Entity as Role;

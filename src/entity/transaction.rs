@@ -38,6 +38,12 @@ pub struct Model {
     pub mcc: Option<i32>,
     /// Settlement state.
     pub status: TransactionStatus,
+    /// How much of the charge was refunded so far (sum of its refunds).
+    pub refunded_amount: Amount,
+    /// Why the charge needs a human's attention (a charge for an intent that
+    /// is not approved, or a conflicting repeat delivery), if it does.
+    #[sea_orm(column_type = "String(StringLen::N(500))")]
+    pub attention: Option<String>,
     /// When the charge settled.
     pub settled_at: Option<DateTimeUtc>,
     /// The provider's event as received, kept for reconciliation.
@@ -112,7 +118,7 @@ impl ActiveModelBehavior for ActiveModel {}
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))")]
 #[serde(rename_all = "snake_case")]
 pub enum TransactionStatus {
     /// Authorized, not captured yet. Stored as `authorized`.
@@ -124,7 +130,17 @@ pub enum TransactionStatus {
     /// Declined or failed. Stored as `failed`.
     #[sea_orm(string_value = "failed")]
     Failed,
-    /// Refunded after capture. Stored as `refunded`.
+    /// Part of the captured amount was refunded. Stored as
+    /// `partially_refunded`.
+    #[sea_orm(string_value = "partially_refunded")]
+    PartiallyRefunded,
+    /// The whole captured amount was refunded. Stored as `refunded`.
     #[sea_orm(string_value = "refunded")]
     Refunded,
+    /// Settled at the provider for a purchase intent that is not approved
+    /// (pending approval, rejected or expired): recorded, never posted to the
+    /// budgets on its own. See the `attention` column. Stored as
+    /// `needs_attention`.
+    #[sea_orm(string_value = "needs_attention")]
+    NeedsAttention,
 }

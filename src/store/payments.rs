@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,9 @@ use crate::entity::virtual_card::{self, VirtualCardStatus};
 use crate::id::{PurchaseIntentId, TransactionId, VirtualCardId};
 use crate::money::{Amount, Money};
 use crate::store::repo::Ctx;
-use crate::store::reservations::{capture_in, end_hold_in, refund_in};
+use crate::entity::audit_log::AuditLevel;
+use crate::entity::refund;
+use crate::store::reservations::{end_hold_in, load, post_charge_in, refund_in};
 use crate::{Error, Result};
 
 /// Longest provider id (card id, charge id), in bytes.
@@ -223,14 +226,6 @@ pub struct Payments<'a> {
     ctx: Ctx<'a>,
 }
 
-fn rank(s: TransactionStatus) -> u8 {
-    match s {
-        TransactionStatus::Authorized => 0,
-        TransactionStatus::Captured | TransactionStatus::Failed => 1,
-        TransactionStatus::Refunded => 2,
-    }
-}
-
 impl<'a> Payments<'a> {
     pub(crate) fn new(ctx: Ctx<'a>) -> Self {
         Self { ctx }
@@ -380,18 +375,40 @@ impl<'a> Payments<'a> {
         self.issue_card(intent, card).await
     }
 
-    /// Records a provider webhook, idempotently on the provider charge id:
-    /// an event that does not move the charge forward (a replay, or one older
-    /// than what is recorded) changes nothing and returns the recorded
-    /// transaction. Moving forward: `captured` captures the reservation with
-    /// the settled amount, `failed` releases it, `refunded` refunds it (by the
-    /// refund id, default the charge id).
+    /// Records a provider webhook about a charge. A settled charge is a fact:
+    /// it is recorded exactly once, whatever the order and timing of the
+    /// deliveries (see `docs/budgets.md`, "Settlement").
+    ///
+    /// - The provider charge id identifies the charge. The same charge id with
+    ///   the same status and amount is a replay and changes nothing
+    ///   (`replayed: true`), as is an event older than the recorded state (an
+    ///   `authorized` after a `captured`). The same charge id and status with
+    ///   **another amount** is a [`Error::Conflict`]; the delivery is first
+    ///   recorded for attention (the transaction's `attention`, and an audit
+    ///   entry at level warning), so it is never silently dropped.
+    /// - Distinct charge ids add up: a second charge against one purchase (a
+    ///   split shipment) is posted on top of the first.
+    /// - `captured` posts the charge against the intent's reservation, whatever
+    ///   its state (held, already captured by another charge, expired or
+    ///   released): on the windows of the period it was authorized in, with
+    ///   what does not fit posted as overspend.
+    /// - A `captured` charge for a purchase intent that is not approved
+    ///   (pending approval, rejected, expired) is recorded with status
+    ///   `needs_attention` and an audit entry at level warning, and moves no
+    ///   money; delivered again once the intent is approved, it is posted.
+    /// - `refunded` gives back part of a captured charge; the refund id
+    ///   (default: the charge id) identifies the refund, so distinct refund
+    ///   ids add up and the same one again changes nothing. A refund never
+    ///   exceeds what the charge captured.
+    /// - `failed` releases the hold of an approved intent that nothing was
+    ///   captured on yet.
     ///
     /// # Errors
     /// [`Error::NotFound`] when neither the card nor the intent is this
-    /// tenant's; [`Error::Invalid`] for a malformed event or a currency other
-    /// than the reservation's; [`Error::Conflict`] from the reservation (for
-    /// example a capture above the hold that no longer fits).
+    /// tenant's; [`Error::Invalid`] for a malformed event, a currency other than
+    /// the intent's, or a refund above what is left of the charge;
+    /// [`Error::Conflict`] for a conflicting repeat delivery (recorded for
+    /// attention) or a refund of a charge with no recorded capture.
     pub async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
         let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
         if event.amount.amount() < Decimal::ZERO {
@@ -401,182 +418,489 @@ impl<'a> Payments<'a> {
             ));
         }
         let amount = Amount::new(event.amount.amount()).map_err(|e| Error::invalid("amount", e))?;
-        let now = self.ctx.now();
+        if event.status == ChargeStatus::Refunded && amount.is_zero() {
+            return Err(Error::invalid("amount", "a refund must be positive, got 0"));
+        }
+        let refund_id = match event.status {
+            ChargeStatus::Refunded => Some(match &event.refund_id {
+                Some(id) => provider_id("refund_id", id)?,
+                None => charge_id.clone(),
+            }),
+            _ => None,
+        };
+        let event = Incoming {
+            event,
+            charge_id,
+            amount,
+            refund_id,
+            now: self.ctx.now(),
+        };
         // Two deliveries of a new charge may race to insert it: the loser
         // fails on the unique key and, on its second pass, finds the winner's.
         let mut attempts = 0;
         loop {
             attempts += 1;
             let txn = self.ctx.begin_write().await?;
-            let result = self
-                .record_in(&txn, event.clone(), charge_id.clone(), amount, now)
-                .await;
-            match result {
-                Err(Error::Conflict { .. }) if attempts < 3 => txn.rollback().await?,
-                result => return crate::store::repo::finish(txn, result).await,
+            match self.record_in(&txn, &event).await {
+                Ok(Step::Done(recorded)) => {
+                    txn.commit().await?;
+                    return Ok(recorded);
+                }
+                Ok(Step::Attention(conflict)) => {
+                    txn.commit().await?;
+                    return Err(conflict);
+                }
+                Ok(Step::Raced) if attempts < 3 => txn.rollback().await?,
+                Ok(Step::Raced) => {
+                    txn.rollback().await?;
+                    return Err(Error::conflict(
+                        "transaction",
+                        format!(
+                            "charge {:?} is being recorded by a concurrent delivery",
+                            event.charge_id
+                        ),
+                    ));
+                }
+                Err(err) => {
+                    txn.rollback().await?;
+                    return Err(err);
+                }
             }
         }
     }
 
-    async fn record_in(
-        &self,
-        txn: &DatabaseTransaction,
-        event: TransactionEvent,
-        charge_id: String,
-        amount: Amount,
-        now: DateTime<Utc>,
-    ) -> Result<Recorded> {
-        let tenant = self.ctx.tenant;
-        let new_status = match event.status {
-            ChargeStatus::Authorized => TransactionStatus::Authorized,
-            ChargeStatus::Captured => TransactionStatus::Captured,
-            ChargeStatus::Failed => TransactionStatus::Failed,
-            ChargeStatus::Refunded => TransactionStatus::Refunded,
-        };
+    async fn record_in(&self, txn: &DatabaseTransaction, incoming: &Incoming) -> Result<Step> {
         let existing = transaction::Entity::find()
-            .filter(transaction::Column::TenantId.eq(tenant))
-            .filter(transaction::Column::ProviderChargeId.eq(charge_id.as_str()))
+            .filter(transaction::Column::TenantId.eq(self.ctx.tenant))
+            .filter(transaction::Column::ProviderChargeId.eq(incoming.charge_id.as_str()))
             .lock_exclusive()
             .one(txn)
             .await?;
-        if let Some(current) = &existing {
-            if rank(new_status) <= rank(current.status) {
-                return Ok(Recorded {
-                    transaction: current.clone(),
-                    replayed: true,
-                });
-            }
+        match existing {
+            Some(current) => self.advance(txn, current, incoming).await,
+            None => self.first(txn, incoming).await,
         }
-        // Find what the charge is for: the recorded transaction, the card, or
-        // the intent the host names.
-        let (intent_id, card_id) = match &existing {
-            Some(t) => (t.purchase_intent_id, t.virtual_card_id),
-            None => match (&event.provider_card_id, event.purchase_intent_id) {
-                (Some(card), _) => {
-                    let card = virtual_card::Entity::find()
-                        .filter(virtual_card::Column::TenantId.eq(tenant))
-                        .filter(virtual_card::Column::ProviderCardId.eq(card.as_str()))
-                        .one(txn)
-                        .await?
-                        .ok_or_else(|| Error::not_found(VirtualCardId::ENTITY, card))?;
-                    (Some(card.purchase_intent_id), Some(card.id))
-                }
-                (None, Some(intent)) => (Some(intent), None),
-                (None, None) => {
-                    return Err(Error::invalid(
-                        "provider_card_id",
-                        "the event names neither a card nor a purchase intent",
-                    ));
-                }
-            },
-        };
-        let intent = match intent_id {
-            Some(id) => Some(
-                purchase_intent::Entity::find()
-                    .filter(purchase_intent::Column::TenantId.eq(tenant))
-                    .filter(purchase_intent::Column::Id.eq(id))
+    }
+
+    /// The first event about a charge: claims its charge id, then acts.
+    async fn first(&self, txn: &DatabaseTransaction, incoming: &Incoming) -> Result<Step> {
+        let tenant = self.ctx.tenant;
+        let event = &incoming.event;
+        let (intent_id, card_id) = match (&event.provider_card_id, event.purchase_intent_id) {
+            (Some(card), _) => {
+                let card = virtual_card::Entity::find()
+                    .filter(virtual_card::Column::TenantId.eq(tenant))
+                    .filter(virtual_card::Column::ProviderCardId.eq(card.as_str()))
                     .one(txn)
                     .await?
-                    .ok_or_else(|| Error::not_found(PurchaseIntentId::ENTITY, id))?,
-            ),
-            None => None,
+                    .ok_or_else(|| Error::not_found(VirtualCardId::ENTITY, card))?;
+                (card.purchase_intent_id, Some(card.id))
+            }
+            (None, Some(intent)) => (intent, None),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "provider_card_id",
+                    "the event names neither a card nor a purchase intent",
+                ));
+            }
         };
-        let reservation_id = intent.as_ref().and_then(|i| i.reservation_id);
-        if let Some(i) = intent
-            .as_ref()
-            .filter(|i| i.currency != event.amount.currency())
-        {
+        let intent = purchase_intent::Entity::find()
+            .filter(purchase_intent::Column::TenantId.eq(tenant))
+            .filter(purchase_intent::Column::Id.eq(intent_id))
+            .one(txn)
+            .await?
+            .ok_or_else(|| Error::not_found(PurchaseIntentId::ENTITY, intent_id))?;
+        if intent.currency != event.amount.currency() {
             return Err(Error::invalid(
                 "currency",
                 format!(
                     "{} does not match the purchase intent's currency {}",
                     event.amount.currency(),
-                    i.currency
+                    intent.currency
                 ),
             ));
         }
-        if let Some(reservation) = reservation_id {
-            match new_status {
-                TransactionStatus::Authorized => {}
-                TransactionStatus::Captured => {
-                    capture_in(txn, tenant, reservation, event.amount, now).await?;
-                }
-                TransactionStatus::Failed => {
-                    end_hold_in(txn, tenant, reservation, ReservationStatus::Released, now).await?;
-                }
-                TransactionStatus::Refunded => {
-                    let refund_id = event.refund_id.clone().unwrap_or_else(|| charge_id.clone());
-                    refund_in(txn, tenant, reservation, event.amount, &refund_id, now).await?;
-                }
-            }
+        if event.status == ChargeStatus::Refunded {
+            return Err(no_capture(&incoming.charge_id));
         }
-        let transaction = match existing {
-            Some(current) => {
-                let mut row: transaction::ActiveModel = current.into();
-                row.status = Set(new_status);
-                if new_status != TransactionStatus::Refunded {
-                    row.amount = Set(amount);
-                }
-                if new_status == TransactionStatus::Captured {
-                    row.settled_at = Set(Some(now));
-                }
-                row.raw_event = Set(event.raw.clone());
-                row.updated_at = Set(now);
-                row.update(txn).await?
-            }
-            None => {
-                transaction::ActiveModel {
-                    id: Set(TransactionId::new()),
-                    tenant_id: Set(tenant),
-                    purchase_intent_id: Set(intent_id),
-                    virtual_card_id: Set(card_id),
-                    reservation_id: Set(reservation_id),
-                    provider_charge_id: Set(charge_id.clone()),
-                    provider_authorization_id: Set(None),
-                    amount: Set(amount),
-                    currency: Set(event.amount.currency()),
-                    merchant_name: Set(event.merchant_name.clone()),
-                    mcc: Set(None),
-                    status: Set(new_status),
-                    settled_at: Set((new_status == TransactionStatus::Captured).then_some(now)),
-                    raw_event: Set(event.raw.clone()),
-                    created_at: Set(now),
-                    updated_at: Set(now),
-                }
-                .insert(txn)
-                .await?
+        // Claim the charge id first (a concurrent delivery of the same charge
+        // waits on the unique key), as `authorized` or `failed`; a capture is
+        // then posted by `capture` below.
+        let claimed_status = match event.status {
+            ChargeStatus::Failed => TransactionStatus::Failed,
+            _ => TransactionStatus::Authorized,
+        };
+        let claimed = transaction::ActiveModel {
+            id: Set(TransactionId::new()),
+            tenant_id: Set(tenant),
+            purchase_intent_id: Set(Some(intent.id)),
+            virtual_card_id: Set(card_id),
+            reservation_id: Set(intent.reservation_id),
+            provider_charge_id: Set(incoming.charge_id.clone()),
+            provider_authorization_id: Set(None),
+            amount: Set(incoming.amount),
+            currency: Set(event.amount.currency()),
+            merchant_name: Set(event.merchant_name.clone()),
+            mcc: Set(None),
+            status: Set(claimed_status),
+            refunded_amount: Set(Amount::ZERO),
+            attention: Set(None),
+            settled_at: Set(None),
+            raw_event: Set(event.raw.clone()),
+            created_at: Set(incoming.now),
+            updated_at: Set(incoming.now),
+        }
+        .insert(txn)
+        .await;
+        let claimed = match claimed {
+            Ok(row) => row,
+            Err(err) => {
+                return match Error::from(err) {
+                    Error::Conflict { .. } => Ok(Step::Raced),
+                    other => Err(other),
+                };
             }
         };
-        append(
+        match event.status {
+            ChargeStatus::Captured => self.capture(txn, claimed, incoming).await,
+            ChargeStatus::Failed => self.fail(txn, claimed, incoming).await,
+            _ => {
+                self.audit(txn, &claimed, incoming, None).await?;
+                Ok(done(claimed, false))
+            }
+        }
+    }
+
+    /// A later event about a recorded charge.
+    async fn advance(
+        &self,
+        txn: &DatabaseTransaction,
+        current: transaction::Model,
+        incoming: &Incoming,
+    ) -> Result<Step> {
+        use TransactionStatus as S;
+        let same_amount = current.amount == incoming.amount;
+        match (incoming.event.status, current.status) {
+            (ChargeStatus::Refunded, S::Captured | S::PartiallyRefunded | S::Refunded) => {
+                self.refund(txn, current, incoming).await
+            }
+            (ChargeStatus::Refunded, _) => Err(no_capture(&incoming.charge_id)),
+            // A charge parked for attention is posted once its intent is
+            // approved; until then a repeat changes nothing.
+            (ChargeStatus::Captured, S::NeedsAttention) => {
+                if !same_amount {
+                    return self.attention(txn, current, incoming).await;
+                }
+                self.capture(txn, current, incoming).await
+            }
+            (ChargeStatus::Captured, S::Authorized | S::Failed) => {
+                self.capture(txn, current, incoming).await
+            }
+            (ChargeStatus::Failed, S::Authorized) => self.fail(txn, current, incoming).await,
+            // The same state again: a replay, unless the amount differs.
+            (ChargeStatus::Captured, S::Captured | S::PartiallyRefunded | S::Refunded)
+            | (ChargeStatus::Authorized, S::Authorized)
+            | (ChargeStatus::Failed, S::Failed) => {
+                if same_amount {
+                    Ok(done(current, true))
+                } else {
+                    self.attention(txn, current, incoming).await
+                }
+            }
+            // Older than what is recorded: nothing to do.
+            _ => Ok(done(current, true)),
+        }
+    }
+
+    /// Posts a captured charge, or parks it for attention when its intent is
+    /// not approved.
+    async fn capture(
+        &self,
+        txn: &DatabaseTransaction,
+        current: transaction::Model,
+        incoming: &Incoming,
+    ) -> Result<Step> {
+        let tenant = self.ctx.tenant;
+        let now = incoming.now;
+        // Lock order: the reservation row before anything it leads to.
+        let reservation = match current.reservation_id {
+            Some(id) => Some(load(txn, tenant, id, true).await?),
+            None => None,
+        };
+        let intent = match current.purchase_intent_id {
+            Some(id) => {
+                purchase_intent::Entity::find()
+                    .filter(purchase_intent::Column::TenantId.eq(tenant))
+                    .filter(purchase_intent::Column::Id.eq(id))
+                    .one(txn)
+                    .await?
+            }
+            None => None,
+        };
+        let approved = intent
+            .as_ref()
+            .is_some_and(|i| i.status == PurchaseIntentStatus::Approved);
+        let mut row: transaction::ActiveModel = current.clone().into();
+        row.amount = Set(incoming.amount);
+        row.raw_event = Set(incoming.event.raw.clone());
+        row.updated_at = Set(now);
+        let overspend = match (approved, reservation) {
+            (true, Some(reservation)) => {
+                let posted = post_charge_in(txn, tenant, reservation, incoming.amount, now).await?;
+                row.status = Set(TransactionStatus::Captured);
+                row.attention = Set(None);
+                row.settled_at = Set(Some(now));
+                posted.overspend
+            }
+            _ => {
+                if current.status == TransactionStatus::NeedsAttention {
+                    return Ok(done(current, true));
+                }
+                let state = intent
+                    .as_ref()
+                    .map_or_else(|| "unknown".to_owned(), |i| i.status.to_value());
+                row.status = Set(TransactionStatus::NeedsAttention);
+                row.attention = Set(Some(format!(
+                    "captured for a purchase intent that is {state}, not approved; nothing was posted to the budgets"
+                )));
+                Vec::new()
+            }
+        };
+        let transaction = row.update(txn).await?;
+        self.audit(txn, &transaction, incoming, Some(&overspend))
+            .await?;
+        Ok(done(transaction, false))
+    }
+
+    /// A failed charge releases the hold of an approved intent on which
+    /// nothing was captured yet.
+    async fn fail(
+        &self,
+        txn: &DatabaseTransaction,
+        current: transaction::Model,
+        incoming: &Incoming,
+    ) -> Result<Step> {
+        let tenant = self.ctx.tenant;
+        if let Some(id) = current.reservation_id {
+            let reservation = load(txn, tenant, id, true).await?;
+            let intent_approved = match current.purchase_intent_id {
+                Some(intent) => purchase_intent::Entity::find()
+                    .filter(purchase_intent::Column::TenantId.eq(tenant))
+                    .filter(purchase_intent::Column::Id.eq(intent))
+                    .one(txn)
+                    .await?
+                    .is_some_and(|i| i.status == PurchaseIntentStatus::Approved),
+                None => false,
+            };
+            if intent_approved && reservation.status == ReservationStatus::Held {
+                end_hold_in(txn, tenant, id, ReservationStatus::Released, incoming.now).await?;
+            }
+        }
+        let mut row: transaction::ActiveModel = current.into();
+        row.status = Set(TransactionStatus::Failed);
+        row.raw_event = Set(incoming.event.raw.clone());
+        row.updated_at = Set(incoming.now);
+        let transaction = row.update(txn).await?;
+        self.audit(txn, &transaction, incoming, None).await?;
+        Ok(done(transaction, false))
+    }
+
+    /// A refund of a captured charge, identified by its refund id.
+    async fn refund(
+        &self,
+        txn: &DatabaseTransaction,
+        current: transaction::Model,
+        incoming: &Incoming,
+    ) -> Result<Step> {
+        let tenant = self.ctx.tenant;
+        let refund_id = incoming.refund_id.as_deref().unwrap_or_default();
+        let Some(reservation) = current.reservation_id else {
+            return Err(no_capture(&incoming.charge_id));
+        };
+        // A refund id seen before: the same refund again, or a conflict.
+        let known = refund::Entity::find()
+            .filter(refund::Column::TenantId.eq(tenant))
+            .filter(refund::Column::ProviderRefundId.eq(refund_id))
+            .one(txn)
+            .await?;
+        if let Some(known) = known {
+            if known.amount == incoming.amount && known.transaction_id == Some(current.id) {
+                return Ok(done(current, true));
+            }
+            return self.attention(txn, current, incoming).await;
+        }
+        let left = current.amount.saturating_sub(current.refunded_amount);
+        if incoming.amount > left {
+            return Err(Error::invalid(
+                "amount",
+                format!(
+                    "refund of {} is more than the {left} left to refund on charge {:?}",
+                    incoming.amount, incoming.charge_id
+                ),
+            ));
+        }
+        refund_in(
             txn,
             tenant,
-            AuditEntry::new(
-                format!("transaction.{}", status_name(new_status)),
-                "transaction",
-            )
-            .resource_id(transaction.id)
-            .status(if new_status == TransactionStatus::Failed {
-                AuditStatus::Error
-            } else {
-                AuditStatus::Success
-            })
-            .correlation_id(charge_id)
-            .message(format!("{} {}", transaction.amount, transaction.currency)),
-            now,
+            reservation,
+            incoming.event.amount,
+            refund_id,
+            Some(current.id),
+            incoming.now,
         )
         .await?;
-        Ok(Recorded {
-            transaction,
-            replayed: false,
-        })
+        let refunded = current
+            .refunded_amount
+            .checked_add(incoming.amount)
+            .map_err(|e| Error::invalid("amount", e))?;
+        let mut row: transaction::ActiveModel = current.clone().into();
+        row.refunded_amount = Set(refunded);
+        row.status = Set(if refunded >= current.amount {
+            TransactionStatus::Refunded
+        } else {
+            TransactionStatus::PartiallyRefunded
+        });
+        row.updated_at = Set(incoming.now);
+        let transaction = row.update(txn).await?;
+        self.audit(txn, &transaction, incoming, None).await?;
+        Ok(done(transaction, false))
+    }
+
+    /// Records a conflicting delivery for attention (committed), and returns
+    /// the conflict to report.
+    async fn attention(
+        &self,
+        txn: &DatabaseTransaction,
+        current: transaction::Model,
+        incoming: &Incoming,
+    ) -> Result<Step> {
+        let what = match incoming.event.status {
+            ChargeStatus::Refunded => format!(
+                "refund {:?} delivered again with another amount ({} {})",
+                incoming.refund_id.as_deref().unwrap_or_default(),
+                incoming.amount,
+                current.currency
+            ),
+            status => format!(
+                "{} delivered again with another amount ({} {}, recorded {})",
+                charge_status_name(status),
+                incoming.amount,
+                current.currency,
+                current.amount
+            ),
+        };
+        let id = current.id;
+        let mut row: transaction::ActiveModel = current.into();
+        row.attention = Set(Some(what.clone()));
+        row.updated_at = Set(incoming.now);
+        row.update(txn).await?;
+        append(
+            txn,
+            self.ctx.tenant,
+            AuditEntry::new("transaction.conflict", "transaction")
+                .resource_id(id)
+                .level(AuditLevel::Warn)
+                .status(AuditStatus::Error)
+                .correlation_id(incoming.charge_id.clone())
+                .message(what),
+            incoming.now,
+        )
+        .await?;
+        Ok(Step::Attention(Error::conflict(
+            "transaction",
+            format!(
+                "charge {:?} was already recorded with another amount; this delivery was recorded for attention",
+                incoming.charge_id
+            ),
+        )))
+    }
+
+    async fn audit(
+        &self,
+        txn: &DatabaseTransaction,
+        transaction: &transaction::Model,
+        incoming: &Incoming,
+        overspend: Option<&[(crate::id::BudgetId, Amount)]>,
+    ) -> Result<()> {
+        let status = transaction.status;
+        let warn = status == TransactionStatus::NeedsAttention
+            || overspend.is_some_and(|o| !o.is_empty());
+        let mut message = match incoming.event.status {
+            ChargeStatus::Refunded => format!(
+                "refund {:?} of {} {}",
+                incoming.refund_id.as_deref().unwrap_or_default(),
+                incoming.amount,
+                transaction.currency
+            ),
+            _ => format!("{} {}", incoming.amount, transaction.currency),
+        };
+        if let Some(reason) = &transaction.attention {
+            message = format!("{message}: {reason}");
+        }
+        append(
+            txn,
+            self.ctx.tenant,
+            AuditEntry::new(format!("transaction.{}", status_name(status)), "transaction")
+                .resource_id(transaction.id)
+                .level(if warn { AuditLevel::Warn } else { AuditLevel::Info })
+                .status(match status {
+                    TransactionStatus::Failed | TransactionStatus::NeedsAttention => {
+                        AuditStatus::Error
+                    }
+                    _ => AuditStatus::Success,
+                })
+                .correlation_id(incoming.charge_id.clone())
+                .message(message),
+            incoming.now,
+        )
+        .await?;
+        Ok(())
     }
 }
 
-fn status_name(s: TransactionStatus) -> &'static str {
+/// A validated webhook event.
+struct Incoming {
+    event: TransactionEvent,
+    charge_id: String,
+    amount: Amount,
+    refund_id: Option<String>,
+    now: DateTime<Utc>,
+}
+
+/// How one attempt at recording an event ended.
+enum Step {
+    /// Recorded (or recognised as a replay): commit and return it.
+    Done(Recorded),
+    /// A conflicting delivery was recorded for attention: commit, then return
+    /// the conflict.
+    Attention(Error),
+    /// A concurrent delivery of the same new charge won the insert: try again.
+    Raced,
+}
+
+fn done(transaction: transaction::Model, replayed: bool) -> Step {
+    Step::Done(Recorded {
+        transaction,
+        replayed,
+    })
+}
+
+fn no_capture(charge_id: &str) -> Error {
+    Error::conflict(
+        "transaction",
+        format!("charge {charge_id:?} has no recorded capture to refund"),
+    )
+}
+
+fn charge_status_name(s: ChargeStatus) -> &'static str {
     match s {
-        TransactionStatus::Authorized => "authorized",
-        TransactionStatus::Captured => "captured",
-        TransactionStatus::Failed => "failed",
-        TransactionStatus::Refunded => "refunded",
+        ChargeStatus::Authorized => "authorized",
+        ChargeStatus::Captured => "captured",
+        ChargeStatus::Failed => "failed",
+        ChargeStatus::Refunded => "refunded",
     }
+}
+
+fn status_name(s: TransactionStatus) -> String {
+    s.to_value()
 }

@@ -171,7 +171,11 @@ pub struct Discrepancy {
     pub stored_reserved: Decimal,
     /// `reserved` as the ledger says.
     pub ledger_reserved: Decimal,
-    /// Whether `spent + reserved > limit`.
+    /// What the ledger records as posted beyond the limit (`overspend`
+    /// entries): settled charges that did not fit.
+    pub overspent: Decimal,
+    /// Whether `spent + reserved > limit + overspent`: the window is over its
+    /// limit by more than the recorded overspend explains.
     pub over_limit: bool,
 }
 
@@ -184,6 +188,9 @@ pub struct Reconciliation {
     pub entries: usize,
     /// Windows whose balance does not match the ledger or exceeds the limit.
     pub discrepancies: Vec<Discrepancy>,
+    /// Windows that settled charges took over their limit, with the amount
+    /// posted as overspend: not a discrepancy, a fact to look at.
+    pub overspent: Vec<(BudgetWindowId, Decimal)>,
 }
 
 impl Reconciliation {
@@ -308,20 +315,30 @@ impl<'a> Reservations<'a> {
         .await
     }
 
-    /// Captures `amount` of a held reservation: that amount becomes spent on
-    /// every window and the rest of the hold is released.
+    /// Records the settlement of a reservation: `amount` becomes spent on
+    /// every window the reservation holds and the rest of the hold is
+    /// released. The settled amount is a fact and is always posted (see
+    /// `docs/budgets.md`, "Settlement"):
     ///
-    /// Capturing more than was held is allowed only when the difference still
-    /// fits every window the reservation holds (otherwise [`Error::Conflict`]
-    /// naming the budget). Capturing an already captured reservation again with
-    /// the same amount succeeds and changes nothing; with a different amount it
-    /// is a [`Error::Conflict`].
+    /// - zero settles with nothing spent (the whole hold returns);
+    /// - more than was held is posted too: what still fits a window is an
+    ///   ordinary capture, the excess an `overspend` ledger entry (the window
+    ///   may go over its limit and then refuses new reservations), audited at
+    ///   level warning;
+    /// - a reservation that already expired or was released is captured late
+    ///   on the windows it was authorized in, with the same rule.
+    ///
+    /// Capturing an already captured reservation again with the same amount
+    /// changes nothing; with another amount it is a [`Error::Conflict`] (a
+    /// second, distinct charge is recorded with its own charge id through
+    /// [`Payments::record_transaction`](crate::store::Payments::record_transaction)).
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`] (wrong state, or over-capture that
-    /// does not fit), [`Error::Invalid`] (a zero, negative or unstorable amount —
-    /// nothing spent is a [release](Reservations::release) —, or a currency
-    /// other than the reservation's), [`Error::Database`].
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation's purchase
+    /// intent is not approved (a hold waiting for a human, or rejected by one,
+    /// cannot be captured) or it was captured for another amount;
+    /// [`Error::Invalid`] (a negative or unstorable amount, or a currency
+    /// other than the reservation's); [`Error::Database`].
     pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
         let now = self.ctx.now();
         let txn = self.ctx.begin_write().await?;
@@ -377,14 +394,17 @@ impl<'a> Reservations<'a> {
     }
 
     /// Refunds `amount` of a captured reservation: spent goes down on the windows
-    /// it was captured in (even past ones), never below zero. `refund_id` makes
-    /// the call repeatable: a second call with the same id changes nothing.
+    /// it was captured in (even past ones), never below zero. `refund_id`
+    /// identifies the refund within the tenant: the same id again for the same
+    /// amount changes nothing, while distinct ids add up (refund 30, then 20,
+    /// leaves 50 refunded).
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`] when the reservation is not
-    /// captured, [`Error::Invalid`] for a zero, negative or unstorable amount, a
-    /// refund larger than what is left to refund, an empty refund id, or another
-    /// currency; [`Error::Database`].
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation is not
+    /// captured or the refund id was already used for another amount or
+    /// reservation; [`Error::Invalid`] for a zero, negative or unstorable
+    /// amount, a refund larger than what is left to refund, a blank or
+    /// over-long refund id, or another currency; [`Error::Database`].
     pub async fn refund(
         &self,
         id: ReservationId,
@@ -393,13 +413,15 @@ impl<'a> Reservations<'a> {
     ) -> Result<reservation::Model> {
         let now = self.ctx.now();
         let txn = self.ctx.begin_write().await?;
-        let result = refund_in(&txn, self.ctx.tenant, id, amount, refund_id, now).await;
+        let result = refund_in(&txn, self.ctx.tenant, id, amount, refund_id, None, now).await;
         finish(txn, result).await
     }
 
     /// Recomputes every window's spent and reserved from the ledger and reports
     /// each window where they differ from the stored balance, or where
-    /// `spent + reserved > limit`.
+    /// `spent + reserved > limit` by more than the window's recorded
+    /// overspend. Windows with overspend are listed in
+    /// [`Reconciliation::overspent`] either way.
     ///
     /// # Errors
     /// [`Error::Database`].
@@ -422,6 +444,35 @@ fn validate_key(key: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// A settled amount: zero or positive, storable. Zero settles a hold with
+/// nothing spent.
+pub(crate) fn settled_amount(field: &str, money: &Money) -> Result<Amount> {
+    if money.amount() < Decimal::ZERO {
+        return Err(Error::invalid(
+            field,
+            format!("must not be negative, got {}", money.amount()),
+        ));
+    }
+    Amount::new(money.amount()).map_err(|e| Error::invalid(field, e))
+}
+
+/// Longest refund id, in bytes: the width of `refunds.provider_refund_id`.
+pub const MAX_REFUND_ID_LEN: usize = 255;
+
+fn validate_refund_id(refund_id: &str) -> Result<&str> {
+    let trimmed = refund_id.trim();
+    if trimmed.is_empty() || refund_id.len() > MAX_REFUND_ID_LEN {
+        return Err(Error::invalid(
+            "refund_id",
+            format!(
+                "must be 1 to {MAX_REFUND_ID_LEN} bytes and not blank, got {} bytes",
+                refund_id.len()
+            ),
+        ));
+    }
+    Ok(trimmed)
 }
 
 /// A positive, storable amount.
@@ -482,7 +533,7 @@ async fn lines_of(
         .await?)
 }
 
-async fn load(
+pub(crate) async fn load(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
     id: ReservationId,
@@ -919,6 +970,35 @@ fn same_currency(reservation: &reservation::Model, money: &Money) -> Result<()> 
     Ok(())
 }
 
+/// Refuses to spend a hold whose purchase intent is not approved: a hold
+/// waiting for a human (or one a human rejected) is not the agent's to spend.
+async fn ensure_spendable(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    reservation: &reservation::Model,
+) -> Result<()> {
+    use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
+    let Some(intent_id) = reservation.purchase_intent_id else {
+        return Ok(());
+    };
+    let intent = purchase_intent::Entity::find()
+        .filter(purchase_intent::Column::TenantId.eq(tenant))
+        .filter(purchase_intent::Column::Id.eq(intent_id))
+        .one(conn)
+        .await?;
+    match intent {
+        Some(i) if i.status != PurchaseIntentStatus::Approved => Err(Error::conflict(
+            "reservation",
+            format!(
+                "reservation {} belongs to purchase intent {intent_id}, which is {}; only an approved intent's hold can be captured",
+                reservation.id,
+                i.status.to_value()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Captures inside the caller's write transaction. See [`Reservations::capture`].
 ///
 /// # Errors
@@ -930,110 +1010,168 @@ pub async fn capture_in(
     amount: Money,
     now: DateTime<Utc>,
 ) -> Result<reservation::Model> {
-    // Nothing spent is a release, not a capture.
-    let captured = positive_amount("amount", &amount)?;
+    let captured = settled_amount("amount", &amount)?;
     let current = load(txn, tenant, id, true).await?;
     same_currency(&current, &amount)?;
-    match current.status {
-        ReservationStatus::Held => {}
-        ReservationStatus::Captured if current.captured_amount == captured => return Ok(current),
-        ReservationStatus::Captured => {
-            return Err(Error::conflict(
-                "reservation",
-                format!(
-                    "reservation {id} was already captured for {}, not {}",
-                    current.captured_amount, captured
-                ),
-            ));
+    ensure_spendable(txn, tenant, &current).await?;
+    if current.status == ReservationStatus::Captured {
+        if current.captured_amount == captured {
+            return Ok(current);
         }
-        other => {
-            return Err(Error::conflict(
-                "reservation",
-                format!(
-                    "reservation {id} is {}; only a held reservation can be captured",
-                    other.to_value()
-                ),
-            ));
-        }
+        return Err(Error::conflict(
+            "reservation",
+            format!(
+                "reservation {id} was already captured for {}, not {}; a further charge is recorded through payments().record_transaction with its own charge id",
+                current.captured_amount, captured
+            ),
+        ));
     }
+    Ok(post_charge_in(txn, tenant, current, captured, now)
+        .await?
+        .reservation)
+}
+
+/// What [`post_charge_in`] did.
+pub(crate) struct Posted {
+    /// The reservation, now `captured`.
+    pub(crate) reservation: reservation::Model,
+    /// Per budget, what was posted as overspend (empty when all of it fit).
+    pub(crate) overspend: Vec<(BudgetId, Amount)>,
+}
+
+/// Posts a settled charge of `amount` against a reservation the caller has
+/// locked (forced capture). A settlement is a fact, so it is always posted,
+/// whatever the reservation's state:
+///
+/// - on every window the reservation's lines point at (the windows of the
+///   period it was authorized in), `spent` grows by the whole amount;
+/// - while the reservation is `held`, its hold is released in the same step,
+///   and the part of the charge up to what the line held is covered by it;
+/// - the rest must fit the room the window has left; what does not is posted
+///   as `overspend` (the window may then be over its limit, and refuses new
+///   reservations until it has room again);
+/// - the reservation becomes `captured` and its `captured_amount` grows by
+///   the amount (split charges add up). An overspend is audited at level
+///   warning.
+pub(crate) async fn post_charge_in(
+    txn: &impl ConnectionTrait,
+    tenant: TenantId,
+    current: reservation::Model,
+    amount: Amount,
+    now: DateTime<Utc>,
+) -> Result<Posted> {
+    use crate::audit::{AuditEntry, append};
+    use crate::entity::audit_log::{AuditLevel, AuditStatus};
+    let id = current.id;
+    let holding = current.status == ReservationStatus::Held;
     let lines = lines_of(txn, tenant, id).await?;
     let windows = locked_windows(txn, tenant, &lines).await?;
-    let held = current.amount;
-    let extra = captured.checked_sub(held);
+    let add = |a: Amount, b: Amount| a.checked_add(b).map_err(|e| Error::invalid("amount", e));
     let mut entries = Vec::new();
+    let mut overspend = Vec::new();
     for w in &windows {
-        let line_held = lines
-            .iter()
-            .find(|l| l.window_id == w.id)
-            .map_or(held, |l| l.amount);
-        let reserved = w.reserved.saturating_sub(line_held);
-        let spent = w
-            .spent
-            .checked_add(captured)
-            .map_err(|e| Error::invalid("amount", e))?;
-        let over = extra.is_some_and(|e| !e.is_zero());
-        if over {
-            let total = spent
-                .checked_add(reserved)
-                .map_err(|e| Error::invalid("amount", e))?;
-            if total > w.limit_amount {
-                let available = w
-                    .limit_amount
-                    .saturating_sub(w.spent)
-                    .saturating_sub(reserved);
-                return Err(Error::conflict(
-                    "reservation",
-                    format!(
-                        "capturing {captured} is more than the {held} held, and budget {} has only {available} available",
-                        w.budget_id
-                    ),
-                ));
-            }
-        }
-        write_window(txn, w, spent, reserved, over, now).await?;
-        entries.push(ledger_row(
-            tenant,
-            w,
-            id,
-            current.currency,
-            EntryType::Capture,
-            Bucket::Reserved,
-            Direction::Credit,
-            line_held,
-            None,
-            now,
-        ));
-        if !captured.is_zero() {
-            entries.push(ledger_row(
+        let held_here = match lines.iter().find(|l| l.window_id == w.id) {
+            Some(l) if holding => l.amount,
+            _ => Amount::ZERO,
+        };
+        let reserved = w.reserved.saturating_sub(held_here);
+        let covered = if amount < held_here { amount } else { held_here };
+        let beyond = amount.saturating_sub(covered);
+        let spent_covered = add(w.spent, covered)?;
+        let room = w
+            .limit_amount
+            .saturating_sub(spent_covered)
+            .saturating_sub(reserved);
+        let fits = if beyond < room { beyond } else { room };
+        let excess = beyond.saturating_sub(fits);
+        let spent = add(w.spent, amount)?;
+        write_window(txn, w, spent, reserved, false, now).await?;
+        let row = |entry_type, bucket, direction, value| {
+            ledger_row(
                 tenant,
                 w,
                 id,
                 current.currency,
+                entry_type,
+                bucket,
+                direction,
+                value,
+                None,
+                now,
+            )
+        };
+        if !held_here.is_zero() {
+            entries.push(row(
+                EntryType::Capture,
+                Bucket::Reserved,
+                Direction::Credit,
+                held_here,
+            ));
+        }
+        let captured_here = add(covered, fits)?;
+        if !captured_here.is_zero() {
+            entries.push(row(
                 EntryType::Capture,
                 Bucket::Spent,
                 Direction::Debit,
-                captured,
-                None,
-                now,
+                captured_here,
             ));
+        }
+        if !excess.is_zero() {
+            entries.push(row(
+                EntryType::Overspend,
+                Bucket::Spent,
+                Direction::Debit,
+                excess,
+            ));
+            overspend.push((w.budget_id, excess));
         }
     }
     append_ledger(txn, entries).await?;
-    reservation_line::Entity::update_many()
-        .col_expr(
-            reservation_line::Column::CapturedAmount,
-            Expr::value(captured),
-        )
-        .filter(reservation_line::Column::TenantId.eq(tenant))
-        .filter(reservation_line::Column::ReservationId.eq(id))
-        .exec(txn)
-        .await?;
+    let captured_total = add(current.captured_amount, amount)?;
+    for line in &lines {
+        let line_captured = add(line.captured_amount, amount)?;
+        reservation_line::Entity::update_many()
+            .col_expr(
+                reservation_line::Column::CapturedAmount,
+                Expr::value(line_captured),
+            )
+            .filter(reservation_line::Column::TenantId.eq(tenant))
+            .filter(reservation_line::Column::Id.eq(line.id))
+            .exec(txn)
+            .await?;
+    }
+    let currency = current.currency;
     let mut row: reservation::ActiveModel = current.into();
     row.status = Set(ReservationStatus::Captured);
-    row.captured_amount = Set(captured);
+    row.captured_amount = Set(captured_total);
     row.captured_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(row.update(txn).await?)
+    let reservation = row.update(txn).await?;
+    if !overspend.is_empty() {
+        let summary = overspend
+            .iter()
+            .map(|(budget, excess)| format!("{excess} {currency} over budget {budget}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        append(
+            txn,
+            tenant,
+            AuditEntry::new("reservation.overspend", "reservation")
+                .resource_id(id)
+                .level(AuditLevel::Warn)
+                .status(AuditStatus::Error)
+                .message(format!(
+                    "a settled charge of {amount} {currency} did not fit: {summary}"
+                )),
+            now,
+        )
+        .await?;
+    }
+    Ok(Posted {
+        reservation,
+        overspend,
+    })
 }
 
 /// Releases or expires a held reservation inside the caller's write
@@ -1100,37 +1238,38 @@ pub async fn end_hold_in(
 
 /// Refunds inside the caller's write transaction. See [`Reservations::refund`].
 ///
+/// `transaction` links the refund to the provider charge it came from.
+///
 /// # Errors
 /// See [`Reservations::refund`].
-pub async fn refund_in(
+pub(crate) async fn refund_in(
     txn: &impl ConnectionTrait,
     tenant: TenantId,
     id: ReservationId,
     amount: Money,
     refund_id: &str,
+    transaction: Option<crate::id::TransactionId>,
     now: DateTime<Utc>,
 ) -> Result<reservation::Model> {
+    use crate::entity::refund;
     let refund = positive_amount("amount", &amount)?;
-    validate_key(refund_id).map_err(|_| {
-        Error::invalid(
-            "refund_id",
-            format!(
-                "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes, got {} bytes",
-                refund_id.len()
-            ),
-        )
-    })?;
+    let refund_id = validate_refund_id(refund_id)?;
+    // Lock order: the reservation row first, then its windows.
     let current = load(txn, tenant, id, true).await?;
     same_currency(&current, &amount)?;
-    let already = ledger_entry::Entity::find()
-        .filter(ledger_entry::Column::TenantId.eq(tenant))
-        .filter(ledger_entry::Column::ReservationId.eq(id))
-        .filter(ledger_entry::Column::EntryType.eq(EntryType::Refund))
-        .filter(ledger_entry::Column::Reference.eq(refund_id))
+    let already = refund::Entity::find()
+        .filter(refund::Column::TenantId.eq(tenant))
+        .filter(refund::Column::ProviderRefundId.eq(refund_id))
         .one(txn)
         .await?;
-    if already.is_some() {
-        return Ok(current);
+    if let Some(found) = already {
+        if found.amount == refund && found.reservation_id == Some(id) {
+            return Ok(current);
+        }
+        return Err(Error::conflict(
+            "refund",
+            format!("refund id {refund_id:?} was already used for another refund"),
+        ));
     }
     if current.status != ReservationStatus::Captured {
         return Err(Error::conflict(
@@ -1156,41 +1295,44 @@ pub async fn refund_in(
     for w in &windows {
         // Never below zero: take back at most what the window has spent.
         let taken = if refund > w.spent { w.spent } else { refund };
-        let spent = w.spent.saturating_sub(taken);
-        write_window(txn, w, spent, w.reserved, false, now).await?;
-        if !taken.is_zero() {
-            entries.push(ledger_row(
-                tenant,
-                w,
-                id,
-                current.currency,
-                EntryType::Refund,
-                Bucket::Spent,
-                Direction::Credit,
-                taken,
-                Some(refund_id.to_owned()),
-                now,
-            ));
+        if taken.is_zero() {
+            continue;
         }
-    }
-    if entries.is_empty() {
-        // Still record the refund id so a repeat is recognised.
-        if let Some(w) = windows.first() {
-            entries.push(ledger_row(
-                tenant,
-                w,
-                id,
-                current.currency,
-                EntryType::Refund,
-                Bucket::Spent,
-                Direction::Credit,
-                Amount::ZERO,
-                Some(refund_id.to_owned()),
-                now,
-            ));
-        }
+        write_window(txn, w, w.spent.saturating_sub(taken), w.reserved, false, now).await?;
+        entries.push(ledger_row(
+            tenant,
+            w,
+            id,
+            current.currency,
+            EntryType::Refund,
+            Bucket::Spent,
+            Direction::Credit,
+            taken,
+            Some(refund_id.to_owned()),
+            now,
+        ));
     }
     append_ledger(txn, entries).await?;
+    refund::ActiveModel {
+        id: Set(crate::id::RefundId::new()),
+        tenant_id: Set(tenant),
+        reservation_id: Set(Some(id)),
+        transaction_id: Set(transaction),
+        provider_refund_id: Set(refund_id.to_owned()),
+        amount: Set(refund),
+        currency: Set(current.currency),
+        created_at: Set(now),
+    }
+    .insert(txn)
+    .await
+    .map_err(|e| match Error::from(e) {
+        // The same refund id on another reservation, committed meanwhile.
+        Error::Conflict { .. } => Error::conflict(
+            "refund",
+            format!("refund id {refund_id:?} was already used for another refund"),
+        ),
+        other => other,
+    })?;
     let refunded = current
         .refunded_amount
         .checked_add(refund)
@@ -1225,7 +1367,8 @@ pub async fn reconcile_in(conn: &impl ConnectionTrait, tenant: TenantId) -> Resu
         .filter(ledger_entry::Column::TenantId.eq(tenant))
         .all(conn)
         .await?;
-    let mut sums: HashMap<BudgetWindowId, (Decimal, Decimal)> = HashMap::new();
+    // Per window: spent, reserved, and what was posted as overspend.
+    let mut sums: HashMap<BudgetWindowId, (Decimal, Decimal, Decimal)> = HashMap::new();
     for e in &entries {
         let signed = match e.direction {
             Direction::Debit => e.amount.get(),
@@ -1236,15 +1379,23 @@ pub async fn reconcile_in(conn: &impl ConnectionTrait, tenant: TenantId) -> Resu
             Bucket::Spent => sum.0 += signed,
             Bucket::Reserved => sum.1 += signed,
         }
+        if e.entry_type == EntryType::Overspend {
+            sum.2 += signed;
+        }
     }
     let mut report = Reconciliation {
         windows: windows.len(),
         entries: entries.len(),
         discrepancies: Vec::new(),
+        overspent: Vec::new(),
     };
     for w in windows {
-        let (ledger_spent, ledger_reserved) = sums.get(&w.id).copied().unwrap_or_default();
-        let over_limit = w.spent.get() + w.reserved.get() > w.limit_amount.get();
+        let (ledger_spent, ledger_reserved, overspent) =
+            sums.get(&w.id).copied().unwrap_or_default();
+        let over_limit = w.spent.get() + w.reserved.get() > w.limit_amount.get() + overspent;
+        if !overspent.is_zero() {
+            report.overspent.push((w.id, overspent));
+        }
         if ledger_spent != w.spent.get() || ledger_reserved != w.reserved.get() || over_limit {
             report.discrepancies.push(Discrepancy {
                 window_id: w.id,
@@ -1253,6 +1404,7 @@ pub async fn reconcile_in(conn: &impl ConnectionTrait, tenant: TenantId) -> Resu
                 ledger_spent,
                 stored_reserved: w.reserved.get(),
                 ledger_reserved,
+                overspent,
                 over_limit,
             });
         }

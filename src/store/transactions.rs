@@ -29,7 +29,8 @@ pub trait TransactionRepository {
     /// for an empty or over-long id.
     async fn by_provider_charge_id(&self, charge_id: &str) -> Result<transaction::Model>;
     /// Transactions, oldest first, filtered by status (`authorized`,
-    /// `captured`, `failed`, `refunded`) and creation time.
+    /// `captured`, `failed`, `partially_refunded`, `refunded`,
+    /// `needs_attention`) and creation time.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad page or status.
