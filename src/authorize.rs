@@ -62,20 +62,34 @@ pub struct Authorization {
 }
 
 impl Authorization {
-    /// The reservation to capture or release.
+    /// The reservation to capture or release: only an approved request has
+    /// one. A pending approval's hold (in [`Authorization::reservation`]) is
+    /// not the agent's to spend until the approval approves it.
     ///
     /// # Errors
-    /// [`Error::Conflict`] when the request was rejected and holds nothing.
+    /// [`Error::Conflict`] when the request was rejected (it holds nothing) or
+    /// is pending approval (its hold cannot be captured yet), naming the state.
     pub fn reservation_id(&self) -> Result<ReservationId> {
-        self.reservation.as_ref().map(|r| r.id).ok_or_else(|| {
-            Error::conflict(
+        match (self.outcome, &self.reservation) {
+            (Outcome::Approved, Some(r)) => Ok(r.id),
+            (Outcome::PendingApproval, _) => Err(Error::conflict(
+                "purchase_intent",
+                format!(
+                    "purchase intent {} is pending approval; its hold can be captured once approval request {} approves it",
+                    self.intent.id,
+                    self.approval
+                        .as_ref()
+                        .map_or_else(|| "?".to_owned(), |a| a.id.to_string())
+                ),
+            )),
+            _ => Err(Error::conflict(
                 "purchase_intent",
                 format!(
                     "purchase intent {} was rejected and holds no reservation",
                     self.intent.id
                 ),
-            )
-        })
+            )),
+        }
     }
 
     /// The reason codes, in order.

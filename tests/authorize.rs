@@ -715,7 +715,7 @@ async fn approving_turns_the_hold_into_a_reservation_and_rejecting_releases_it()
         assert_eq!(intent.status, PurchaseIntentStatus::Approved);
         let (hold, _) = acme
             .reservations()
-            .get(gpus.reservation_id().unwrap())
+            .get(gpus.reservation.as_ref().unwrap().id)
             .await
             .unwrap();
         assert_eq!(
@@ -757,7 +757,7 @@ async fn approving_turns_the_hold_into_a_reservation_and_rejecting_releases_it()
         );
         let (hold, _) = acme
             .reservations()
-            .get(second.reservation_id().unwrap())
+            .get(second.reservation.as_ref().unwrap().id)
             .await
             .unwrap();
         assert_eq!(hold.status, ReservationStatus::Released);
@@ -791,7 +791,7 @@ async fn an_approval_nobody_answers_expires_and_returns_its_hold() {
         assert_eq!(state.request.status, ApprovalStatus::Expired);
         let (hold, _) = acme
             .reservations()
-            .get(pending.reservation_id().unwrap())
+            .get(pending.reservation.as_ref().unwrap().id)
             .await
             .unwrap();
         assert_eq!(hold.status, ReservationStatus::Expired);

@@ -77,6 +77,7 @@ fn the_schema_has_all_29_tables() {
         "purchase_intents",
         "virtual_cards",
         "transactions",
+        "refunds",
         "merchants",
         "blocked_attempts",
         "agent_runs",

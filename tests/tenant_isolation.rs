@@ -290,6 +290,8 @@ async fn seed_a(store: &Store, a: &TenantScope) -> SeededA {
         merchant_name: Some("GitHub".into()),
         mcc: None,
         status: TransactionStatus::Authorized,
+        refunded_amount: Amount::ZERO,
+        attention: None,
         settled_at: None,
         raw_event: None,
         created_at: now,

@@ -1292,6 +1292,13 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(unique_index(
+                "ux_transactions_tenant_id_id",
+                Transactions::Table,
+                [Transactions::TenantId, Transactions::Id],
+            ))
+            .await?;
+        manager
+            .create_index(unique_index(
                 "ux_transactions_tenant_id_provider_charge_id",
                 Transactions::Table,
                 [Transactions::TenantId, Transactions::ProviderChargeId],

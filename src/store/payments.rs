@@ -14,16 +14,16 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEntry, append};
+use crate::entity::audit_log::AuditLevel;
 use crate::entity::audit_log::AuditStatus;
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
+use crate::entity::refund;
 use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::transaction::{self, TransactionStatus};
 use crate::entity::virtual_card::{self, VirtualCardStatus};
 use crate::id::{PurchaseIntentId, TransactionId, VirtualCardId};
 use crate::money::{Amount, Money};
 use crate::store::repo::Ctx;
-use crate::entity::audit_log::AuditLevel;
-use crate::entity::refund;
 use crate::store::reservations::{end_hold_in, load, post_charge_in, refund_in};
 use crate::{Error, Result};
 
@@ -823,8 +823,8 @@ impl<'a> Payments<'a> {
         overspend: Option<&[(crate::id::BudgetId, Amount)]>,
     ) -> Result<()> {
         let status = transaction.status;
-        let warn = status == TransactionStatus::NeedsAttention
-            || overspend.is_some_and(|o| !o.is_empty());
+        let warn =
+            status == TransactionStatus::NeedsAttention || overspend.is_some_and(|o| !o.is_empty());
         let mut message = match incoming.event.status {
             ChargeStatus::Refunded => format!(
                 "refund {:?} of {} {}",
@@ -840,17 +840,22 @@ impl<'a> Payments<'a> {
         append(
             txn,
             self.ctx.tenant,
-            AuditEntry::new(format!("transaction.{}", status_name(status)), "transaction")
-                .resource_id(transaction.id)
-                .level(if warn { AuditLevel::Warn } else { AuditLevel::Info })
-                .status(match status {
-                    TransactionStatus::Failed | TransactionStatus::NeedsAttention => {
-                        AuditStatus::Error
-                    }
-                    _ => AuditStatus::Success,
-                })
-                .correlation_id(incoming.charge_id.clone())
-                .message(message),
+            AuditEntry::new(
+                format!("transaction.{}", status_name(status)),
+                "transaction",
+            )
+            .resource_id(transaction.id)
+            .level(if warn {
+                AuditLevel::Warn
+            } else {
+                AuditLevel::Info
+            })
+            .status(match status {
+                TransactionStatus::Failed | TransactionStatus::NeedsAttention => AuditStatus::Error,
+                _ => AuditStatus::Success,
+            })
+            .correlation_id(incoming.charge_id.clone())
+            .message(message),
             incoming.now,
         )
         .await?;

@@ -1075,7 +1075,11 @@ pub(crate) async fn post_charge_in(
             _ => Amount::ZERO,
         };
         let reserved = w.reserved.saturating_sub(held_here);
-        let covered = if amount < held_here { amount } else { held_here };
+        let covered = if amount < held_here {
+            amount
+        } else {
+            held_here
+        };
         let beyond = amount.saturating_sub(covered);
         let spent_covered = add(w.spent, covered)?;
         let room = w
@@ -1298,7 +1302,15 @@ pub(crate) async fn refund_in(
         if taken.is_zero() {
             continue;
         }
-        write_window(txn, w, w.spent.saturating_sub(taken), w.reserved, false, now).await?;
+        write_window(
+            txn,
+            w,
+            w.spent.saturating_sub(taken),
+            w.reserved,
+            false,
+            now,
+        )
+        .await?;
         entries.push(ledger_row(
             tenant,
             w,
