@@ -542,3 +542,70 @@ async fn reconcile_reports_a_corrupted_balance_and_a_deleted_ledger_row() {
         assert!(report.discrepancies[0].over_limit, "{report:#?}");
     }
 }
+
+#[tokio::test]
+async fn the_sweep_expires_pending_approvals_with_their_holds_and_goes_past_a_failing_tenant() {
+    use bursar::entity::approval_request::ApprovalStatus;
+    use bursar::entity::budget_window::{Column as W, Entity as Windows};
+    use sea_orm::sea_query::Expr;
+    for backend in backends() {
+        let w = world(backend).await;
+        let pending = w.buy("60").await;
+        assert_eq!(pending.outcome, Outcome::PendingApproval);
+        // A second tenant on the same store whose sweep fails: its window's
+        // balance is unreadable.
+        let broken = w
+            .store
+            .tenants()
+            .create(NewTenant::new(
+                "Broken",
+                format!("b{}", uuid::Uuid::now_v7().simple()),
+            ))
+            .await
+            .unwrap();
+        let broken = w.store.tenant(broken.id);
+        broken
+            .budgets()
+            .create(bursar::store::NewBudget::tenant().monthly(dec("10"), "USD"))
+            .await
+            .unwrap();
+        broken
+            .reservations()
+            .reserve(ReserveRequest::new(usd("1"), noon() + Duration::hours(1)))
+            .await
+            .unwrap();
+        Windows::update_many()
+            .col_expr(W::Reserved, Expr::value("not money"))
+            .filter(W::TenantId.eq(broken.tenant_id()))
+            .exec(w.store.connection())
+            .await
+            .unwrap();
+
+        let later = noon() + Duration::days(2);
+        let sweep = w.store.expire_due_all(later).await.unwrap();
+        assert_eq!(sweep.failures.len(), 1, "{backend:?}: {sweep:?}");
+        assert_eq!(sweep.failures[0].0, broken.tenant_id());
+        assert_eq!(sweep.expired, 1, "{sweep:?}");
+        let state = w
+            .acme
+            .approvals()
+            .get(pending.approval.as_ref().unwrap().id)
+            .await
+            .unwrap();
+        assert_eq!(state.request.status, ApprovalStatus::Expired);
+        let intent = {
+            use bursar::store::PurchaseIntentRepository;
+            w.acme
+                .purchase_intents()
+                .get(pending.intent.id)
+                .await
+                .unwrap()
+        };
+        assert_eq!(
+            intent.status,
+            bursar::entity::purchase_intent::PurchaseIntentStatus::Expired
+        );
+        assert_eq!(w.balance().await, (dec("0"), dec("0")));
+        w.assert_clean().await;
+    }
+}

@@ -239,6 +239,26 @@ impl<'a> Approvals<'a> {
     }
 }
 
+impl Approvals<'_> {
+    /// Expires one pending request past its expiry, inside the caller's write
+    /// transaction: the approval row is locked first, then (in `close`) its
+    /// reservation and windows. Returns whether it expired it.
+    pub(crate) async fn expire_one(
+        &self,
+        txn: &DatabaseTransaction,
+        id: ApprovalRequestId,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let current = self.load(txn, id, true).await?;
+        if current.status != ApprovalStatus::Pending || current.expires_at > now {
+            return Ok(false);
+        }
+        self.close(txn, current, ApprovalStatus::Expired, now)
+            .await?;
+        Ok(true)
+    }
+}
+
 /// Whether the votes decide the request, and how.
 fn verdict(
     rule: ApprovalRule,
@@ -407,16 +427,10 @@ impl ApprovalRepository for Approvals<'_> {
         let mut expired = 0;
         for request in due {
             let txn = self.ctx.begin_write().await?;
-            let current = self.load(&txn, request.id, true).await?;
-            if current.status != ApprovalStatus::Pending || current.expires_at > now {
-                txn.rollback().await?;
-                continue;
+            let result = self.expire_one(&txn, request.id, now).await;
+            if finish(txn, result).await? {
+                expired += 1;
             }
-            let result = self
-                .close(&txn, current, ApprovalStatus::Expired, now)
-                .await;
-            finish(txn, result).await?;
-            expired += 1;
         }
         Ok(expired)
     }

@@ -57,6 +57,25 @@ use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 use crate::clock::{Clock, SystemClock};
 use crate::{Error, Result};
 
+/// What [`Store::expire_due_all`] did.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    /// Tenants swept (including those that failed).
+    pub tenants: usize,
+    /// Reservations expired, over all tenants.
+    pub expired: u64,
+    /// The tenants whose sweep failed, with the error; the others were swept.
+    pub failures: Vec<(crate::id::TenantId, Error)>,
+}
+
+impl Sweep {
+    /// Whether every tenant was swept without error.
+    #[must_use]
+    pub fn is_complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
 /// Which database a [`Store`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -281,14 +300,16 @@ impl Store {
         TenantScope::new(self.clone(), id)
     }
 
-    /// Expires every tenant's held reservations whose expiry has passed
-    /// (see [`Reservations::expire_due`]), one tenant at a time so that every
-    /// query stays confined to one tenant. Returns how many were expired. Run
-    /// it periodically from one or several processes.
+    /// Expires every tenant's held reservations whose expiry has passed, and
+    /// the pending approvals that own them (see [`Reservations::expire_due`]),
+    /// one tenant at a time so that every query stays confined to one tenant.
+    /// A tenant that fails does not stop the sweep: its error is reported in
+    /// [`Sweep::failures`] and the other tenants are still swept. Run it
+    /// periodically from one or several processes.
     ///
     /// # Errors
-    /// [`Error::Database`].
-    pub async fn expire_due_all(&self, now: chrono::DateTime<chrono::Utc>) -> Result<u64> {
+    /// [`Error::Database`] only when the list of tenants cannot be read.
+    pub async fn expire_due_all(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Sweep> {
         use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
         let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
             .select_only()
@@ -297,11 +318,15 @@ impl Store {
             .into_tuple()
             .all(self.connection())
             .await?;
-        let mut expired = 0;
+        let mut sweep = Sweep::default();
         for tenant in tenants {
-            expired += self.tenant(tenant).reservations().expire_due(now).await?;
+            sweep.tenants += 1;
+            match self.tenant(tenant).reservations().expire_due(now).await {
+                Ok(n) => sweep.expired += n,
+                Err(error) => sweep.failures.push((tenant, error)),
+            }
         }
-        Ok(expired)
+        Ok(sweep)
     }
 
     /// Closes the pool.

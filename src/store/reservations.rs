@@ -360,12 +360,16 @@ impl<'a> Reservations<'a> {
     }
 
     /// Expires every held reservation of this tenant whose expiry is at or
-    /// before `now`, returning its hold to the budgets. Returns how many were
-    /// expired. Safe to run from several processes at once.
+    /// before `now`, returning its hold to the budgets. A hold that a pending
+    /// approval request owns is expired together with that request (the
+    /// request and its purchase intent become `expired`), so an approval
+    /// never stays pending on a hold that is gone. Returns how many
+    /// reservations were expired. Safe to run from several processes at once.
     ///
     /// # Errors
     /// [`Error::Database`].
     pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
+        use crate::entity::approval_request::{self, ApprovalStatus};
         let due: Vec<ReservationId> = reservation::Entity::find()
             .filter(reservation::Column::TenantId.eq(self.ctx.tenant))
             .filter(reservation::Column::Status.eq(ReservationStatus::Held))
@@ -379,16 +383,39 @@ impl<'a> Reservations<'a> {
         let mut expired = 0;
         for id in due {
             let txn = self.ctx.begin_write().await?;
-            // Another sweeper (or a capture) may have got there first: only a
-            // reservation still held and still due is expired.
-            let current = load(&txn, self.ctx.tenant, id, true).await?;
-            if current.status != ReservationStatus::Held || current.expires_at > now {
-                txn.rollback().await?;
-                continue;
+            let result = async {
+                // Lock order: an approval request before the reservation it
+                // holds. A pending one is expired with its hold.
+                let approval = approval_request::Entity::find()
+                    .filter(approval_request::Column::TenantId.eq(self.ctx.tenant))
+                    .filter(approval_request::Column::ReservationId.eq(id))
+                    .filter(approval_request::Column::Status.eq(ApprovalStatus::Pending))
+                    .one(&txn)
+                    .await?;
+                if let Some(approval) = approval {
+                    let approvals = crate::store::Approvals::new(Ctx::new(
+                        &txn,
+                        self.ctx.tenant,
+                        self.ctx.clock,
+                    ));
+                    // The request expires at its own time; until then its
+                    // hold stays (the hold of a pending approval lasts as
+                    // long as the approval).
+                    return approvals.expire_one(&txn, approval.id, now).await;
+                }
+                // Another sweeper (or a capture) may have got there first: only
+                // a reservation still held and still due is expired.
+                let current = load(&txn, self.ctx.tenant, id, true).await?;
+                if current.status != ReservationStatus::Held || current.expires_at > now {
+                    return Ok(false);
+                }
+                end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Expired, now).await?;
+                Ok(true)
             }
-            end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Expired, now).await?;
-            txn.commit().await?;
-            expired += 1;
+            .await;
+            if finish(txn, result).await? {
+                expired += 1;
+            }
         }
         Ok(expired)
     }
