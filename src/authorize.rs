@@ -6,6 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
+use sea_orm::sea_query::LockType;
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QuerySelect, Set,
@@ -20,7 +21,7 @@ use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
-use crate::entity::{agent::AgentStatus, reservation, tenant};
+use crate::entity::{agent, agent::AgentStatus, reservation, tenant};
 use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
@@ -28,7 +29,8 @@ use crate::store::merchants::record_seen;
 use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
-    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, current_windows, reserve_with,
+    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
+    current_windows, reserve_with,
 };
 use crate::store::{AgentRepository, Agents, MerchantRepository, Merchants};
 use crate::{Error, Result};
@@ -151,6 +153,31 @@ fn shortfall_reason(s: &Shortfall, currency: Currency) -> Reason {
     }
 }
 
+/// What an intent records as its merchant: the merchant's name, else the
+/// model, else the tool.
+fn merchant_label(request: &Request) -> String {
+    request
+        .merchant
+        .as_ref()
+        .map(|m| m.name.clone())
+        .or_else(|| request.model.clone())
+        .or_else(|| request.tool.clone())
+        .unwrap_or_default()
+}
+
+fn mismatch_reason(s: &Shortfall, currency: Currency) -> Reason {
+    Reason {
+        code: s.code.to_owned(),
+        message: format!(
+            "the {} budget {} is kept in another currency and cannot evaluate an amount in {currency}",
+            s.period, s.budget_id
+        ),
+        policy_id: None,
+        budget: None,
+        undetermined: true,
+    }
+}
+
 fn ttl(secs: Option<u32>, default: Duration) -> Duration {
     secs.map_or(default, |s| Duration::seconds(i64::from(s)))
 }
@@ -183,25 +210,24 @@ impl Flow<'_> {
         else {
             return Ok(None);
         };
-        // A replay is the same request again: same money, same merchant, and
-        // (when the first call's agent exists) the same agent.
+        // A replay is the same request again: same money, merchant (name and
+        // domain), run and (when the first call's agent exists) agent. The
+        // conflict says no more than that: a key never reveals another
+        // request's merchant or amount.
         let same_money = request.money().is_some_and(|(amount, currency)| {
             intent.amount.get() == amount && intent.currency == currency
         });
         let same_agent = intent
             .agent_id
             .is_none_or(|a| a == request.principal.agent_id);
-        let same_merchant = request
-            .merchant
-            .as_ref()
-            .is_none_or(|m| m.name == intent.merchant_name);
-        if !(same_money && same_agent && same_merchant) {
+        let same_merchant = merchant_label(request) == intent.merchant_name
+            && request.merchant.as_ref().and_then(|m| m.domain.as_deref())
+                == intent.merchant_domain.as_deref();
+        let same_run = intent.agent_id.is_none() || intent.run_id == request.principal.run_id;
+        if !(same_money && same_agent && same_merchant && same_run) {
             return Err(Error::conflict(
                 "purchase_intent",
-                format!(
-                    "idempotency key {key:?} was first used for another request ({} {} at {:?})",
-                    intent.amount, intent.currency, intent.merchant_name
-                ),
+                format!("idempotency key {key:?} was first used for a different request"),
             ));
         }
         let outcome = match intent.status {
@@ -258,13 +284,7 @@ impl Flow<'_> {
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
-        let merchant_name = request
-            .merchant
-            .as_ref()
-            .map(|m| m.name.clone())
-            .or_else(|| request.model.clone())
-            .or_else(|| request.tool.clone())
-            .unwrap_or_default();
+        let merchant_name = merchant_label(&request);
 
         // Claim the idempotency key first: a concurrent duplicate waits on the
         // unique key and then fails, and its caller returns this result.
@@ -343,18 +363,32 @@ impl Flow<'_> {
             return self.reject(intent, vec![reason], &request, now).await;
         }
 
-        // Facts.
+        // Facts. Locks are taken in the one global order (docs/budgets.md,
+        // "Lock order"): the budget windows by ascending id, then the agent
+        // row, then merchants, then the audit chain last.
         let policies = Policies::new(self.ctx(), self.cache).compiled().await?;
-        let budgets =
-            applicable_budgets(self.txn, self.tenant, Some(&request.principal), currency).await?;
-        let windows = current_windows(self.txn, self.tenant, budgets, tz, now, false).await?;
+        let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
+        // A budget in another currency cannot evaluate the request: it is
+        // refused below, never approved unchecked.
+        let mismatched = currency_mismatches(&budgets, currency);
+        let budgets = budgets.into_iter().filter(|b| b.currency == currency).collect();
+        let windows = current_windows(self.txn, self.tenant, budgets, tz, now, true).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         facts.new_vendor = !merchant_name.trim().is_empty()
             && !Merchants::new(self.ctx()).is_known(&merchant_name).await?;
-        // One query for every velocity window: the agent's earlier requests
-        // within the longest one, counted per window here.
+        // Velocity: the agent row is locked first, so that concurrent requests
+        // of one agent are counted one after the other (`FOR NO KEY UPDATE`,
+        // which does not wait for the key-share locks that inserting this
+        // agent's intents takes). Then one query for every velocity window:
+        // the agent's earlier requests within the longest one.
         if let Some(&longest) = policies.velocity_windows().iter().max() {
+            agent::Entity::find()
+                .filter(agent::Column::TenantId.eq(self.tenant))
+                .filter(agent::Column::Id.eq(claimed_agent))
+                .lock(LockType::NoKeyUpdate)
+                .one(self.txn)
+                .await?;
             let since = now - Duration::seconds(i64::from(longest));
             let recent: Vec<DateTime<Utc>> = purchase_intent::Entity::find()
                 .select_only()
@@ -374,6 +408,15 @@ impl Flow<'_> {
         }
 
         let decision = evaluate(&policies, &request, &facts);
+        if !mismatched.is_empty() {
+            let mut reasons = if decision.outcome() == Outcome::Rejected {
+                decision.into_reasons()
+            } else {
+                Vec::new()
+            };
+            reasons.extend(mismatched.iter().map(|s| mismatch_reason(s, currency)));
+            return self.reject(intent, reasons, &request, now).await;
+        }
         let settings = &tenant_row.settings;
         match decision.outcome() {
             Outcome::Rejected => {

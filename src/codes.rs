@@ -43,3 +43,7 @@ pub const ORG_GUARDRAIL: &str = "ORG_GUARDRAIL";
 pub const WITHIN_CONTROLS: &str = "WITHIN_CONTROLS";
 /// An approver rejected the request.
 pub const APPROVAL_REJECTED: &str = "APPROVAL_REJECTED";
+/// A budget that applies to the request is kept in another currency, so the
+/// request cannot be checked against it: refused rather than approved
+/// unchecked.
+pub const BUDGET_CURRENCY_MISMATCH: &str = "BUDGET_CURRENCY_MISMATCH";

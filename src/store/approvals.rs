@@ -126,11 +126,15 @@ impl<'a> Approvals<'a> {
     }
 
     /// Closes a request: sets its status, settles the intent and the hold.
+    /// `vote` is the audit entry of the vote that decided it, appended (with
+    /// the decision's own) only once the hold and its windows are locked: the
+    /// audit chain comes last in the lock order.
     async fn close(
         &self,
         txn: &DatabaseTransaction,
         request: approval_request::Model,
         status: ApprovalStatus,
+        vote: Option<AuditEntry>,
         now: DateTime<Utc>,
     ) -> Result<approval_request::Model> {
         let tenant = self.ctx.tenant;
@@ -219,6 +223,9 @@ impl<'a> Approvals<'a> {
         row.decided_at = Set(Some(now));
         row.updated_at = Set(now);
         let closed = row.update(txn).await?;
+        if let Some(vote) = vote {
+            append(txn, tenant, vote, now).await?;
+        }
         append(
             txn,
             tenant,
@@ -253,7 +260,7 @@ impl Approvals<'_> {
         if current.status != ApprovalStatus::Pending || current.expires_at > now {
             return Ok(false);
         }
-        self.close(txn, current, ApprovalStatus::Expired, now)
+        self.close(txn, current, ApprovalStatus::Expired, None, now)
             .await?;
         Ok(true)
     }
@@ -391,22 +398,24 @@ impl ApprovalRepository for Approvals<'_> {
             }
             .insert(&txn)
             .await?;
-            append(
-                &txn,
-                self.ctx.tenant,
-                AuditEntry::new(
-                    format!("approval.vote.{}", vote.to_value()),
-                    "approval_request",
-                )
-                .actor(AuditActorType::User, Some(approver.as_uuid()))
-                .resource_id(id),
-                now,
+            let vote_entry = AuditEntry::new(
+                format!("approval.vote.{}", vote.to_value()),
+                "approval_request",
             )
-            .await?;
+            .actor(AuditActorType::User, Some(approver.as_uuid()))
+            .resource_id(id);
             votes.push(decision);
+            // Lock order: the request row (locked above), then its hold and
+            // windows (in `close`), then the audit chain last.
             let request = match verdict(request.rule, request.required_approvals, &votes) {
-                Some(status) => self.close(&txn, request, status, now).await?,
-                None => request,
+                Some(status) => {
+                    self.close(&txn, request, status, Some(vote_entry), now)
+                        .await?
+                }
+                None => {
+                    append(&txn, self.ctx.tenant, vote_entry, now).await?;
+                    request
+                }
             };
             Ok(ApprovalState {
                 request,

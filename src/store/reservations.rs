@@ -513,17 +513,21 @@ pub(crate) fn positive_amount(field: &str, money: &Money) -> Result<Amount> {
     Amount::new(money.amount()).map_err(|e| Error::invalid(field, e))
 }
 
+/// A retried reserve must be the same request: same amount and currency, same
+/// agent and run, same purchase intent. The conflict says no more than that,
+/// so a key never reveals another request's details.
 fn check_replay(found: &reservation::Model, request: &ReserveRequest) -> Result<()> {
-    if found.amount.get() != request.amount.amount() || found.currency != request.amount.currency()
-    {
+    let same = found.amount.get() == request.amount.amount()
+        && found.currency == request.amount.currency()
+        && found.agent_id == request.principal.map(|p| p.agent_id)
+        && found.run_id == request.principal.and_then(|p| p.run_id)
+        && found.purchase_intent_id == request.purchase_intent_id;
+    if !same {
         return Err(Error::conflict(
             "reservation",
             format!(
-                "idempotency key {:?} was first used for {} {}, not {}",
-                found.idempotency_key.as_deref().unwrap_or_default(),
-                found.amount,
-                found.currency,
-                request.amount
+                "idempotency key {:?} was first used for a different request",
+                found.idempotency_key.as_deref().unwrap_or_default()
             ),
         ));
     }
@@ -590,13 +594,14 @@ pub(crate) async fn tenant_timezone(
     crate::budget::parse_timezone(&row.timezone)
 }
 
-/// Active budgets of the tenant in `currency` whose scope contains `principal`,
-/// ordered by id.
+/// Active budgets of the tenant whose scope contains `principal`, ordered by
+/// id, in every currency: a budget in another currency than the request's
+/// cannot evaluate it, and the callers refuse the request (see
+/// [`currency_mismatches`]) rather than skip the budget.
 pub(crate) async fn applicable_budgets(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
     principal: Option<&Principal>,
-    currency: Currency,
 ) -> Result<Vec<budget::Model>> {
     use budget::ScopeKind;
     let mut scopes = Condition::any().add(budget::Column::ScopeKind.eq(ScopeKind::Tenant));
@@ -620,11 +625,27 @@ pub(crate) async fn applicable_budgets(
     Ok(budget::Entity::find()
         .filter(budget::Column::TenantId.eq(tenant))
         .filter(budget::Column::IsActive.eq(true))
-        .filter(budget::Column::Currency.eq(currency))
         .filter(scopes)
         .order_by_asc(budget::Column::Id)
         .all(conn)
         .await?)
+}
+
+/// The applicable budgets kept in another currency than `currency`, as
+/// shortfalls with the code [`BUDGET_CURRENCY_MISMATCH`](crate::codes::BUDGET_CURRENCY_MISMATCH)
+/// (nothing can be said of what remains, so `remaining` is zero).
+pub(crate) fn currency_mismatches(budgets: &[budget::Model], currency: Currency) -> Vec<Shortfall> {
+    budgets
+        .iter()
+        .filter(|b| b.currency != currency)
+        .map(|b| Shortfall {
+            budget_id: b.id,
+            code: crate::codes::BUDGET_CURRENCY_MISMATCH,
+            period: b.period,
+            limit: b.limit_amount.get(),
+            remaining: Decimal::ZERO,
+        })
+        .collect()
 }
 
 /// The budget's scope as the pure [`Scope`].
@@ -858,11 +879,39 @@ pub(crate) async fn reserve_with(
         }
     }
     let currency = request.amount.currency();
+    let (tz, budgets) = match known {
+        Some(known) => known,
+        None => (
+            tenant_timezone(txn, tenant).await?,
+            applicable_budgets(txn, tenant, request.principal.as_ref()).await?,
+        ),
+    };
+    // A budget in another currency cannot evaluate the amount: refused, never
+    // skipped.
+    let mismatched = currency_mismatches(&budgets, currency);
+    if !mismatched.is_empty() {
+        return Ok(ReserveOutcome::Rejected {
+            shortfalls: mismatched,
+        });
+    }
+    let run_id = request.principal.and_then(|p| p.run_id);
+    if let Some(run) = run_id {
+        // A run of another tenant is reported exactly like a missing one.
+        let found = crate::entity::agent_run::Entity::find()
+            .filter(crate::entity::agent_run::Column::TenantId.eq(tenant))
+            .filter(crate::entity::agent_run::Column::Id.eq(run))
+            .one(txn)
+            .await?;
+        if found.is_none() {
+            return Err(Error::not_found(crate::id::RunId::ENTITY, run));
+        }
+    }
     let reservation_id = ReservationId::new();
     let row = reservation::ActiveModel {
         id: Set(reservation_id),
         tenant_id: Set(tenant),
         agent_id: Set(request.principal.map(|p| p.agent_id)),
+        run_id: Set(run_id),
         purchase_intent_id: Set(request.purchase_intent_id),
         idempotency_key: Set(request.idempotency_key.clone()),
         currency: Set(currency),
@@ -894,13 +943,6 @@ pub(crate) async fn reserve_with(
         other => other,
     })?;
 
-    let (tz, budgets) = match known {
-        Some(known) => known,
-        None => (
-            tenant_timezone(txn, tenant).await?,
-            applicable_budgets(txn, tenant, request.principal.as_ref(), currency).await?,
-        ),
-    };
     let windows = current_windows(txn, tenant, budgets, tz, now, true).await?;
 
     let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();

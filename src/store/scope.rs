@@ -108,7 +108,9 @@ impl TenantScope {
     /// # Errors
     /// [`Error::Invalid`](crate::Error::Invalid) for a request out of bounds or
     /// without an amount; [`Error::Conflict`](crate::Error::Conflict) when the
-    /// idempotency key was first used for another amount;
+    /// idempotency key was first used for a different request (another agent,
+    /// run, merchant, amount or currency; keys are scoped per tenant, and the
+    /// message never reveals the other request);
     /// [`Error::Database`](crate::Error::Database).
     pub async fn authorize(&self, request: Request) -> Result<Authorization> {
         self.authorize_with(request, &NoHook).await
@@ -138,7 +140,11 @@ impl TenantScope {
                 Some(key) => match flow.replay(key, &request).await {
                     Ok(Some(found)) => Ok(found),
                     Ok(None) => flow.run(request.clone()).await,
-                    Err(e) => Err(e),
+                    // The key belongs to a different request: final.
+                    Err(e) => {
+                        txn.rollback().await?;
+                        return Err(e);
+                    }
                 },
                 None => flow.run(request.clone()).await,
             };
