@@ -371,7 +371,10 @@ impl Flow<'_> {
         // A budget in another currency cannot evaluate the request: it is
         // refused below, never approved unchecked.
         let mismatched = currency_mismatches(&budgets, currency);
-        let budgets = budgets.into_iter().filter(|b| b.currency == currency).collect();
+        let budgets = budgets
+            .into_iter()
+            .filter(|b| b.currency == currency)
+            .collect();
         let windows = current_windows(self.txn, self.tenant, budgets, tz, now, true).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();

@@ -13,8 +13,8 @@ use bursar::id::AgentId;
 use bursar::money::{Currency, Money};
 use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, MemberRepository, NewAgent, NewBudget, NewTenant,
-    NewUser, PolicyRepository, ReserveRequest, RoleRepository, builtin,
+    AgentRepository, ApprovalRepository, MemberRepository, NewAgent, NewBudget, NewTenant, NewUser,
+    PolicyRepository, ReserveRequest, RoleRepository, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{Duration, Utc};
@@ -207,7 +207,12 @@ async fn a_budget_in_another_currency_refuses_instead_of_approving_unchecked() {
         );
         assert!(auth.reasons[0].undetermined);
         // In its own currency the same agent is approved.
-        assert!(acme.authorize(buy(agent, "10")).await.unwrap().is_approved());
+        assert!(
+            acme.authorize(buy(agent, "10"))
+                .await
+                .unwrap()
+                .is_approved()
+        );
         // A direct reservation is refused the same way, and holds nothing.
         let outcome = acme
             .reservations()
@@ -234,7 +239,12 @@ async fn an_idempotency_key_never_matches_a_different_request_nor_reveals_it() {
         let store = common::fresh(backend).await;
         let acme = tenant(&store, true).await;
         let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
-        let other = acme.agents().create(NewAgent::new("other")).await.unwrap().id;
+        let other = acme
+            .agents()
+            .create(NewAgent::new("other"))
+            .await
+            .unwrap()
+            .id;
         let first = Request::purchase(agent, dec("12.34"), Currency::USD, "Secret Vendor")
             .idempotency_key("k-1");
         assert!(acme.authorize(first.clone()).await.unwrap().is_approved());
@@ -252,7 +262,10 @@ async fn an_idempotency_key_never_matches_a_different_request_nor_reveals_it() {
                 .authorize(variant.idempotency_key("k-1"))
                 .await
                 .unwrap_err();
-            assert!(matches!(err, Error::Conflict { .. }), "{backend:?}: {err:?}");
+            assert!(
+                matches!(err, Error::Conflict { .. }),
+                "{backend:?}: {err:?}"
+            );
             let text = err.to_string();
             assert!(
                 !text.contains("Secret") && !text.contains("12.34"),
@@ -297,4 +310,3 @@ async fn an_idempotency_key_never_matches_a_different_request_nor_reveals_it() {
         assert!(!err.to_string().contains("7.77"), "{err}");
     }
 }
-
