@@ -5,10 +5,25 @@
 //! [`authorize`](crate::store::TenantScope::authorize) can reserve inside its own
 //! transaction and a host can call [`Reservations`] on its own. See
 //! `docs/budgets.md` for the protocol and the ledger.
+//!
+//! # Lock order
+//!
+//! Every write path in bursar takes its row locks in this one order (written
+//! out in `docs/budgets.md`, "Lock order"), so that no two transactions wait
+//! on each other in a cycle:
+//!
+//! 1. the subject row (approval request, transaction by charge id, the
+//!    purchase intent claiming its idempotency key);
+//! 2. the reservation row (`load` with `lock`);
+//! 3. budget windows by ascending id (`current_windows`, `locked_windows`:
+//!    `FOR NO KEY UPDATE`);
+//! 4. the agent row, for velocity (`authorize`);
+//! 5. merchants (`record_seen`);
+//! 6. the tenant's audit chain ([`crate::audit`]), always last.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::Expr;
+use sea_orm::sea_query::{Expr, LockType};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -713,7 +728,7 @@ pub(crate) async fn current_windows(
         .filter(condition)
         .order_by_asc(budget_window::Column::Id);
     if lock {
-        query = query.lock_exclusive();
+        query = query.lock(LockType::NoKeyUpdate);
     }
     let windows = query.all(conn).await?;
     let mut pairs = Vec::with_capacity(windows.len());
@@ -1020,7 +1035,7 @@ async fn locked_windows(
         .filter(budget_window::Column::TenantId.eq(tenant))
         .filter(budget_window::Column::Id.is_in(lines.iter().map(|l| l.window_id)))
         .order_by_asc(budget_window::Column::Id)
-        .lock_exclusive()
+        .lock(LockType::NoKeyUpdate)
         .all(conn)
         .await?)
 }
