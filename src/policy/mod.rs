@@ -48,6 +48,7 @@ mod names;
 pub use names::{fold_merchant, merchant_host};
 mod normalize;
 mod request;
+mod strict;
 mod template;
 mod validate;
 
