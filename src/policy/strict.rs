@@ -17,20 +17,21 @@ use super::request::ActionKind;
 use crate::budget::Period;
 use crate::money::Currency;
 
-/// How deep `value` nests (a scalar is 1, `[]` is 1, `[[]]` is 2), counted
-/// with an explicit stack: no input can overflow the call stack here. Stops
-/// counting past `limit`.
+/// Whether `value` nests arrays and objects more than `limit` deep (a
+/// scalar is 0, `[]` and `[1]` are 1, `[{}]` is 2), counted with an explicit
+/// stack: no input can overflow the call stack here.
 fn depth_exceeds(value: &Value, limit: usize) -> bool {
     let mut stack = vec![(value, 1usize)];
     while let Some((v, depth)) = stack.pop() {
+        let children: &mut dyn Iterator<Item = &Value> = match v {
+            Value::Array(items) => &mut items.iter(),
+            Value::Object(map) => &mut map.values(),
+            _ => continue,
+        };
         if depth > limit {
             return true;
         }
-        match v {
-            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
-            Value::Object(map) => stack.extend(map.values().map(|i| (i, depth + 1))),
-            _ => {}
-        }
+        stack.extend(children.map(|c| (c, depth + 1)));
     }
     false
 }
@@ -193,11 +194,15 @@ mod tests {
 
     #[test]
     fn depth_is_counted_per_level() {
-        assert!(!depth_exceeds(&json!(1), 1));
-        assert!(depth_exceeds(&json!([1]), 1));
-        assert!(!depth_exceeds(&json!([1]), 2));
+        assert!(!depth_exceeds(&json!(1), 0));
+        assert!(depth_exceeds(&json!([]), 0));
+        assert!(!depth_exceeds(&json!([1]), 1));
+        assert!(depth_exceeds(&json!([[]]), 1));
         assert!(!depth_exceeds(&json!({"a": [1, {"b": 2}]}), 3));
         assert!(depth_exceeds(&json!({"a": [1, {"b": [2]}]}), 3));
         assert!(!depth_exceeds(&json!({"a": [1, {"b": [2]}]}), 4));
+        // Every branch is looked at, not only the last.
+        assert!(depth_exceeds(&json!([[[]], 1]), 2));
+        assert!(depth_exceeds(&json!({"a": [[]], "b": 1}), 2));
     }
 }
