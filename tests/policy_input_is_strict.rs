@@ -3,7 +3,10 @@
 //! merchant identities and money written in anything but plain decimals.
 
 use bursar::Error;
-use bursar::policy::Policy;
+use bursar::id::AgentId;
+use bursar::money::Currency;
+use bursar::policy::{Policy, Request};
+use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 fn policy_with(condition: Value) -> Value {
@@ -116,4 +119,73 @@ fn every_condition_kind_refuses_an_unknown_field() {
             "{kind} as text: {err}"
         );
     }
+}
+
+fn invalid_field(err: Error) -> String {
+    match err {
+        Error::Invalid { field, .. } => field,
+        other => panic!("not an invalid-input error: {other:?}"),
+    }
+}
+
+fn buy(merchant: &str) -> Request {
+    Request::purchase(AgentId::new(), Decimal::from(30), Currency::USD, merchant)
+}
+
+#[test]
+fn blank_request_texts_are_refused_naming_the_field() {
+    let agent = AgentId::new();
+    let cases: Vec<(Request, &str)> = vec![
+        (buy(""), "merchant.name"),
+        (buy("   "), "merchant.name"),
+        (buy("\t\n\u{3000}"), "merchant.name"),
+        (buy("GitHub").merchant_domain(""), "merchant.domain"),
+        (buy("GitHub").merchant_domain("  "), "merchant.domain"),
+        (
+            buy("GitHub").merchant_domain("not a host"),
+            "merchant.domain",
+        ),
+        (Request::tool_call(agent, ""), "tool"),
+        (Request::tool_call(agent, " "), "tool"),
+        (
+            Request::llm_usage(agent, " ", Decimal::ONE, Currency::USD),
+            "model",
+        ),
+        (buy("GitHub").metadata(" ", "x"), "metadata key"),
+        (buy("GitHub").idempotency_key("  "), "idempotency_key"),
+    ];
+    for (request, field) in cases {
+        let err = request.validate().unwrap_err();
+        assert_eq!(invalid_field(err), field, "{request:?}");
+    }
+}
+
+#[test]
+fn an_action_without_its_subject_is_refused() {
+    let agent = AgentId::new();
+    let mut purchase = buy("GitHub");
+    purchase.merchant = None;
+    assert_eq!(invalid_field(purchase.validate().unwrap_err()), "merchant");
+    let mut tool = Request::tool_call(agent, "search");
+    tool.tool = None;
+    assert_eq!(invalid_field(tool.validate().unwrap_err()), "tool");
+    let mut llm = Request::llm_usage(agent, "gpt-4o", Decimal::ONE, Currency::USD);
+    llm.model = None;
+    assert_eq!(invalid_field(llm.validate().unwrap_err()), "model");
+}
+
+#[test]
+fn ordinary_requests_still_validate() {
+    let agent = AgentId::new();
+    buy("GitHub").validate().unwrap();
+    buy(" GitHub ")
+        .merchant_domain("https://api.github.com/x")
+        .metadata("env", "")
+        .validate()
+        .unwrap();
+    Request::tool_call(agent, "search").validate().unwrap();
+    Request::llm_usage(agent, "gpt-4o", Decimal::ONE, Currency::USD)
+        .validate()
+        .unwrap();
+    Request::custom(agent, "deploy").validate().unwrap();
 }
