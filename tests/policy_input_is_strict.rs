@@ -5,7 +5,10 @@
 use bursar::Error;
 use bursar::id::AgentId;
 use bursar::money::Currency;
-use bursar::policy::{Policy, Request};
+use bursar::policy::{
+    CompiledPolicies, Condition, DefaultEffect, Effect, Facts, Outcome, Policy, Request, evaluate,
+};
+use chrono::{TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
@@ -188,4 +191,189 @@ fn ordinary_requests_still_validate() {
         .validate()
         .unwrap();
     Request::custom(agent, "deploy").validate().unwrap();
+}
+
+fn facts() -> Facts {
+    Facts::new(
+        Utc.with_ymd_and_hms(2025, 3, 1, 12, 0, 0).unwrap(),
+        chrono_tz::UTC,
+    )
+}
+
+fn decide(policy: Policy, default: DefaultEffect, request: &Request) -> Outcome {
+    let compiled = CompiledPolicies::compile(&[policy], default).unwrap();
+    evaluate(&compiled, request, &facts()).outcome()
+}
+
+/// An allow list written both ways: an `allow` on `merchant_in`, and (as
+/// spending controls write it) a `deny` on `merchant_not_in`.
+fn allow_list_admits(entries: &[&str], request: &Request) -> bool {
+    let merchants: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+    let allow = Policy::new(
+        "allow",
+        Effect::Allow,
+        "OK",
+        Condition::MerchantIn {
+            merchants: merchants.clone(),
+        },
+    );
+    let deny_others = Policy::new(
+        "others",
+        Effect::Deny,
+        "MERCHANT_NOT_ALLOWED",
+        Condition::MerchantNotIn { merchants },
+    );
+    let by_allow = decide(allow, DefaultEffect::Deny, request) == Outcome::Approved;
+    let by_deny = decide(deny_others, DefaultEffect::Allow, request) == Outcome::Approved;
+    assert_eq!(
+        by_allow, by_deny,
+        "both ways of writing it agree: {request:?}"
+    );
+    by_allow
+}
+
+/// A block list written both ways: a `deny` on `merchant_in`, and an `allow`
+/// on `merchant_not_in` under a default of deny.
+fn block_list_blocks(entries: &[&str], request: &Request) -> bool {
+    let merchants: Vec<String> = entries.iter().map(|s| s.to_string()).collect();
+    let deny = Policy::new(
+        "block",
+        Effect::Deny,
+        "MERCHANT_BLOCKED",
+        Condition::MerchantIn {
+            merchants: merchants.clone(),
+        },
+    );
+    let allow_others = Policy::new(
+        "others",
+        Effect::Allow,
+        "OK",
+        Condition::MerchantNotIn { merchants },
+    );
+    let by_deny = decide(deny, DefaultEffect::Allow, request) == Outcome::Rejected;
+    let by_allow = decide(allow_others, DefaultEffect::Deny, request) == Outcome::Rejected;
+    assert_eq!(
+        by_deny, by_allow,
+        "both ways of writing it agree: {request:?}"
+    );
+    by_deny
+}
+
+#[test]
+fn an_allow_list_refuses_spoofed_merchant_identities() {
+    let github = ["github"];
+    // A GitHub Pages user site is its owner's, not GitHub's.
+    assert!(!allow_list_admits(&github, &buy("evil.github.io")));
+    assert!(!allow_list_admits(
+        &github,
+        &buy("Attacker").merchant_domain("attacker.github.io")
+    ));
+    assert!(!allow_list_admits(
+        &github,
+        &buy("GitHub").merchant_domain("attacker.github.io")
+    ));
+    // The name says GitHub, the domain says otherwise: the domain decides.
+    assert!(!allow_list_admits(
+        &github,
+        &buy("GitHub").merchant_domain("evil.com")
+    ));
+    assert!(!allow_list_admits(
+        &["github.com"],
+        &buy("github.com").merchant_domain("https://evil.com/github.com")
+    ));
+}
+
+#[test]
+fn an_allow_list_still_admits_the_real_merchant() {
+    let github = ["github"];
+    assert!(allow_list_admits(&github, &buy("GitHub")));
+    assert!(allow_list_admits(&github, &buy("github.com")));
+    assert!(allow_list_admits(&github, &buy("api.github.com")));
+    assert!(allow_list_admits(
+        &github,
+        &buy("GitHub").merchant_domain("github.com")
+    ));
+    assert!(allow_list_admits(
+        &github,
+        &buy("GitHub").merchant_domain("https://api.github.com/x")
+    ));
+    // With a domain, the domain decides, whatever the name.
+    assert!(allow_list_admits(
+        &github,
+        &buy("GitHub, Inc.").merchant_domain("github.com")
+    ));
+    assert!(allow_list_admits(
+        &["github.com"],
+        &buy("GitHub").merchant_domain("api.github.com")
+    ));
+    assert!(allow_list_admits(
+        &["user.github.io"],
+        &buy("x").merchant_domain("user.github.io")
+    ));
+    // Registrable domains under multi-label public suffixes.
+    assert!(allow_list_admits(
+        &["example"],
+        &buy("x").merchant_domain("shop.example.co.uk")
+    ));
+    assert!(!allow_list_admits(
+        &["co"],
+        &buy("x").merchant_domain("shop.example.co.uk")
+    ));
+}
+
+#[test]
+fn a_block_list_blocks_when_the_name_or_the_domain_matches() {
+    let ads = ["facebook"];
+    assert!(block_list_blocks(&ads, &buy("Facebook")));
+    assert!(block_list_blocks(
+        &ads,
+        &buy("Facebook").merchant_domain("innocent.com")
+    ));
+    assert!(block_list_blocks(
+        &ads,
+        &buy("Innocent").merchant_domain("ads.facebook.com")
+    ));
+    assert!(block_list_blocks(
+        &["facebook.com"],
+        &buy("facebook.com").merchant_domain("innocent.com")
+    ));
+    assert!(!block_list_blocks(
+        &ads,
+        &buy("Innocent").merchant_domain("innocent.com")
+    ));
+}
+
+#[test]
+fn names_never_match_as_substrings() {
+    for request in [
+        buy("Laws Firm LLC"),
+        buy("laws.com"),
+        buy("Laws").merchant_domain("laws.com"),
+        buy("x").merchant_domain("aws.laws.com"),
+    ] {
+        assert!(!allow_list_admits(&["aws"], &request), "{request:?}");
+        assert!(!block_list_blocks(&["aws"], &request), "{request:?}");
+    }
+    assert!(block_list_blocks(&["aws"], &buy(" AWS ")));
+}
+
+#[test]
+fn a_public_suffix_is_not_a_merchant_entry() {
+    for entry in ["github.io", "co.uk", "https://www.github.io/"] {
+        let p = Policy::new(
+            "p",
+            Effect::Deny,
+            "MERCHANT_BLOCKED",
+            Condition::MerchantIn {
+                merchants: vec!["aws".into(), entry.into()],
+            },
+        );
+        match bursar::policy::validate(&p).unwrap_err() {
+            Error::InvalidPolicy { path, reason } => {
+                assert_eq!(path, "condition.merchant_in[1]");
+                assert!(reason.contains("public suffix"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

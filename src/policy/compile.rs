@@ -7,8 +7,9 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
 use super::ActionKind;
+use super::merchant::MerchantSet;
 use super::model::{BudgetScopeKind, Condition, DefaultEffect, Effect, Policy, PolicyScope};
-use super::normalize::{MerchantSet, fold};
+use super::normalize::fold;
 use super::template::Template;
 use super::validate::{parse_day, parse_hhmm, parse_zone, validate};
 use crate::budget::Period;

@@ -9,8 +9,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, Node};
+use super::merchant::{MerchantMatch, MerchantSet};
 use super::model::{BudgetScopeKind, DefaultEffect, Effect};
-use super::normalize::{MerchantSet, contains_folded};
+use super::normalize::contains_folded;
 use super::template::{DECIMAL_LEN_HINT, Field, write_decimal};
 use super::{ActionKind, Facts, Request};
 use crate::budget::{Period, WindowBalance};
@@ -62,7 +63,8 @@ pub struct Reason {
     pub budget: Option<BudgetDetail>,
     /// True when the policy matched only because part of its condition could
     /// not be decided (an amount in another currency, a missing velocity
-    /// count): `deny` and `require_approval` policies fail closed.
+    /// count, a merchant whose name is listed but whose domain is not):
+    /// `deny` and `require_approval` policies fail closed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undetermined: bool,
 }
@@ -322,7 +324,14 @@ impl Ctx<'_> {
     fn merchant(&self, set: &MerchantSet, negate: bool) -> Truth {
         match &self.req.merchant {
             None => Truth::False,
-            Some(m) => Truth::from_bool(set.matches(&m.name, m.domain.as_deref()) != negate),
+            Some(m) => {
+                let truth = match set.matches(&m.name, m.domain.as_deref()) {
+                    MerchantMatch::No => Truth::False,
+                    MerchantMatch::NameOnly => Truth::Unknown,
+                    MerchantMatch::Yes => Truth::True,
+                };
+                if negate { truth.not() } else { truth }
+            }
         }
     }
 
