@@ -42,8 +42,10 @@ pub struct BudgetDetail {
     /// Its currency.
     pub currency: Currency,
     /// Its limit.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// What remained in its window before the request.
+    #[serde(with = "crate::money::decimal_text")]
     pub remaining: Decimal,
 }
 

@@ -112,8 +112,13 @@ pub struct Request {
     pub principal: Principal,
     /// What kind of action.
     pub action: ActionKind,
-    /// The amount to be spent, for spending actions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The amount to be spent, for spending actions (JSON: a plain-decimal
+    /// string, `"30.00"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::money::decimal_text::option"
+    )]
     pub amount: Option<Decimal>,
     /// The currency of `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

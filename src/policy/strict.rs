@@ -15,7 +15,7 @@ use super::limits::MAX_POLICY_JSON_DEPTH;
 use super::model::{BudgetScopeKind, Condition, MccSpec};
 use super::request::ActionKind;
 use crate::budget::Period;
-use crate::money::Currency;
+use crate::money::{Currency, decimal_text};
 
 /// Whether `value` nests arrays and objects more than `limit` deep (a
 /// scalar is 0, `[]` and `[1]` are 1, `[{}]` is 2), counted with an explicit
@@ -77,14 +77,17 @@ pub(crate) enum ConditionRepr {
         condition: Box<Condition>,
     },
     AmountAbove {
+        #[serde(with = "decimal_text")]
         amount: Decimal,
         currency: Currency,
     },
     AmountAtLeast {
+        #[serde(with = "decimal_text")]
         amount: Decimal,
         currency: Currency,
     },
     AmountBelow {
+        #[serde(with = "decimal_text")]
         amount: Decimal,
         currency: Currency,
     },
