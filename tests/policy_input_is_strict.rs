@@ -377,3 +377,137 @@ fn a_public_suffix_is_not_a_merchant_entry() {
         }
     }
 }
+
+const NOT_PLAIN_DECIMALS: [&str; 16] = [
+    "1e3", "1E3", "1.5e-2", "+5", " 5", "5 ", "", "-", "NaN", "inf", "0x10", ".5", "5.", "1_000",
+    "1,5", "٣",
+];
+
+#[test]
+fn money_text_is_plain_decimals_only() {
+    use bursar::money::{Amount, Money};
+    for text in NOT_PLAIN_DECIMALS {
+        assert!(Money::parse(text, "USD").is_err(), "Money::parse {text:?}");
+        let json = serde_json::to_string(text).unwrap();
+        assert!(
+            serde_json::from_str::<Amount>(&json).is_err(),
+            "Amount {text:?}"
+        );
+        let money = format!(r#"{{"amount":{json},"currency":"USD"}}"#);
+        assert!(
+            serde_json::from_str::<Money>(&money).is_err(),
+            "Money {text:?}"
+        );
+        let mut request = serde_json::to_value(buy("GitHub")).unwrap();
+        request["amount"] = Value::String(text.to_owned());
+        assert!(
+            serde_json::from_value::<Request>(request).is_err(),
+            "Request {text:?}"
+        );
+        let condition = json!({"type": "amount_above", "amount": text, "currency": "USD"});
+        assert!(
+            Policy::from_value(policy_with(condition)).is_err(),
+            "condition {text:?}"
+        );
+    }
+    assert_eq!(
+        Money::parse("12.50", "USD").unwrap().amount(),
+        Decimal::new(1250, 2)
+    );
+    assert_eq!(
+        Money::parse("-0.9", "USD").unwrap().amount(),
+        Decimal::new(-9, 1)
+    );
+    let a: Amount = serde_json::from_str(r#""1000""#).unwrap();
+    assert_eq!(a.get(), Decimal::from(1000));
+    let m: Money = serde_json::from_str(r#"{"amount":"29.50","currency":"USD"}"#).unwrap();
+    assert_eq!(m.amount(), Decimal::new(295, 1));
+    // Deserialized money is checked like constructed money.
+    assert!(serde_json::from_str::<Money>(r#"{"amount":"0.0000001","currency":"USD"}"#).is_err());
+    let r: Request = serde_json::from_value(serde_json::to_value(buy("GitHub")).unwrap()).unwrap();
+    assert_eq!(r.amount, Some(Decimal::from(30)));
+}
+
+fn eur(amount: i64) -> Request {
+    Request::purchase(
+        AgentId::new(),
+        Decimal::from(amount),
+        Currency::EUR,
+        "GitHub",
+    )
+}
+
+#[test]
+fn an_amount_in_another_currency_says_what_it_could_not_compare() {
+    use bursar::policy::SpendingControls;
+    let agent = AgentId::new();
+    let controls = SpendingControls::new(Currency::USD)
+        .agent(agent)
+        .per_transaction_limit(Decimal::from(200))
+        .build()
+        .unwrap();
+    let compiled = CompiledPolicies::compile(&controls.policies, DefaultEffect::Deny).unwrap();
+    let mut request = eur(5);
+    request.principal.agent_id = agent;
+    let decision = evaluate(&compiled, &request, &facts());
+    assert!(decision.is_rejected());
+    let reason = &decision.reasons()[0];
+    assert!(reason.undetermined);
+    assert_eq!(
+        reason.message,
+        "Amount 5.00 EUR cannot be compared with the limit of 200.00 USD of \"Per-transaction limit\" (different currency)"
+    );
+
+    // Every amount comparison, in the threshold's own scale.
+    for kind in ["amount_above", "amount_at_least", "amount_below"] {
+        let condition = json!({"type": kind, "amount": "1000", "currency": "JPY"});
+        let mut p = Policy::from_value(policy_with(condition)).unwrap();
+        p.message = "Amount {amount} {currency} is over {limit}".into();
+        let decision = evaluate(
+            &CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap(),
+            &eur(5),
+            &facts(),
+        );
+        assert_eq!(
+            decision.reasons()[0].message,
+            "Amount 5.00 EUR cannot be compared with the limit of 1000 JPY of \"p\" (different currency)",
+            "{kind}"
+        );
+    }
+}
+
+#[test]
+fn a_budget_in_another_currency_is_undetermined_and_says_so() {
+    use bursar::budget::{Period, Scope, WindowBalance};
+    use bursar::id::BudgetId;
+    let window = WindowBalance {
+        budget_id: BudgetId::new(),
+        scope: Scope::Tenant,
+        period: Period::Monthly,
+        currency: Currency::USD,
+        limit: Decimal::from(500),
+        spent: Decimal::ZERO,
+        reserved: Decimal::ZERO,
+    };
+    let p = Policy::new(
+        "Monthly budget",
+        Effect::Deny,
+        "ORG_BUDGET_EXCEEDED",
+        Condition::BudgetExceeded {
+            period: Some(Period::Monthly),
+            scope: None,
+        },
+    )
+    .message("Over the {period} budget");
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
+    let decision = evaluate(&compiled, &eur(5), &facts().budget(window.clone()));
+    assert!(decision.is_rejected());
+    assert!(decision.reasons()[0].undetermined);
+    assert_eq!(
+        decision.reasons()[0].message,
+        "Amount 5.00 EUR cannot be compared with the monthly budget of 500.00 USD of \"Monthly budget\" (different currency)"
+    );
+    // In its own currency the budget decides as before.
+    let usd = Request::purchase(AgentId::new(), Decimal::from(5), Currency::USD, "GitHub");
+    assert!(evaluate(&compiled, &usd, &facts().budget(window)).is_approved());
+}
