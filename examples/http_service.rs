@@ -437,7 +437,9 @@ impl FromRequestParts<AppState> for Provider {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PurchaseBody {
-    /// The amount, a decimal string such as `"30.00"`.
+    /// The amount, a plain decimal string such as `"30.00"` (no exponent,
+    /// sign or spaces).
+    #[serde(with = "bursar::money::decimal_text")]
     pub amount: Decimal,
     /// The ISO 4217 currency code.
     pub currency: Currency,

@@ -84,6 +84,17 @@ pub enum MoneyError {
         /// The right operand's currency.
         right: Currency,
     },
+    /// Text that is not a plain decimal: digits, optionally a leading `-` and
+    /// one `.` between digits (`"12.50"`, `"-0.9"`). Exponents, `+`, spaces,
+    /// digit separators, `NaN`, `inf`, hexadecimal, `".5"` and `"5."` are all
+    /// refused.
+    #[error(
+        "{value:?} is not a plain decimal number (digits, an optional leading '-' and '.' between digits, e.g. \"12.50\")"
+    )]
+    NotDecimal {
+        /// The text as given.
+        value: String,
+    },
     /// Text read from a money column was not in the stored format.
     #[error("{value:?} is not a stored amount")]
     Malformed {
@@ -108,6 +119,90 @@ impl From<MoneyError> for crate::Error {
         crate::Error::Invalid {
             field: err.field().to_owned(),
             reason: err.to_string(),
+        }
+    }
+}
+
+/// Parses a plain decimal: `-?[0-9]+(\.[0-9]+)?`, nothing else, exactly
+/// (never rounded). Every amount bursar reads from text goes through it.
+///
+/// ```
+/// use bursar::money::parse_decimal;
+/// assert_eq!(parse_decimal("12.50")?.to_string(), "12.50");
+/// assert!(parse_decimal("1e3").is_err());
+/// assert!(parse_decimal(" 5").is_err());
+/// # Ok::<(), bursar::money::MoneyError>(())
+/// ```
+///
+/// # Errors
+/// [`MoneyError::NotDecimal`] naming the text when it is not a plain decimal
+/// or has more digits than a [`Decimal`] holds.
+pub fn parse_decimal(text: &str) -> Result<Decimal, MoneyError> {
+    let not_decimal = || MoneyError::NotDecimal {
+        value: text.to_owned(),
+    };
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match unsigned.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(int) || frac.is_some_and(|f| !digits(f)) {
+        return Err(not_decimal());
+    }
+    Decimal::from_str_exact(text).map_err(|_| not_decimal())
+}
+
+/// Serde for a [`Decimal`] as a plain-decimal string (see [`parse_decimal`]):
+/// `#[serde(with = "bursar::money::decimal_text")]`. Every money field of
+/// bursar's own types reads through it; use it for amounts in your own
+/// request bodies too.
+pub mod decimal_text {
+    use rust_decimal::Decimal;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the decimal as a string (`"12.50"`).
+    ///
+    /// # Errors
+    /// The serializer's.
+    pub fn serialize<S: Serializer>(value: &Decimal, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    /// Reads a string holding a plain decimal.
+    ///
+    /// # Errors
+    /// When the value is not a string or not a plain decimal.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        super::parse_decimal(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// The same for an `Option<Decimal>` (`null` or absent is `None`; pair
+    /// it with `#[serde(default)]`).
+    pub mod option {
+        use rust_decimal::Decimal;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        /// Writes the decimal as a string, or `null`.
+        ///
+        /// # Errors
+        /// The serializer's.
+        pub fn serialize<S: Serializer>(value: &Option<Decimal>, s: S) -> Result<S::Ok, S::Error> {
+            match value {
+                Some(v) => s.collect_str(v),
+                None => s.serialize_none(),
+            }
+        }
+
+        /// Reads `null` or a string holding a plain decimal.
+        ///
+        /// # Errors
+        /// When the value is neither `null` nor a plain-decimal string.
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+            let text = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+            text.map(|t| super::super::parse_decimal(&t).map_err(serde::de::Error::custom))
+                .transpose()
         }
     }
 }
@@ -537,17 +632,37 @@ impl Serialize for Amount {
 
 impl<'de> Deserialize<'de> for Amount {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = <Decimal as Deserialize>::deserialize(d)?;
+        let value = decimal_text::deserialize(d)?;
         Self::new(value).map_err(serde::de::Error::custom)
     }
 }
 
 /// An amount in a currency. May be negative (a refund, an adjustment); must
 /// fit the storage unit (see [`Amount`]).
+///
+/// JSON: `{"amount": "12.50", "currency": "EUR"}`, the amount a plain-decimal
+/// string (see [`parse_decimal`]), checked as [`Money::new`] checks it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "MoneyRepr")]
 pub struct Money {
+    #[serde(with = "decimal_text")]
     amount: Decimal,
     currency: Currency,
+}
+
+/// The JSON form of [`Money`], read before [`Money::new`] checks it.
+#[derive(Deserialize)]
+struct MoneyRepr {
+    #[serde(with = "decimal_text")]
+    amount: Decimal,
+    currency: Currency,
+}
+
+impl TryFrom<MoneyRepr> for Money {
+    type Error = MoneyError;
+    fn try_from(r: MoneyRepr) -> Result<Self, Self::Error> {
+        Money::new(r.amount, r.currency)
+    }
 }
 
 impl Money {
@@ -565,16 +680,15 @@ impl Money {
     }
 
     /// Parses an amount and a currency code, e.g. `Money::parse("12.50", "EUR")`.
+    /// The amount is a plain decimal ([`parse_decimal`]): `"1e3"`, `" 5"` or
+    /// `"+5"` are refused.
     ///
     /// # Errors
-    /// [`MoneyError::Malformed`] when the amount is not a decimal number, or any
-    /// error of [`Currency::from_code`] and [`Money::new`].
+    /// [`MoneyError::NotDecimal`] when the amount is not a plain decimal, or
+    /// any error of [`Currency::from_code`] and [`Money::new`].
     pub fn parse(amount: &str, currency: &str) -> Result<Self, MoneyError> {
         let currency = Currency::from_code(currency)?;
-        let value = Decimal::from_str_exact(amount.trim()).map_err(|_| MoneyError::Malformed {
-            value: amount.to_owned(),
-        })?;
-        Self::new(value, currency)
+        Self::new(parse_decimal(amount)?, currency)
     }
 
     /// Zero in `currency`.

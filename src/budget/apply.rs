@@ -22,6 +22,7 @@ pub struct BudgetDef {
     /// Its currency; only requests in this currency count against it.
     pub currency: Currency,
     /// The most that may be spent plus held in one window.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// Whether it is enforced; inactive budgets never apply.
     pub active: bool,

@@ -19,10 +19,13 @@ pub struct WindowBalance {
     /// The budget's currency.
     pub currency: Currency,
     /// The most that may be spent plus held in the window.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// Captured so far in the window.
+    #[serde(with = "crate::money::decimal_text")]
     pub spent: Decimal,
     /// Held by live reservations.
+    #[serde(with = "crate::money::decimal_text")]
     pub reserved: Decimal,
 }
 
@@ -70,8 +73,10 @@ pub struct Shortfall {
     /// Its period.
     pub period: Period,
     /// Its limit.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// What remained in its window before the request.
+    #[serde(with = "crate::money::decimal_text")]
     pub remaining: Decimal,
 }
 

@@ -7,8 +7,9 @@ use chrono_tz::Tz;
 use rust_decimal::Decimal;
 
 use super::ActionKind;
+use super::merchant::MerchantSet;
 use super::model::{BudgetScopeKind, Condition, DefaultEffect, Effect, Policy, PolicyScope};
-use super::normalize::{MerchantSet, fold};
+use super::normalize::fold;
 use super::template::Template;
 use super::validate::{parse_day, parse_hhmm, parse_zone, validate};
 use crate::budget::Period;
@@ -93,8 +94,10 @@ pub(crate) struct CompiledPolicy {
     pub(crate) code: Box<str>,
     pub(crate) template: Template,
     pub(crate) root: Node,
-    /// The first amount threshold in the condition (for `{limit}`).
-    pub(crate) limit_hint: Option<Decimal>,
+    /// Every amount threshold in the condition with its currency, in tree
+    /// order: the first is `{limit}`; one in another currency than the
+    /// request's explains an undetermined match.
+    pub(crate) limits: Box<[(Decimal, Currency)]>,
     /// The budget conditions in the tree (to name the exceeded budget).
     pub(crate) budget_filters: Box<[BudgetFilter]>,
 }
@@ -221,11 +224,11 @@ impl CompiledPolicies {
                 path: "policies".into(),
                 reason: "too many policies".into(),
             })?;
-            let mut limit_hint = None;
+            let mut limits = Vec::new();
             let mut budget_filters = Vec::new();
             let root = node(
                 &p.condition,
-                &mut limit_hint,
+                &mut limits,
                 &mut budget_filters,
                 &mut out.velocity_windows,
             );
@@ -240,7 +243,7 @@ impl CompiledPolicies {
                 code: p.reason_code.as_str().into(),
                 template,
                 root,
-                limit_hint,
+                limits: limits.into_boxed_slice(),
                 budget_filters: budget_filters.into_boxed_slice(),
             });
             match &p.scope {
@@ -341,12 +344,12 @@ fn folded_sorted(list: &[String]) -> Box<[Box<str>]> {
 /// free of panics.
 fn node(
     c: &Condition,
-    limit_hint: &mut Option<Decimal>,
+    limits: &mut Vec<(Decimal, Currency)>,
     budgets: &mut Vec<BudgetFilter>,
     velocity: &mut Vec<u32>,
 ) -> Node {
     let mut amount = |op, threshold: Decimal, currency: Currency| {
-        limit_hint.get_or_insert(threshold);
+        limits.push((threshold, currency));
         Node::Amount {
             op,
             threshold,
@@ -375,16 +378,16 @@ fn node(
         Condition::Always => Node::Const(true),
         Condition::All { of } => Node::All(
             of.iter()
-                .map(|c| node(c, limit_hint, budgets, velocity))
+                .map(|c| node(c, limits, budgets, velocity))
                 .collect(),
         ),
         Condition::Any { of } => Node::Any(
             of.iter()
-                .map(|c| node(c, limit_hint, budgets, velocity))
+                .map(|c| node(c, limits, budgets, velocity))
                 .collect(),
         ),
         Condition::Not { condition } => {
-            Node::Not(Box::new(node(condition, limit_hint, budgets, velocity)))
+            Node::Not(Box::new(node(condition, limits, budgets, velocity)))
         }
         Condition::AmountAbove { .. }
         | Condition::AmountAtLeast { .. }

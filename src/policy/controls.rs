@@ -49,6 +49,7 @@ pub struct BudgetSpec {
     /// How often it resets.
     pub period: Period,
     /// Its limit.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// Its currency.
     pub currency: Currency,

@@ -9,8 +9,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, Node};
+use super::merchant::{MerchantMatch, MerchantSet};
 use super::model::{BudgetScopeKind, DefaultEffect, Effect};
-use super::normalize::{MerchantSet, contains_folded};
+use super::normalize::contains_folded;
 use super::template::{DECIMAL_LEN_HINT, Field, write_decimal};
 use super::{ActionKind, Facts, Request};
 use crate::budget::{Period, WindowBalance};
@@ -41,8 +42,10 @@ pub struct BudgetDetail {
     /// Its currency.
     pub currency: Currency,
     /// Its limit.
+    #[serde(with = "crate::money::decimal_text")]
     pub limit: Decimal,
     /// What remained in its window before the request.
+    #[serde(with = "crate::money::decimal_text")]
     pub remaining: Decimal,
 }
 
@@ -62,7 +65,8 @@ pub struct Reason {
     pub budget: Option<BudgetDetail>,
     /// True when the policy matched only because part of its condition could
     /// not be decided (an amount in another currency, a missing velocity
-    /// count): `deny` and `require_approval` policies fail closed.
+    /// count, a merchant whose name is listed but whose domain is not):
+    /// `deny` and `require_approval` policies fail closed.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub undetermined: bool,
 }
@@ -192,11 +196,11 @@ impl Ctx<'_> {
         }
     }
 
-    fn budget_applies(&self, w: &WindowBalance, f: BudgetFilter) -> bool {
+    /// Whether a budget condition looks at the window `w` (in any currency).
+    fn budget_applies(w: &WindowBalance, f: BudgetFilter) -> bool {
         f.period.is_none_or(|p| p == w.period)
             && f.scope
                 .is_none_or(|s| BudgetScopeKind::of(&w.scope) == Some(s))
-            && Some(w.currency) == self.req.currency
     }
 
     /// A condition's truth. Composites recurse; leaves are decided inline
@@ -322,39 +326,100 @@ impl Ctx<'_> {
     fn merchant(&self, set: &MerchantSet, negate: bool) -> Truth {
         match &self.req.merchant {
             None => Truth::False,
-            Some(m) => Truth::from_bool(set.matches(&m.name, m.domain.as_deref()) != negate),
+            Some(m) => {
+                let truth = match set.matches(&m.name, m.domain.as_deref()) {
+                    MerchantMatch::No => Truth::False,
+                    MerchantMatch::NameOnly => Truth::Unknown,
+                    MerchantMatch::Yes => Truth::True,
+                };
+                if negate { truth.not() } else { truth }
+            }
         }
     }
 
+    /// True when the amount does not fit a window in its currency that the
+    /// filter looks at; else undetermined when such a window is in another
+    /// currency (its limit cannot be compared); else false.
     #[inline(never)]
     fn budget_exceeded(&self, f: BudgetFilter) -> Truth {
-        match self.req.amount {
-            None => Truth::False,
-            Some(amount) => Truth::from_bool(
-                self.facts
-                    .budgets
-                    .iter()
-                    .any(|w| self.budget_applies(w, f) && !fits(w, amount)),
-            ),
+        let Some((amount, currency)) = self.req.money() else {
+            return Truth::False;
+        };
+        let mut truth = Truth::False;
+        for w in self
+            .facts
+            .budgets
+            .iter()
+            .filter(|w| Self::budget_applies(w, f))
+        {
+            if w.currency != currency {
+                truth = Truth::Unknown;
+            } else if !fits(w, amount) {
+                return Truth::True;
+            }
         }
+        truth
     }
 
-    /// The first budget window, among those the policy's budget conditions look
-    /// at, that the request's amount does not fit.
+    /// The first budget window in the request's currency, among those the
+    /// policy's budget conditions look at, that the request's amount does not fit.
     fn exceeded_budget(&self, p: &CompiledPolicy) -> Option<&WindowBalance> {
         if p.budget_filters.is_empty() {
             return None;
         }
-        let amount = self.req.amount?;
+        let (amount, currency) = self.req.money()?;
         self.facts.budgets.iter().find(|w| {
-            !fits(w, amount) && p.budget_filters.iter().any(|f| self.budget_applies(w, *f))
+            w.currency == currency
+                && !fits(w, amount)
+                && p.budget_filters.iter().any(|f| Self::budget_applies(w, *f))
         })
+    }
+
+    /// For a policy that matched undetermined, what could not be compared:
+    /// the amount with a threshold or a budget window in another currency,
+    /// named in that currency. `None` when the cause was something else.
+    fn incomparable(&self, p: &CompiledPolicy) -> Option<String> {
+        let (amount, currency) = self.req.money()?;
+        let (what, limit, limit_currency) = match p.limits.iter().find(|(_, c)| *c != currency) {
+            Some((limit, c)) => ("limit", *limit, *c),
+            None => {
+                let w = self.facts.budgets.iter().find(|w| {
+                    w.currency != currency
+                        && p.budget_filters.iter().any(|f| Self::budget_applies(w, *f))
+                })?;
+                (w.period.as_str(), w.limit, w.currency)
+            }
+        };
+        let mut out = String::with_capacity(120 + p.name.len());
+        out.push_str("Amount ");
+        write_decimal(&mut out, amount, currency.minor_units());
+        out.push(' ');
+        out.push_str(currency.code());
+        out.push_str(" cannot be compared with the ");
+        out.push_str(what);
+        if what != "limit" {
+            out.push_str(" budget");
+        }
+        out.push_str(" of ");
+        write_decimal(&mut out, limit, limit_currency.minor_units());
+        out.push(' ');
+        out.push_str(limit_currency.code());
+        out.push_str(" of \"");
+        out.push_str(&p.name);
+        out.push_str("\" (different currency)");
+        Some(out)
     }
 
     fn reason(&self, p: &CompiledPolicy, truth: Truth) -> Reason {
         let window = self.exceeded_budget(p);
         let scale = self.req.currency.map_or(0, |c| c.minor_units());
-        let message = if p.template.is_empty() {
+        let incomparable = match truth {
+            Truth::Unknown => self.incomparable(p),
+            _ => None,
+        };
+        let message = if let Some(m) = incomparable {
+            m
+        } else if p.template.is_empty() {
             p.name.to_string()
         } else {
             let field_len = |field: Field| match field {
@@ -378,9 +443,9 @@ impl Ctx<'_> {
                         out.push_str(c.code());
                     }
                 }
-                Field::Limit => match (window, p.limit_hint) {
+                Field::Limit => match (window, p.limits.first()) {
                     (Some(w), _) => write_decimal(out, w.limit, w.currency.minor_units()),
-                    (None, Some(l)) => write_decimal(out, l, scale),
+                    (None, Some((l, c))) => write_decimal(out, *l, c.minor_units()),
                     (None, None) => {}
                 },
                 Field::Remaining => {

@@ -30,7 +30,9 @@ pub struct Velocity {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Facts {
     /// The current window of every budget that applies to the request (its
-    /// agent, team, project, run and the tenant) in the request's currency.
+    /// agent, team, project, run and the tenant). A window in another
+    /// currency than the request's cannot be compared with its amount: it
+    /// makes a `budget_exceeded` condition that looks at it undetermined.
     pub budgets: Vec<WindowBalance>,
     /// Whether the request's merchant has never been seen in the tenant.
     pub new_vendor: bool,

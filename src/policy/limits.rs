@@ -29,6 +29,10 @@ pub const MAX_AMOUNT_SCALE: u32 = 6;
 pub const MAX_VELOCITY_WINDOW_SECONDS: u32 = 31 * 24 * 3600;
 /// Largest JSON document [`Policy::from_json`](super::Policy::from_json) reads, in bytes.
 pub const MAX_POLICY_JSON_LEN: usize = 256 * 1024;
+/// Deepest JSON a policy may nest (objects and arrays each count one level):
+/// serde_json's bound on JSON text, which
+/// [`Policy::from_value`](super::Policy::from_value) applies to values too.
+pub const MAX_POLICY_JSON_DEPTH: usize = 128;
 /// Longest text field of a request, in bytes ([`Request::validate`](super::Request::validate)).
 pub const MAX_REQUEST_TEXT_LEN: usize = 512;
 /// Most metadata pairs on a request.

@@ -43,11 +43,13 @@ mod controls;
 mod evaluate;
 mod facts;
 pub mod limits;
+mod merchant;
 mod model;
 mod names;
 pub use names::{fold_merchant, merchant_host};
 mod normalize;
 mod request;
+mod strict;
 mod template;
 mod validate;
 

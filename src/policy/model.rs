@@ -193,7 +193,12 @@ impl BudgetScopeKind {
 /// assert!(matches!(c, Condition::All { .. }));
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "type",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    from = "super::strict::ConditionRepr"
+)]
 #[non_exhaustive]
 pub enum Condition {
     /// Always true.
@@ -516,9 +521,15 @@ impl Policy {
 
     /// Parses a policy from a JSON value and validates it; see [`Policy::from_json`].
     ///
+    /// The value's depth is checked first, without recursion: a value nested
+    /// deeper than [`MAX_POLICY_JSON_DEPTH`](super::limits::MAX_POLICY_JSON_DEPTH)
+    /// levels (the bound serde_json puts on JSON text) is refused before it is
+    /// read, whatever its depth.
+    ///
     /// # Errors
-    /// As [`Policy::from_json`].
+    /// As [`Policy::from_json`]; a value nested too deeply is refused with path `$`.
     pub fn from_value(value: serde_json::Value) -> crate::Result<Self> {
+        let value = super::strict::check_depth(value)?;
         let policy: Policy =
             serde_json::from_value(value).map_err(|e| crate::Error::InvalidPolicy {
                 path: "$".into(),

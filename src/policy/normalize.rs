@@ -1,4 +1,5 @@
-//! Normalized text matching for merchants, tools and models.
+//! Normalized text matching for merchants, tools and models (merchant lists
+//! build on it in [`merchant`](super::merchant)).
 //!
 //! Names are compared after trimming, collapsing runs of whitespace into one
 //! space and lower-casing (Unicode). Comparison walks the raw request text
@@ -155,98 +156,6 @@ pub(crate) fn host_of(raw: &str) -> Option<&str> {
     plausible.then_some(s)
 }
 
-/// Second-level labels under which a country's registrable domains live
-/// (`example.co.uk`, `example.com.au`).
-const SECOND_LEVEL: [&str; 8] = ["co", "com", "net", "org", "gov", "ac", "edu", "ne"];
-
-/// The label that names the registrable domain of a host: `amazon` for
-/// `aws.amazon.com`, `example` for `shop.example.co.uk`.
-///
-/// A heuristic without the public suffix list: the label before the top-level
-/// domain, or the one before that when the host ends in a two-letter country
-/// code preceded by a common second-level label (`co.uk`, `com.au`, ...).
-pub(crate) fn registrable_label(host: &str) -> Option<&str> {
-    let mut labels = host.rsplit('.');
-    let tld = labels.next()?;
-    let second = labels.next()?;
-    let country_2ld = tld.len() == 2 && SECOND_LEVEL.iter().any(|l| second.eq_ignore_ascii_case(l));
-    if country_2ld {
-        labels.next()
-    } else {
-        Some(second)
-    }
-}
-
-/// A compiled merchant list: folded names and folded hosts, each sorted.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct MerchantSet {
-    /// Entries without a dot (or with whitespace): matched against the whole
-    /// folded name, and against the registrable label of the request's host.
-    names: Box<[Box<str>]>,
-    /// Entries that are domains: matched against the request's host and every
-    /// parent domain of it (`aws.amazon.com` matches an `amazon.com` entry).
-    hosts: Box<[Box<str>]>,
-}
-
-impl MerchantSet {
-    /// Builds the set from validated patterns.
-    pub(crate) fn new<'a>(patterns: impl IntoIterator<Item = &'a String>) -> Self {
-        let mut names = Vec::new();
-        let mut hosts = Vec::new();
-        for p in patterns {
-            let folded = fold(p);
-            match host_of(&folded) {
-                Some(host) if !folded.contains(' ') => hosts.push(Box::from(host)),
-                _ => names.push(folded.into_boxed_str()),
-            }
-        }
-        names.sort_unstable();
-        names.dedup();
-        hosts.sort_unstable();
-        hosts.dedup();
-        Self {
-            names: names.into_boxed_slice(),
-            hosts: hosts.into_boxed_slice(),
-        }
-    }
-
-    /// Whether a merchant named `name`, at `domain` (a URL or domain), is in the set.
-    pub(crate) fn matches(&self, name: &str, domain: Option<&str>) -> bool {
-        if contains_folded(&self.names, name) {
-            return true;
-        }
-        let from_domain = domain.and_then(host_of);
-        let from_name = host_of(name);
-        [from_domain, from_name]
-            .into_iter()
-            .flatten()
-            .any(|host| self.matches_host(host))
-    }
-
-    fn matches_host(&self, host: &str) -> bool {
-        if !self.names.is_empty()
-            && let Some(label) = registrable_label(host)
-            && contains_folded(&self.names, label)
-        {
-            return true;
-        }
-        if self.hosts.is_empty() {
-            return false;
-        }
-        // The host itself, then each parent domain down to two labels.
-        let mut rest = host;
-        loop {
-            if contains_folded(&self.hosts, rest) {
-                return true;
-            }
-            match rest.find('.') {
-                Some(i) if rest[i + 1..].contains('.') => rest = &rest[i + 1..],
-                _ => return false,
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,32 +229,5 @@ mod tests {
         assert_eq!(host_of("Facebook Ads"), None);
         assert_eq!(host_of("aws"), None);
         assert_eq!(host_of("."), None);
-        assert_eq!(registrable_label("aws.amazon.com"), Some("amazon"));
-        assert_eq!(registrable_label("shop.example.co.uk"), Some("example"));
-        assert_eq!(registrable_label("github.com"), Some("github"));
-    }
-
-    #[test]
-    fn merchant_sets_match_names_and_domains_never_substrings() {
-        let set = MerchantSet::new(&["aws".to_owned(), "aws.amazon.com".to_owned()]);
-        assert!(set.matches("AWS", None));
-        assert!(set.matches(" Aws ", None));
-        assert!(set.matches("aws.amazon.com", None));
-        assert!(set.matches("Amazon Web Services", Some("https://aws.amazon.com/ec2")));
-        assert!(set.matches("Console", Some("console.aws.amazon.com")));
-        assert!(set.matches("AWS", Some("aws.dev")));
-        assert!(!set.matches("Laws Firm LLC", None));
-        assert!(!set.matches("Laws", Some("laws.com")));
-        assert!(!set.matches("Amazon", Some("amazon.com")));
-        assert!(!set.matches("aws marketplace", None));
-
-        let github = MerchantSet::new(&["GitHub".to_owned()]);
-        assert!(github.matches("x", Some("api.github.com")));
-        assert!(!github.matches("x", Some("github.attacker.io")));
-
-        let parent = MerchantSet::new(&["https://www.amazon.com/".to_owned()]);
-        assert!(parent.matches("AWS", Some("aws.amazon.com")));
-        assert!(!parent.matches("x", Some("notamazon.com")));
-        assert!(!parent.matches("x", Some("amazon.com.evil.io")));
     }
 }

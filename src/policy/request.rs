@@ -112,8 +112,13 @@ pub struct Request {
     pub principal: Principal,
     /// What kind of action.
     pub action: ActionKind,
-    /// The amount to be spent, for spending actions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The amount to be spent, for spending actions (JSON: a plain-decimal
+    /// string, `"30.00"`).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::money::decimal_text::option"
+    )]
     pub amount: Option<Decimal>,
     /// The currency of `amount`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,6 +297,14 @@ impl Request {
     /// exactly and is not negative, a currency whenever there is an amount, and
     /// an MCC of at most 9999.
     ///
+    /// Facts the policies decide on must be present and not blank, so that a
+    /// missing one can never pass for a known one: a purchase names a merchant,
+    /// a tool call a tool and an LLM use a model; the merchant's name, the tool,
+    /// the model, metadata keys, a custom action's name and the idempotency key
+    /// are not empty or whitespace only; a merchant domain, when given, is a
+    /// host name or a URL with one ([`merchant_host`](super::merchant_host)
+    /// finds it).
+    ///
     /// Evaluation never fails on a request that skipped this check; it only
     /// becomes slower (texts are compared in full) and an over-long text never
     /// matches an allow list.
@@ -308,14 +321,39 @@ impl Request {
             }
             Ok(())
         }
-        if let ActionKind::Custom(name) = &self.action {
-            text("action", name)?;
-            if name.trim().is_empty() {
+        /// A text policies match on: bounded and not blank.
+        fn name(field: &str, s: &str) -> crate::Result<()> {
+            text(field, s)?;
+            if s.trim().is_empty() {
                 return Err(crate::Error::invalid(
-                    "action",
-                    "custom action name is empty",
+                    field,
+                    format!("{s:?} is empty or only whitespace"),
                 ));
             }
+            Ok(())
+        }
+        fn required<T>(field: &str, value: Option<&T>, action: &ActionKind) -> crate::Result<()> {
+            match value {
+                Some(_) => Ok(()),
+                None => Err(crate::Error::invalid(
+                    field,
+                    format!("a {action} request must name its {field}"),
+                )),
+            }
+        }
+        match &self.action {
+            ActionKind::Custom(name) => {
+                text("action", name)?;
+                if name.trim().is_empty() {
+                    return Err(crate::Error::invalid(
+                        "action",
+                        "custom action name is empty",
+                    ));
+                }
+            }
+            ActionKind::Purchase => required("merchant", self.merchant.as_ref(), &self.action)?,
+            ActionKind::ToolCall => required("tool", self.tool.as_ref(), &self.action)?,
+            ActionKind::LlmUsage => required("model", self.model.as_ref(), &self.action)?,
         }
         match (self.amount, self.currency) {
             (Some(amount), Some(_)) => {
@@ -330,9 +368,15 @@ impl Request {
             _ => {}
         }
         if let Some(m) = &self.merchant {
-            text("merchant.name", &m.name)?;
+            name("merchant.name", &m.name)?;
             if let Some(d) = &m.domain {
-                text("merchant.domain", d)?;
+                name("merchant.domain", d)?;
+                if super::normalize::host_of(d).is_none() {
+                    return Err(crate::Error::invalid(
+                        "merchant.domain",
+                        format!("{d:?} is not a host name or a URL with one"),
+                    ));
+                }
             }
             if let Some(mcc) = m.mcc
                 && mcc > 9999
@@ -344,13 +388,13 @@ impl Request {
             }
         }
         if let Some(t) = &self.tool {
-            text("tool", t)?;
+            name("tool", t)?;
         }
         if let Some(m) = &self.model {
-            text("model", m)?;
+            name("model", m)?;
         }
         if let Some(k) = &self.idempotency_key {
-            text("idempotency_key", k)?;
+            name("idempotency_key", k)?;
         }
         if self.metadata.len() > MAX_METADATA_ENTRIES {
             return Err(crate::Error::invalid(
@@ -362,7 +406,7 @@ impl Request {
             ));
         }
         for (k, v) in &self.metadata {
-            text("metadata key", k)?;
+            name("metadata key", k)?;
             text(&format!("metadata.{k}"), v)?;
         }
         Ok(())

@@ -27,7 +27,7 @@ pub const PLACEHOLDERS: [(&str, &str); 11] = [
     ("currency", "the request's currency code (`USD`)"),
     (
         "limit",
-        "the exceeded budget's limit, else the policy's first amount threshold",
+        "the exceeded budget's limit, else the policy's first amount threshold (at its own currency's minor units)",
     ),
     (
         "remaining",

@@ -313,9 +313,12 @@ fn budget_exceeded_names_the_budget_limit_and_remaining() {
     // Exactly the remainder fits.
     let fits = Request::purchase(agent, d("10"), Currency::USD, "x");
     assert!(evaluate(&compiled, &fits, &f).is_approved());
-    // A budget in another currency does not apply.
-    let eur = Request::purchase(agent, d("500"), Currency::EUR, "x");
-    assert!(evaluate(&compiled, &eur, &f).is_approved());
+    // A budget in another currency cannot be compared: the deny fails closed.
+    let eur = Request::purchase(agent, d("5"), Currency::EUR, "x");
+    let decision = evaluate(&compiled, &eur, &f);
+    assert!(decision.is_rejected());
+    assert!(decision.reasons()[0].undetermined);
+    assert!(decision.reasons()[0].budget.is_none());
 }
 
 #[test]

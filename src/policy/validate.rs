@@ -3,6 +3,7 @@
 use rust_decimal::Decimal;
 
 use super::limits::*;
+use super::merchant::is_public_suffix_entry;
 use super::model::{Condition, MccSpec, Policy, PolicyScope};
 use super::normalize::fold;
 use super::template::Template;
@@ -218,7 +219,18 @@ fn condition(c: &Condition, path: &str, depth: usize, nodes: &mut usize) -> crat
         | Condition::AmountBelow { amount: a, .. } => amount(&format!("{path}.{tag}"), *a),
         Condition::CurrencyIn { currencies } => list_len(&format!("{path}.{tag}"), currencies),
         Condition::MerchantIn { merchants } | Condition::MerchantNotIn { merchants } => {
-            patterns(&format!("{path}.{tag}"), merchants)
+            let at = format!("{path}.{tag}");
+            patterns(&at, merchants)?;
+            match merchants.iter().position(|m| is_public_suffix_entry(m)) {
+                Some(i) => Err(bad(
+                    format!("{at}[{i}]"),
+                    format!(
+                        "{:?} is a public suffix, under which anyone may register a site: list a registrable domain (user.github.io) or a name",
+                        merchants[i]
+                    ),
+                )),
+                None => Ok(()),
+            }
         }
         Condition::ToolIn { tools } | Condition::ToolNotIn { tools } => {
             patterns(&format!("{path}.{tag}"), tools)
