@@ -25,14 +25,14 @@ use crate::entity::{agent, agent::AgentStatus, reservation, tenant};
 use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
-use crate::store::merchants::record_seen;
+use crate::store::merchants::{is_known_vendor, record_seen};
 use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
     ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
     current_windows, reserve_with,
 };
-use crate::store::{AgentRepository, Agents, MerchantRepository, Merchants};
+use crate::store::{AgentRepository, Agents};
 use crate::{Error, Result};
 
 /// How long an approved purchase's reservation is held when the tenant's
@@ -378,8 +378,16 @@ impl Flow<'_> {
         let windows = current_windows(self.txn, self.tenant, budgets, tz, now, true).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
-        facts.new_vendor = !merchant_name.trim().is_empty()
-            && !Merchants::new(self.ctx()).is_known(&merchant_name).await?;
+        // Fail closed: a request with no merchant label, or one whose domain
+        // is not where the known merchant was seen, is a new vendor.
+        facts.new_vendor = merchant_name.trim().is_empty()
+            || !is_known_vendor(
+                self.txn,
+                self.tenant,
+                &merchant_name,
+                request.merchant.as_ref().and_then(|m| m.domain.as_deref()),
+            )
+            .await?;
         // Velocity: the agent row is locked first, so that concurrent requests
         // of one agent are counted one after the other (`FOR NO KEY UPDATE`,
         // which does not wait for the key-share locks that inserting this

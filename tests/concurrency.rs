@@ -310,3 +310,43 @@ async fn an_idempotency_key_never_matches_a_different_request_nor_reveals_it() {
         assert!(!err.to_string().contains("7.77"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn a_known_merchant_name_sent_with_another_sites_domain_is_a_new_vendor() {
+    for backend in backends() {
+        let store = common::fresh(backend).await;
+        let acme = tenant(&store, true).await;
+        let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
+        let github = |domain: Option<&str>| {
+            let request = buy(agent, "5");
+            match domain {
+                Some(d) => request.merchant_domain(d),
+                None => request,
+            }
+        };
+        assert!(
+            acme.authorize(github(Some("github.com")))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        acme.policies()
+            .create(Policy::new(
+                "new vendors need a human",
+                Effect::RequireApproval,
+                codes::NEW_VENDOR,
+                Condition::NewVendor,
+            ))
+            .await
+            .unwrap();
+        for (domain, outcome) in [
+            (Some("https://api.github.com/orders"), Outcome::Approved),
+            (None, Outcome::Approved),
+            (Some("evil.com"), Outcome::PendingApproval),
+            (Some("attacker.github.io"), Outcome::PendingApproval),
+        ] {
+            let auth = acme.authorize(github(domain)).await.unwrap();
+            assert_eq!(auth.outcome, outcome, "{backend:?} {domain:?}");
+        }
+    }
+}

@@ -43,7 +43,7 @@ mod controls;
 mod evaluate;
 mod facts;
 pub mod limits;
-mod merchant;
+pub(crate) mod merchant;
 mod model;
 mod names;
 pub use names::{fold_merchant, merchant_host};

@@ -128,6 +128,37 @@ pub(crate) async fn record_seen(
         .ok_or_else(|| Error::not_found(MerchantId::ENTITY, normalized))
 }
 
+/// The registrable domain of a merchant URL or host, lower-cased
+/// (`https://API.GitHub.com/x` → `github.com`); `None` when it has no host or
+/// the host is itself a public suffix.
+fn vendor_domain(raw: &str) -> Option<String> {
+    let host = crate::policy::merchant_host(raw)?.to_ascii_lowercase();
+    crate::policy::merchant::registrable_domain(&host).map(str::to_owned)
+}
+
+/// Whether the tenant already bought from this merchant: its name is known,
+/// and when the request names a domain, the known merchant was seen at the
+/// same registrable domain (a known name sent with another site's domain is
+/// a new vendor, and so is a known name whose domain was never recorded).
+pub(crate) async fn is_known_vendor(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    name: &str,
+    domain: Option<&str>,
+) -> Result<bool> {
+    let (_, normalized) = checked_name(name)?;
+    let Some(found) = find_by_normalized(conn, tenant, &normalized).await? else {
+        return Ok(false);
+    };
+    Ok(match domain {
+        None => true,
+        Some(requested) => match (vendor_domain(requested), found.domain.as_deref()) {
+            (Some(requested), Some(seen)) => vendor_domain(seen).as_deref() == Some(&*requested),
+            _ => false,
+        },
+    })
+}
+
 async fn find_by_normalized(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
