@@ -115,7 +115,9 @@ pub enum Error {
     /// space fails the same way. Once space is back, the same request with the
     /// same idempotency key is safe to send again, and the same
     /// [`Store`](crate::Store) works without being reopened.
-    #[error("database storage full: {reason} (retry with the same idempotency key once space is freed)")]
+    #[error(
+        "database storage full: {reason} (retry with the same idempotency key once space is freed)"
+    )]
     StorageFull {
         /// What ran out, in neutral words.
         reason: String,

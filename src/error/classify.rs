@@ -136,9 +136,7 @@ fn postgres_class(code: &str) -> Class {
         "53300" => Class::Unavailable("the database server has too many connections"),
         "53100" => Class::StorageFull("the database server's disk is full"),
         "53200" => Class::StorageFull("the database server is out of memory"),
-        c if c.starts_with("53") => {
-            Class::StorageFull("the database server ran out of resources")
-        }
+        c if c.starts_with("53") => Class::StorageFull("the database server ran out of resources"),
         c if c.starts_with("08") => Class::Unavailable("the connection to the database failed"),
         _ => Class::Permanent,
     }

@@ -77,6 +77,12 @@ impl<'a> Ctx<'a> {
 }
 
 /// Commits on `Ok`, rolls back on `Err`.
+///
+/// An `Ok` value is returned only once the commit succeeded: a failed commit
+/// returns the commit's error, whatever `result` said. A failed rollback is
+/// logged and `result`'s own error returned, since it says what went wrong.
+/// Either way the connection's state is uncertain, and the pool's release
+/// check closes it instead of handing it out again (see `Store`'s connect).
 pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
@@ -84,7 +90,13 @@ pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Re
             Ok(value)
         }
         Err(err) => {
-            txn.rollback().await?;
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(
+                    target: "bursar::store",
+                    error = %rollback,
+                    "rollback after a failed transaction failed"
+                );
+            }
             Err(err)
         }
     }
