@@ -338,3 +338,216 @@ async fn a_transaction_sqlite_rolled_back_by_itself_does_not_come_back_from_the_
     assert!(scope.reservations().reconcile().await.unwrap().is_clean());
     raw.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_exhausted_pool_is_unavailable_and_transient() {
+    use sea_orm::TransactionTrait;
+    let store = Store::builder("sqlite::memory:")
+        .clock(clock())
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(200))
+        .connect()
+        .await
+        .unwrap();
+    let (tenant, agent) = tenant_with_agent(&store).await;
+    let scope = store.tenant(tenant);
+    // Someone holds the only connection.
+    let held = store.connection().begin().await.unwrap();
+    let err = scope.authorize(buy(agent, "k1")).await.unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert_eq!(err.code(), "unavailable");
+    assert!(err.is_transient());
+    assert!(
+        err.to_string()
+            .contains("transient: retry with the same idempotency key"),
+        "{err}"
+    );
+    held.rollback().await.unwrap();
+    // The same request again succeeds once a connection is free.
+    scope.authorize(buy(agent, "k1")).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_locked_sqlite_file_is_contention_and_transient() {
+    let (_dir, url) = sqlite_file_url();
+    let store = Store::builder(&url)
+        .clock(clock())
+        .busy_timeout(Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let (tenant, agent) = tenant_with_agent(&store).await;
+    let scope = store.tenant(tenant);
+    // Another process holds the write lock.
+    let mut other = raw_sqlite(&url).await;
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    let err = scope.authorize(buy(agent, "k1")).await.unwrap_err();
+    assert!(matches!(err, Error::Contention { .. }), "{err}");
+    assert_eq!(err.code(), "contention");
+    assert!(err.is_transient());
+    other.execute("ROLLBACK").await.unwrap();
+    let first = scope.authorize(buy(agent, "k1")).await.unwrap();
+    assert!(!first.replayed);
+}
+
+/// A database of its own in the configured PostgreSQL, as a SeaORM
+/// connection, or `None` when PostgreSQL is not configured.
+async fn postgres_scratch() -> Option<sea_orm::DatabaseConnection> {
+    use sea_orm::ConnectionTrait;
+    common::postgres_url()?;
+    let url = common::fresh_postgres_schema().await;
+    let db = sea_orm::Database::connect(url.as_str()).await.unwrap();
+    db.execute_unprepared(
+        "CREATE TABLE t (id int PRIMARY KEY, v int NOT NULL); INSERT INTO t VALUES (1, 0), (2, 0)",
+    )
+    .await
+    .unwrap();
+    Some(db)
+}
+
+#[tokio::test]
+async fn a_postgres_serialization_failure_is_contention() {
+    use sea_orm::{ConnectionTrait, IsolationLevel, TransactionTrait};
+    let Some(db) = postgres_scratch().await else {
+        return;
+    };
+    let serializable = || db.begin_with_config(Some(IsolationLevel::Serializable), None);
+    let (a, b) = (serializable().await.unwrap(), serializable().await.unwrap());
+    // Write skew: each reads what the other writes.
+    a.execute_unprepared("SELECT sum(v) FROM t").await.unwrap();
+    b.execute_unprepared("SELECT sum(v) FROM t").await.unwrap();
+    a.execute_unprepared("INSERT INTO t VALUES (3, 1)")
+        .await
+        .unwrap();
+    let failure = match b.execute_unprepared("INSERT INTO t VALUES (4, 1)").await {
+        Err(e) => e,
+        Ok(_) => {
+            a.commit().await.unwrap();
+            b.commit().await.unwrap_err()
+        }
+    };
+    let err = Error::from(failure);
+    assert!(matches!(err, Error::Contention { .. }), "{err}");
+    assert!(err.is_transient());
+    assert!(!err.to_string().contains("t\""), "{err}");
+}
+
+#[tokio::test]
+async fn a_postgres_deadlock_is_contention() {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let Some(db) = postgres_scratch().await else {
+        return;
+    };
+    let (a, b) = (db.begin().await.unwrap(), db.begin().await.unwrap());
+    a.execute_unprepared("UPDATE t SET v = v + 1 WHERE id = 1")
+        .await
+        .unwrap();
+    b.execute_unprepared("UPDATE t SET v = v + 1 WHERE id = 2")
+        .await
+        .unwrap();
+    // Each now waits for the other's row: PostgreSQL breaks the cycle.
+    let (ra, rb) = tokio::join!(
+        a.execute_unprepared("UPDATE t SET v = v + 1 WHERE id = 2"),
+        b.execute_unprepared("UPDATE t SET v = v + 1 WHERE id = 1"),
+    );
+    let failure = ra
+        .err()
+        .or(rb.err())
+        .expect("one side is the deadlock victim");
+    let err = Error::from(failure);
+    assert!(matches!(err, Error::Contention { .. }), "{err}");
+    assert!(err.to_string().contains("deadlock"), "{err}");
+    assert!(err.is_transient());
+}
+
+/// Holds `authorize`'s transaction open until told to let it commit.
+struct Pause {
+    inside: Arc<tokio::sync::Notify>,
+    go: Arc<tokio::sync::Notify>,
+}
+
+#[async_trait::async_trait]
+impl bursar::authorize::AuthorizeHook for Pause {
+    async fn before_commit(
+        &self,
+        _: &bursar::authorize::Authorization,
+        _: &sea_orm::DatabaseTransaction,
+    ) -> bursar::Result<()> {
+        self.inside.notify_one();
+        self.go.notified().await;
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_connections_killed_under_load_are_unavailable_and_the_pool_recovers() {
+    use sea_orm::ConnectionTrait;
+    if common::postgres_url().is_none() {
+        return;
+    }
+    // A name for this store's connections, so only they are terminated.
+    let name = format!("bursar_faults_{}", uuid::Uuid::now_v7().simple());
+    let url = format!(
+        "{}&application_name={name}",
+        common::fresh_postgres_schema().await
+    );
+    let store = Store::builder(&url)
+        .clock(clock())
+        .max_connections(4)
+        .connect()
+        .await
+        .unwrap();
+    let (tenant, agent) = tenant_with_agent(&store).await;
+    let scope = store.tenant(tenant);
+
+    // Load: four callers authorizing while the connections are killed.
+    let load = {
+        let scope = scope.clone();
+        tokio::spawn(async move { authorize_many(&scope, agent, "load", 25).await })
+    };
+    // And one caller caught mid-transaction.
+    let pause = Pause {
+        inside: Arc::new(tokio::sync::Notify::new()),
+        go: Arc::new(tokio::sync::Notify::new()),
+    };
+    let (inside, go) = (pause.inside.clone(), pause.go.clone());
+    let caught = {
+        let scope = scope.clone();
+        tokio::spawn(async move { scope.authorize_with(buy(agent, "caught"), &pause).await })
+    };
+    inside.notified().await;
+    let admin = sea_orm::Database::connect(common::postgres_url().unwrap().as_str())
+        .await
+        .unwrap();
+    let kill = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = '{name}'"
+    );
+    admin.execute_unprepared(&kill).await.unwrap();
+    go.notify_one();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    admin.execute_unprepared(&kill).await.unwrap();
+    admin.close().await.unwrap();
+
+    let err = caught.await.unwrap().unwrap_err();
+    assert!(matches!(err, Error::Unavailable { .. }), "{err}");
+    assert!(err.is_transient());
+    for (key, result) in load.await.unwrap() {
+        if let Err(err) = result {
+            assert!(err.is_transient(), "{key}: {err}");
+        }
+    }
+
+    // The pool recovers by itself; the caught request, retried with its key,
+    // is held once.
+    let retried = scope.authorize(buy(agent, "caught")).await.unwrap();
+    let again = scope.authorize(buy(agent, "caught")).await.unwrap();
+    assert_eq!(
+        retried.reservation_id().unwrap(),
+        again.reservation_id().unwrap()
+    );
+    for (key, result) in authorize_many(&scope, agent, "after", 3).await {
+        result.unwrap_or_else(|e| panic!("{key}: {e}"));
+    }
+    assert!(scope.reservations().reconcile().await.unwrap().is_clean());
+}
