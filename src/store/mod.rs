@@ -32,12 +32,13 @@ pub use budgets::{BudgetStatus, Budgets, NewBudget};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
-    MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser, Users, normalize_email,
+    MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser,
+    Users, normalize_email,
 };
 pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
 pub use payments::{
-    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, Payments, ProviderCard, Recorded,
-    TransactionEvent,
+    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, Payments,
+    ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};

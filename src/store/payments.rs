@@ -24,15 +24,16 @@ use crate::store::repo::Ctx;
 use crate::store::reservations::{capture_in, end_hold_in, refund_in};
 use crate::{Error, Result};
 
-/// Longest provider id (card id, charge id), in bytes.
-pub const MAX_PROVIDER_ID_LEN: usize = 255;
+/// Longest provider id (card id, charge id), in characters: the width of the
+/// columns that hold it.
+pub const MAX_PROVIDER_ID_LEN: usize = bursar_migration::widths::PROVIDER_ID as usize;
 
 fn provider_id(field: &str, id: &str) -> Result<String> {
     let id = id.trim();
-    if id.is_empty() || id.len() > MAX_PROVIDER_ID_LEN {
+    if id.is_empty() || id.chars().count() > MAX_PROVIDER_ID_LEN {
         return Err(Error::invalid(
             field,
-            format!("{id:?} must be 1 to {MAX_PROVIDER_ID_LEN} bytes"),
+            format!("{id:?} must be 1 to {MAX_PROVIDER_ID_LEN} characters"),
         ));
     }
     Ok(id.to_owned())

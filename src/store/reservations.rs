@@ -34,8 +34,9 @@ use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
-/// Longest accepted idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+/// Longest accepted idempotency key (or refund id), in characters: the width
+/// of the columns that hold it.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = bursar_migration::widths::IDEMPOTENCY_KEY as usize;
 
 /// A request to hold money on every applicable budget window.
 ///
@@ -412,12 +413,12 @@ fn validate_key(key: &str) -> Result<()> {
     if key.trim().is_empty() {
         return Err(Error::invalid("idempotency_key", "must not be empty"));
     }
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+    if key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(Error::invalid(
             "idempotency_key",
             format!(
-                "is {} bytes long; at most {MAX_IDEMPOTENCY_KEY_LEN} are allowed",
-                key.len()
+                "is {} characters long; at most {MAX_IDEMPOTENCY_KEY_LEN} are allowed",
+                key.chars().count()
             ),
         ));
     }
@@ -1115,8 +1116,8 @@ pub async fn refund_in(
         Error::invalid(
             "refund_id",
             format!(
-                "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} bytes, got {} bytes",
-                refund_id.len()
+                "must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters, got {}",
+                refund_id.chars().count()
             ),
         )
     })?;
