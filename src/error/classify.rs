@@ -26,7 +26,7 @@ pub(super) fn classify(err: DbErr) -> Error {
             tracing::debug!(target: "bursar::error", error = %err, "unique key violation");
             Error::Conflict {
                 entity: table.map_or("row", entity_of_table),
-                reason: "a row with the same unique key already exists".into(),
+                reason: "one with the same key already exists".into(),
             }
         }
         Class::ForeignKey => {
