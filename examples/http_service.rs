@@ -68,8 +68,11 @@
 //! a body that is not JSON or does not fit the schema), `unauthenticated` 401
 //! (the same answer for a missing, malformed, unknown or revoked key),
 //! `not_found` 404, `conflict` 409 (also for an idempotency key first used
-//! for another amount, or by another agent), and `database` 500, whose
-//! details go to the log: the caller reads only `internal error`. A body over
+//! for another amount, or by another agent), `contention` and `unavailable`
+//! 503 with `Retry-After: 1` (transient: send the same request with the same
+//! `Idempotency-Key` again), `storage_full` 503 without `Retry-After` (it
+//! waits for an operator), and `database` 500, whose details go to the log:
+//! the caller reads only `internal error`. A body over
 //! [`MAX_BODY_BYTES`] is 413 `invalid`, an unknown route 404 `not_found`, a
 //! wrong method 405 `method_not_allowed`.
 
@@ -251,9 +254,17 @@ impl From<Error> for ApiError {
             Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict { .. } => StatusCode::CONFLICT,
+            // Transient (contention, unavailable): the same request with the
+            // same idempotency key may be sent again; see `into_response` for
+            // `Retry-After`. A full disk waits for an operator. The messages
+            // are neutral, so they go to the caller as they are.
+            Error::Contention { .. } | Error::Unavailable { .. } | Error::StorageFull { .. } => {
+                eprintln!("http_service: service unavailable: {err}");
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => {
                 // The details are for the operator, not the caller.
-                eprintln!("http_service: internal error: {err}");
+                eprintln!("http_service: internal error: {err:?}");
                 return Self {
                     status: StatusCode::INTERNAL_SERVER_ERROR,
                     code: err.code(),
@@ -289,6 +300,11 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, Json(body)).into_response();
+        if is_transient_code(self.code) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -296,6 +312,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Whether an error with this code is transient ([`Error::is_transient`]).
+fn is_transient_code(code: &str) -> bool {
+    matches!(code, "contention" | "unavailable")
 }
 
 async fn no_route() -> ApiError {

@@ -134,6 +134,36 @@ impl AuthorizeHook for NoHook {
     }
 }
 
+/// The texts `authorize` stores fit their columns: the merchant name (or the
+/// model or tool standing in for it) and domain, and the idempotency key.
+fn stored_widths(request: &Request) -> Result<()> {
+    use crate::store::MAX_MERCHANT_LEN;
+    use crate::store::repo::check_width;
+    match &request.merchant {
+        Some(m) => {
+            check_width("merchant.name", &m.name, MAX_MERCHANT_LEN)?;
+            if let Some(d) = &m.domain {
+                check_width("merchant.domain", d, MAX_MERCHANT_LEN)?;
+            }
+        }
+        None => {
+            if let Some(model) = &request.model {
+                check_width("model", model, MAX_MERCHANT_LEN)?;
+            } else if let Some(tool) = &request.tool {
+                check_width("tool", tool, MAX_MERCHANT_LEN)?;
+            }
+        }
+    }
+    if let Some(key) = &request.idempotency_key {
+        check_width(
+            "idempotency_key",
+            key,
+            crate::store::reservations::MAX_IDEMPOTENCY_KEY_LEN,
+        )?;
+    }
+    Ok(())
+}
+
 fn shortfall_reason(s: &Shortfall, currency: Currency) -> Reason {
     Reason {
         code: s.code.to_owned(),
@@ -268,6 +298,7 @@ impl Flow<'_> {
     /// Decides and records one request. The caller commits.
     pub(crate) async fn run(&self, mut request: Request) -> Result<Authorization> {
         request.validate()?;
+        stored_widths(&request)?;
         let (amount, currency) = request.money().ok_or_else(|| {
             Error::invalid("amount", "authorize needs an amount and a currency; use evaluate for actions that spend nothing")
         })?;

@@ -64,6 +64,11 @@
 //! * [`entity`]: the SeaORM entities of all 28 tables; the schema lives in the
 //!   `bursar-migration` crate.
 //!
+//! * [`Error`]: one error type with a stable [`Error::code`]; database faults
+//!   are classified (`contention`, `unavailable`, `storage_full`, `database`)
+//!   and [`Error::is_transient`] says what is safe to retry with the same
+//!   idempotency key — see [`error`] for the table of codes.
+//!
 //! The guides in `docs/` cover the policy language, budgets and reservations,
 //! the repositories, the schema and its mapping from the source schemas, and
 //! the measured performance.

@@ -595,3 +595,73 @@ async fn a_database_failure_is_500_and_keeps_its_details_to_itself() {
         json!({ "error": { "code": "database", "message": "internal error" } })
     );
 }
+
+#[tokio::test]
+async fn a_locked_database_is_503_with_retry_after_and_the_same_request_then_succeeds() {
+    use sqlx::{Connection, Executor};
+    use std::str::FromStr;
+    let (_dir, url) = common::sqlite_file_url();
+    let store = Store::builder(&url)
+        .busy_timeout(std::time::Duration::from_millis(100))
+        .connect()
+        .await
+        .unwrap();
+    let (_, _, key) = new_tenant(&store).await;
+    let app = router(AppState::new(store, WebhookSecret::new(WEBHOOK_SECRET)));
+    // Another process holds the write lock.
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap();
+    let mut other = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    other.execute("BEGIN IMMEDIATE").await.unwrap();
+    let mut body = buy("30.00", "GitHub");
+    body["idempotency_key"] = json!("req-1");
+    let busy = purchase(&app, &key, body.clone()).await;
+    assert_eq!(
+        busy.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        busy.body
+    );
+    assert_eq!(busy.error_code(), "contention");
+    assert_eq!(busy.headers[header::RETRY_AFTER], "1");
+    let message = busy.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("retry with the same idempotency key"),
+        "{message}"
+    );
+    assert!(!message.to_lowercase().contains("sqlite"), "{message}");
+    other.execute("ROLLBACK").await.unwrap();
+    let done = purchase(&app, &key, body).await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+}
+
+#[tokio::test]
+async fn fault_classes_map_to_their_status() {
+    use axum::response::IntoResponse;
+    for (err, status, retry_after) in [
+        (
+            bursar::Error::Unavailable {
+                reason: "the connection to the database failed".into(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            true,
+        ),
+        (
+            bursar::Error::StorageFull {
+                reason: "the database or disk is full".into(),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            false,
+        ),
+    ] {
+        let code = err.code();
+        let response = http_service::ApiError::from(err).into_response();
+        assert_eq!(response.status(), status, "{code}");
+        assert_eq!(
+            response.headers().get(header::RETRY_AFTER).is_some(),
+            retry_after,
+            "{code}"
+        );
+    }
+}

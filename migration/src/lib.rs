@@ -17,6 +17,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod columns;
 pub mod m20250101_000001_create_tables;
 pub mod m20250101_000002_row_level_security;
+pub mod widths;
 
 /// Every table, in creation order (parents before children).
 pub const TABLES: [&str; 29] = [

@@ -6,6 +6,8 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::widths;
+
 use crate::columns::{
     big_integer, binary, boolean, currency, integer, json, money, owned_by_tenant, plain_index,
     string, text, timestamp, unique_index, uuid,
@@ -55,11 +57,11 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(Users::Table)
                     .col(uuid(Users::Id, false))
-                    .col(string(Users::Email, 255, false))
+                    .col(string(Users::Email, widths::EMAIL, false))
                     .col(string(Users::Name, 255, false))
                     .col(string(Users::PasswordHash, 255, true))
-                    .col(string(Users::AuthProvider, 50, true))
-                    .col(string(Users::ExternalId, 255, true))
+                    .col(string(Users::AuthProvider, widths::AUTH_PROVIDER, true))
+                    .col(string(Users::ExternalId, widths::EXTERNAL_ID, true))
                     .col(string(Users::Kind, 32, false))
                     .col(boolean(Users::IsActive, false))
                     .col(timestamp(Users::GdprConsentAt, true))
@@ -683,7 +685,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(Reservations::AgentId, true))
                     .col(uuid(Reservations::RunId, true))
                     .col(uuid(Reservations::PurchaseIntentId, true))
-                    .col(string(Reservations::IdempotencyKey, 255, true))
+                    .col(string(
+                        Reservations::IdempotencyKey,
+                        widths::IDEMPOTENCY_KEY,
+                        true,
+                    ))
                     .col(currency(Reservations::Currency, false))
                     .col(money(Reservations::Amount, backend, false))
                     .col(money(Reservations::CapturedAmount, backend, false))
@@ -863,11 +869,23 @@ impl MigrationTrait for Migration {
                     .col(uuid(PurchaseIntents::TeamId, true))
                     .col(uuid(PurchaseIntents::ProjectId, true))
                     .col(uuid(PurchaseIntents::RunId, true))
-                    .col(string(PurchaseIntents::IdempotencyKey, 255, true))
+                    .col(string(
+                        PurchaseIntents::IdempotencyKey,
+                        widths::IDEMPOTENCY_KEY,
+                        true,
+                    ))
                     .col(money(PurchaseIntents::Amount, backend, false))
                     .col(currency(PurchaseIntents::Currency, false))
-                    .col(string(PurchaseIntents::MerchantName, 255, false))
-                    .col(string(PurchaseIntents::MerchantDomain, 255, true))
+                    .col(string(
+                        PurchaseIntents::MerchantName,
+                        widths::MERCHANT,
+                        false,
+                    ))
+                    .col(string(
+                        PurchaseIntents::MerchantDomain,
+                        widths::MERCHANT,
+                        true,
+                    ))
                     .col(text(PurchaseIntents::MerchantUrl, true))
                     .col(integer(PurchaseIntents::Mcc, true))
                     .col(text(PurchaseIntents::Description, true))
@@ -1076,7 +1094,7 @@ impl MigrationTrait for Migration {
                     .col(money(LedgerEntries::Amount, backend, false))
                     .col(currency(LedgerEntries::Currency, false))
                     .col(string(LedgerEntries::Category, 64, true))
-                    .col(string(LedgerEntries::Reference, 255, true))
+                    .col(string(LedgerEntries::Reference, widths::REFERENCE, true))
                     .col(text(LedgerEntries::Description, true))
                     .col(timestamp(LedgerEntries::OccurredAt, false))
                     .col(timestamp(LedgerEntries::CreatedAt, false))
@@ -1160,7 +1178,11 @@ impl MigrationTrait for Migration {
                     .col(uuid(VirtualCards::PurchaseIntentId, false))
                     .col(uuid(VirtualCards::AgentId, true))
                     .col(string(VirtualCards::Provider, 50, false))
-                    .col(string(VirtualCards::ProviderCardId, 255, false))
+                    .col(string(
+                        VirtualCards::ProviderCardId,
+                        widths::PROVIDER_ID,
+                        false,
+                    ))
                     .col(string(VirtualCards::Last4, 4, false))
                     .col(integer(VirtualCards::ExpMonth, false))
                     .col(integer(VirtualCards::ExpYear, false))
@@ -1232,15 +1254,23 @@ impl MigrationTrait for Migration {
                     .col(uuid(Transactions::PurchaseIntentId, true))
                     .col(uuid(Transactions::VirtualCardId, true))
                     .col(uuid(Transactions::ReservationId, true))
-                    .col(string(Transactions::ProviderChargeId, 255, false))
-                    .col(string(Transactions::ProviderAuthorizationId, 255, true))
+                    .col(string(
+                        Transactions::ProviderChargeId,
+                        widths::PROVIDER_ID,
+                        false,
+                    ))
+                    .col(string(
+                        Transactions::ProviderAuthorizationId,
+                        widths::PROVIDER_ID,
+                        true,
+                    ))
                     .col(money(Transactions::Amount, backend, false))
                     .col(currency(Transactions::Currency, false))
-                    .col(string(Transactions::MerchantName, 255, true))
+                    .col(string(Transactions::MerchantName, widths::MERCHANT, true))
                     .col(integer(Transactions::Mcc, true))
                     .col(string(Transactions::Status, 24, false))
                     .col(money(Transactions::RefundedAmount, backend, false))
-                    .col(string(Transactions::Attention, 500, true))
+                    .col(string(Transactions::Attention, widths::ATTENTION, true))
                     .col(timestamp(Transactions::SettledAt, true))
                     .col(json(Transactions::RawEvent, true))
                     .col(timestamp(Transactions::CreatedAt, false))
@@ -1329,7 +1359,7 @@ impl MigrationTrait for Migration {
                     .col(uuid(Refunds::TenantId, false))
                     .col(uuid(Refunds::ReservationId, true))
                     .col(uuid(Refunds::TransactionId, true))
-                    .col(string(Refunds::ProviderRefundId, 255, false))
+                    .col(string(Refunds::ProviderRefundId, widths::REFERENCE, false))
                     .col(money(Refunds::Amount, backend, false))
                     .col(currency(Refunds::Currency, false))
                     .col(timestamp(Refunds::CreatedAt, false))
@@ -1382,9 +1412,9 @@ impl MigrationTrait for Migration {
                     .table(Merchants::Table)
                     .col(uuid(Merchants::Id, false))
                     .col(uuid(Merchants::TenantId, false))
-                    .col(string(Merchants::Name, 255, false))
-                    .col(string(Merchants::NormalizedName, 255, false))
-                    .col(string(Merchants::Domain, 255, true))
+                    .col(string(Merchants::Name, widths::MERCHANT, false))
+                    .col(string(Merchants::NormalizedName, widths::MERCHANT, false))
+                    .col(string(Merchants::Domain, widths::MERCHANT, true))
                     .col(timestamp(Merchants::FirstSeenAt, false))
                     .col(timestamp(Merchants::LastSeenAt, false))
                     .col(big_integer(Merchants::PurchaseCount, false))
@@ -1429,7 +1459,11 @@ impl MigrationTrait for Migration {
                     .col(text(BlockedAttempts::Reason, false))
                     .col(money(BlockedAttempts::Amount, backend, true))
                     .col(currency(BlockedAttempts::Currency, true))
-                    .col(string(BlockedAttempts::MerchantName, 255, true))
+                    .col(string(
+                        BlockedAttempts::MerchantName,
+                        widths::MERCHANT,
+                        true,
+                    ))
                     .col(timestamp(BlockedAttempts::CreatedAt, false))
                     .primary_key(Index::create().col(BlockedAttempts::Id))
                     .foreign_key(&mut owned_by_tenant(

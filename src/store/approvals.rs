@@ -348,82 +348,86 @@ impl ApprovalRepository for Approvals<'_> {
             }
         }
         let now = self.ctx.now();
-        let txn = self.ctx.begin_write().await?;
-        let result = async {
-            let request = self.load(&txn, id, true).await?;
-            if request.status != ApprovalStatus::Pending {
-                return Err(Error::conflict(
-                    "approval_request",
-                    format!(
-                        "approval request {id} is {}, not pending",
-                        request.status.to_value()
-                    ),
-                ));
-            }
-            if request.expires_at <= now {
-                return Err(Error::conflict(
-                    "approval_request",
-                    format!("approval request {id} expired at {}", request.expires_at),
-                ));
-            }
-            let member = tenant_member::Entity::find()
-                .filter(tenant_member::Column::TenantId.eq(self.ctx.tenant))
-                .filter(tenant_member::Column::UserId.eq(approver))
-                .one(&txn)
-                .await?
-                .filter(|m| m.status == MemberStatus::Active)
-                .ok_or_else(|| Error::not_found(UserId::ENTITY, approver))?;
-            let roles = Roles::new(Ctx::new(&txn, self.ctx.tenant, self.ctx.clock));
-            if !roles.can(approver, permissions::APPROVALS_WRITE).await? {
-                return Err(Error::Forbidden {
-                    user: approver.to_string(),
-                    permission: permissions::APPROVALS_WRITE,
-                });
-            }
-            let mut votes = self.votes(&txn, id).await?;
-            if votes.iter().any(|v| v.approver_id == member.user_id) {
-                return Err(Error::conflict(
-                    "approval_request",
-                    format!("user {approver} already voted on approval request {id}"),
-                ));
-            }
-            let decision = approval_decision::ActiveModel {
-                id: Set(ApprovalDecisionId::new()),
-                tenant_id: Set(self.ctx.tenant),
-                approval_request_id: Set(id),
-                approver_id: Set(approver),
-                decision: Set(vote),
-                comment: Set(comment),
-                created_at: Set(now),
-            }
-            .insert(&txn)
-            .await?;
-            let vote_entry = AuditEntry::new(
-                format!("approval.vote.{}", vote.to_value()),
-                "approval_request",
-            )
-            .actor(AuditActorType::User, Some(approver.as_uuid()))
-            .resource_id(id);
-            votes.push(decision);
-            // Lock order: the request row (locked above), then its hold and
-            // windows (in `close`), then the audit chain last.
-            let request = match verdict(request.rule, request.required_approvals, &votes) {
-                Some(status) => {
-                    self.close(&txn, request, status, Some(vote_entry), now)
-                        .await?
+        let comment = &comment;
+        crate::store::repo::retry_contention(|| async move {
+            let txn = self.ctx.begin_write().await?;
+            let result = async {
+                let request = self.load(&txn, id, true).await?;
+                if request.status != ApprovalStatus::Pending {
+                    return Err(Error::conflict(
+                        "approval_request",
+                        format!(
+                            "approval request {id} is {}, not pending",
+                            request.status.to_value()
+                        ),
+                    ));
                 }
-                None => {
-                    append(&txn, self.ctx.tenant, vote_entry, now).await?;
-                    request
+                if request.expires_at <= now {
+                    return Err(Error::conflict(
+                        "approval_request",
+                        format!("approval request {id} expired at {}", request.expires_at),
+                    ));
                 }
-            };
-            Ok(ApprovalState {
-                request,
-                decisions: votes,
-            })
-        }
-        .await;
-        finish(txn, result).await
+                let member = tenant_member::Entity::find()
+                    .filter(tenant_member::Column::TenantId.eq(self.ctx.tenant))
+                    .filter(tenant_member::Column::UserId.eq(approver))
+                    .one(&txn)
+                    .await?
+                    .filter(|m| m.status == MemberStatus::Active)
+                    .ok_or_else(|| Error::not_found(UserId::ENTITY, approver))?;
+                let roles = Roles::new(Ctx::new(&txn, self.ctx.tenant, self.ctx.clock));
+                if !roles.can(approver, permissions::APPROVALS_WRITE).await? {
+                    return Err(Error::Forbidden {
+                        user: approver.to_string(),
+                        permission: permissions::APPROVALS_WRITE,
+                    });
+                }
+                let mut votes = self.votes(&txn, id).await?;
+                if votes.iter().any(|v| v.approver_id == member.user_id) {
+                    return Err(Error::conflict(
+                        "approval_request",
+                        format!("user {approver} already voted on approval request {id}"),
+                    ));
+                }
+                let decision = approval_decision::ActiveModel {
+                    id: Set(ApprovalDecisionId::new()),
+                    tenant_id: Set(self.ctx.tenant),
+                    approval_request_id: Set(id),
+                    approver_id: Set(approver),
+                    decision: Set(vote),
+                    comment: Set(comment.clone()),
+                    created_at: Set(now),
+                }
+                .insert(&txn)
+                .await?;
+                let vote_entry = AuditEntry::new(
+                    format!("approval.vote.{}", vote.to_value()),
+                    "approval_request",
+                )
+                .actor(AuditActorType::User, Some(approver.as_uuid()))
+                .resource_id(id);
+                votes.push(decision);
+                // Lock order: the request row (locked above), then its hold and
+                // windows (in `close`), then the audit chain last.
+                let request = match verdict(request.rule, request.required_approvals, &votes) {
+                    Some(status) => {
+                        self.close(&txn, request, status, Some(vote_entry), now)
+                            .await?
+                    }
+                    None => {
+                        append(&txn, self.ctx.tenant, vote_entry, now).await?;
+                        request
+                    }
+                };
+                Ok(ApprovalState {
+                    request,
+                    decisions: votes,
+                })
+            }
+            .await;
+            finish(txn, result).await
+        })
+        .await
     }
 
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {

@@ -17,10 +17,13 @@ use crate::store::tenants::validate_name;
 use crate::store::{Page, PageRequest, Store};
 use crate::{Error, Result};
 
-/// Longest email address, in bytes (RFC 5321's path limit).
-pub const MAX_EMAIL_LEN: usize = 254;
-/// Longest external identity provider name or id, in bytes.
-pub const MAX_EXTERNAL_ID_LEN: usize = 255;
+/// Longest email address, in characters (RFC 5321's path limit, and the
+/// column's width).
+pub const MAX_EMAIL_LEN: usize = bursar_migration::widths::EMAIL as usize;
+/// Longest external identity provider name or id, in characters.
+pub const MAX_EXTERNAL_ID_LEN: usize = bursar_migration::widths::EXTERNAL_ID as usize;
+/// Longest external identity provider name, in characters.
+pub const MAX_AUTH_PROVIDER_LEN: usize = bursar_migration::widths::AUTH_PROVIDER as usize;
 
 /// A user to create.
 ///
@@ -75,8 +78,8 @@ pub fn normalize_email(email: &str) -> Result<String> {
     if email.is_empty() {
         return bad("is empty");
     }
-    if email.len() > MAX_EMAIL_LEN {
-        return bad(&format!("is longer than {MAX_EMAIL_LEN} bytes"));
+    if email.chars().count() > MAX_EMAIL_LEN {
+        return bad(&format!("is longer than {MAX_EMAIL_LEN} characters"));
     }
     if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return bad("contains whitespace or control characters");
@@ -95,12 +98,12 @@ pub fn normalize_email(email: &str) -> Result<String> {
     }
 }
 
-fn validate_external(field: &str, value: &str) -> Result<String> {
+fn validate_external(field: &str, value: &str, max: usize) -> Result<String> {
     let value = value.trim();
-    if value.is_empty() || value.len() > MAX_EXTERNAL_ID_LEN {
+    if value.is_empty() || value.chars().count() > max {
         return Err(Error::invalid(
             field,
-            format!("{value:?} must be 1 to {MAX_EXTERNAL_ID_LEN} bytes"),
+            format!("{value:?} must be 1 to {max} characters"),
         ));
     }
     Ok(value.to_owned())
@@ -130,8 +133,12 @@ impl Users {
         let name = validate_name("name", &new.name)?;
         let (provider, external_id) = match &new.external {
             Some((p, id)) => (
-                Some(validate_external("auth_provider", p)?),
-                Some(validate_external("external_id", id)?),
+                Some(validate_external(
+                    "auth_provider",
+                    p,
+                    MAX_AUTH_PROVIDER_LEN,
+                )?),
+                Some(validate_external("external_id", id, MAX_EXTERNAL_ID_LEN)?),
             ),
             None => (None, None),
         };

@@ -17,8 +17,9 @@ use crate::store::repo::{Ctx, list_page};
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
-/// Longest merchant name or domain, in characters (after normalization).
-pub const MAX_MERCHANT_LEN: usize = 255;
+/// Longest merchant name or domain, in characters (after normalization): the
+/// width of the columns that hold them.
+pub const MAX_MERCHANT_LEN: usize = bursar_migration::widths::MERCHANT as usize;
 
 /// The form merchants are compared and stored under: trimmed, case-folded
 /// (Unicode lowercase), and every run of inner whitespace collapsed to one
@@ -63,7 +64,7 @@ fn checked_name(name: &str) -> Result<(String, String)> {
 fn checked_domain(domain: &str) -> Result<String> {
     let d = domain.trim().trim_end_matches('.').to_lowercase();
     let ok = !d.is_empty()
-        && d.len() <= MAX_MERCHANT_LEN
+        && d.chars().count() <= MAX_MERCHANT_LEN
         && d.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
     if ok {

@@ -32,12 +32,13 @@ pub use budgets::{BudgetStatus, Budgets, NewBudget};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
-    MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser, Users, normalize_email,
+    MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser,
+    Users, normalize_email,
 };
 pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
 pub use payments::{
-    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, Payments, ProviderCard, Recorded,
-    TransactionEvent,
+    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, Payments,
+    ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
@@ -95,6 +96,7 @@ pub struct StoreBuilder {
     acquire_timeout: Duration,
     migrate: bool,
     clock: Arc<dyn Clock>,
+    sqlite_pragmas: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for StoreBuilder {
@@ -132,6 +134,22 @@ impl StoreBuilder {
         self
     }
 
+    /// Sets `PRAGMA key = value` on every SQLite connection the pool opens
+    /// (ignored on PostgreSQL), after bursar's own (`foreign_keys`,
+    /// `busy_timeout`, and for files `journal_mode = WAL` and
+    /// `synchronous = NORMAL`). For example `max_page_count` caps the size of
+    /// the database file, and `cache_size` tunes memory.
+    ///
+    /// ```
+    /// let builder = bursar::Store::builder("sqlite::memory:").sqlite_pragma("cache_size", "-4096");
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn sqlite_pragma(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.sqlite_pragmas.push((key.into(), value.into()));
+        self
+    }
+
     /// Whether [`StoreBuilder::connect`] runs pending migrations (default true).
     #[must_use]
     pub fn migrate(mut self, migrate: bool) -> Self {
@@ -165,25 +183,36 @@ impl StoreBuilder {
             .sqlx_logging(false);
         if backend == Backend::Sqlite {
             let busy = self.busy_timeout;
+            let pragmas = self.sqlite_pragmas.clone();
             options.map_sqlx_sqlite_opts(move |o| {
                 let o = o.foreign_keys(true).busy_timeout(busy);
-                if in_memory {
-                    // `sqlite::memory:` already means a uniquely named,
-                    // shared-cache database, so every pooled connection sees
-                    // the same tables.
+                // `sqlite::memory:` already means a uniquely named,
+                // shared-cache database, so every pooled connection sees
+                // the same tables.
+                let o = if in_memory {
                     o
                 } else {
                     o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                         .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+                };
+                pragmas
+                    .iter()
+                    .fold(o, |o, (key, value)| o.pragma(key.clone(), value.clone()))
+            });
+            options.map_sqlx_sqlite_pool_opts(move |o| {
+                let o = o.after_release(|conn, _| Box::pin(reusable(conn)));
+                if in_memory {
+                    // The database lives as long as one connection to it
+                    // does: keep one open and never retire it.
+                    o.min_connections(1).idle_timeout(None).max_lifetime(None)
+                } else {
+                    o
                 }
             });
-            if in_memory {
-                // The database lives as long as one connection to it does:
-                // keep one open and never retire it.
-                options.map_sqlx_sqlite_pool_opts(|o| {
-                    o.min_connections(1).idle_timeout(None).max_lifetime(None)
-                });
-            }
+        } else {
+            options.map_sqlx_postgres_pool_opts(|o| {
+                o.after_release(|conn, _| Box::pin(reusable(conn)))
+            });
         }
         let db = Database::connect(options).await?;
         if self.migrate {
@@ -256,6 +285,7 @@ impl Store {
             acquire_timeout: Duration::from_secs(30),
             migrate: true,
             clock: Arc::new(SystemClock),
+            sqlite_pragmas: Vec::new(),
         }
     }
 
@@ -340,6 +370,29 @@ impl Store {
             Err(_) => Ok(()),
         }
     }
+}
+
+/// Whether a connection coming back to the pool may be handed out again.
+///
+/// A failed `COMMIT` or `ROLLBACK` leaves the driver's transaction depth
+/// behind the database's real state: SQLite rolls a transaction back by itself
+/// on a full disk or an I/O error, after which the driver's `ROLLBACK` fails
+/// and it goes on believing a transaction is open. Reused, such a connection
+/// would run the next transaction as a savepoint inside one that never
+/// commits, holding the write lock. So: flush whatever rollback is queued
+/// (`ping`), and close the connection unless it is cleanly outside any
+/// transaction. Closing it ends whatever SQLite still holds; the pool opens a
+/// fresh one when needed.
+async fn reusable<C: sqlx::Connection>(conn: &mut C) -> std::result::Result<bool, sqlx::Error> {
+    conn.ping().await?;
+    let clean = !conn.is_in_transaction();
+    if !clean {
+        tracing::warn!(
+            target: "bursar::store",
+            "closing a pooled connection left inside a transaction by a failed commit or rollback"
+        );
+    }
+    Ok(clean)
 }
 
 fn backend_of(url: &str) -> Result<Backend> {

@@ -27,15 +27,16 @@ use crate::store::repo::Ctx;
 use crate::store::reservations::{end_hold_in, load, post_charge_in, refund_in};
 use crate::{Error, Result};
 
-/// Longest provider id (card id, charge id), in bytes.
-pub const MAX_PROVIDER_ID_LEN: usize = 255;
+/// Longest provider id (card id, charge id), in characters: the width of the
+/// columns that hold it.
+pub const MAX_PROVIDER_ID_LEN: usize = bursar_migration::widths::PROVIDER_ID as usize;
 
 fn provider_id(field: &str, id: &str) -> Result<String> {
     let id = id.trim();
-    if id.is_empty() || id.len() > MAX_PROVIDER_ID_LEN {
+    if id.is_empty() || id.chars().count() > MAX_PROVIDER_ID_LEN {
         return Err(Error::invalid(
             field,
-            format!("{id:?} must be 1 to {MAX_PROVIDER_ID_LEN} bytes"),
+            format!("{id:?} must be 1 to {MAX_PROVIDER_ID_LEN} characters"),
         ));
     }
     Ok(id.to_owned())
@@ -435,13 +436,18 @@ impl<'a> Payments<'a> {
             refund_id,
             now: self.ctx.now(),
         };
+        crate::store::repo::retry_contention(|| self.record_once(&event)).await
+    }
+
+    /// One try at recording an event (see [`Payments::record_transaction`]).
+    async fn record_once(&self, event: &Incoming) -> Result<Recorded> {
         // Two deliveries of a new charge may race to insert it: the loser
         // fails on the unique key and, on its second pass, finds the winner's.
         let mut attempts = 0;
         loop {
             attempts += 1;
             let txn = self.ctx.begin_write().await?;
-            match self.record_in(&txn, &event).await {
+            match self.record_in(&txn, event).await {
                 Ok(Step::Done(recorded)) => {
                     txn.commit().await?;
                     return Ok(recorded);
@@ -450,9 +456,9 @@ impl<'a> Payments<'a> {
                     txn.commit().await?;
                     return Err(conflict);
                 }
-                Ok(Step::Raced) if attempts < 3 => txn.rollback().await?,
+                Ok(Step::Raced) if attempts < 3 => crate::store::repo::discard(txn).await,
                 Ok(Step::Raced) => {
-                    txn.rollback().await?;
+                    crate::store::repo::discard(txn).await;
                     return Err(Error::conflict(
                         "transaction",
                         format!(
@@ -462,7 +468,7 @@ impl<'a> Payments<'a> {
                     ));
                 }
                 Err(err) => {
-                    txn.rollback().await?;
+                    crate::store::repo::discard(txn).await;
                     return Err(err);
                 }
             }
@@ -660,9 +666,9 @@ impl<'a> Payments<'a> {
                     .as_ref()
                     .map_or_else(|| "unknown".to_owned(), |i| i.status.to_value());
                 row.status = Set(TransactionStatus::NeedsAttention);
-                row.attention = Set(Some(format!(
+                row.attention = Set(Some(attention_note(format!(
                     "captured for a purchase intent that is {state}, not approved; nothing was posted to the budgets"
-                )));
+                ))));
                 Vec::new()
             }
         };
@@ -791,6 +797,7 @@ impl<'a> Payments<'a> {
         };
         let id = current.id;
         let mut row: transaction::ActiveModel = current.into();
+        let what = attention_note(what);
         row.attention = Set(Some(what.clone()));
         row.updated_at = Set(incoming.now);
         row.update(txn).await?;
@@ -881,6 +888,16 @@ enum Step {
     Attention(Error),
     /// A concurrent delivery of the same new charge won the insert: try again.
     Raced,
+}
+
+/// An attention note cut to the width of `transactions.attention`.
+fn attention_note(text: String) -> String {
+    let max = bursar_migration::widths::ATTENTION as usize;
+    if text.chars().count() <= max {
+        text
+    } else {
+        text.chars().take(max).collect()
+    }
 }
 
 fn done(transaction: transaction::Model, replayed: bool) -> Step {

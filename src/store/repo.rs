@@ -77,6 +77,12 @@ impl<'a> Ctx<'a> {
 }
 
 /// Commits on `Ok`, rolls back on `Err`.
+///
+/// An `Ok` value is returned only once the commit succeeded: a failed commit
+/// returns the commit's error, whatever `result` said. A failed rollback is
+/// logged and `result`'s own error returned, since it says what went wrong.
+/// Either way the connection's state is uncertain, and the pool's release
+/// check closes it instead of handing it out again (see `Store`'s connect).
 pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Result<T> {
     match result {
         Ok(value) => {
@@ -84,10 +90,71 @@ pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Re
             Ok(value)
         }
         Err(err) => {
-            txn.rollback().await?;
+            if let Err(rollback) = txn.rollback().await {
+                tracing::warn!(
+                    target: "bursar::store",
+                    error = %rollback,
+                    "rollback after a failed transaction failed"
+                );
+            }
             Err(err)
         }
     }
+}
+
+/// Rolls back a transaction whose result is already decided; a failing
+/// rollback is logged, never allowed to replace that result (the connection
+/// is checked before it is reused).
+pub(crate) async fn discard(txn: DatabaseTransaction) {
+    if let Err(rollback) = txn.rollback().await {
+        tracing::warn!(
+            target: "bursar::store",
+            error = %rollback,
+            "rollback of a finished transaction failed"
+        );
+    }
+}
+
+/// How many times bursar runs a write transaction that failed on contention
+/// (a serialization failure, a deadlock, a busy SQLite database) before it
+/// returns [`Error::Contention`] to the caller.
+pub const MAX_CONTENTION_ATTEMPTS: u32 = 5;
+
+/// Runs `attempt` (one whole write transaction, begun and finished inside it)
+/// again while it fails with [`Error::Contention`], up to
+/// [`MAX_CONTENTION_ATTEMPTS`] times, with a short growing pause between
+/// tries. A contention failure has rolled the transaction back, so running it
+/// again from the start is safe; any other result is returned as it is.
+pub(crate) async fn retry_contention<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Err(Error::Contention { .. }) if tries < MAX_CONTENTION_ATTEMPTS => {
+                tracing::debug!(target: "bursar::store", tries, "contention; running the transaction again");
+                tokio::time::sleep(std::time::Duration::from_millis(u64::from(tries) * 5)).await;
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Checks that `value` fits the column that stores it: at most `max`
+/// characters (PostgreSQL's `varchar(n)` counts characters, so this is the
+/// unit every text limit is counted in).
+pub(crate) fn check_width(field: &str, value: &str, max: usize) -> Result<()> {
+    let len = value.chars().count();
+    if len > max {
+        return Err(Error::invalid(
+            field,
+            format!("is {len} characters long; at most {max} are allowed"),
+        ));
+    }
+    Ok(())
 }
 
 /// Largest page a listing returns.

@@ -45,12 +45,13 @@ use crate::id::{
     ReservationLineId, TenantId,
 };
 use crate::money::{Amount, Currency, Money};
-use crate::store::repo::{Ctx, finish, list_page};
+use crate::store::repo::{Ctx, finish, list_page, retry_contention};
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
-/// Longest accepted idempotency key, in bytes.
-pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 200;
+/// Longest accepted idempotency key (or refund id), in characters: the width
+/// of the columns that hold it.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = bursar_migration::widths::IDEMPOTENCY_KEY as usize;
 
 /// A request to hold money on every applicable budget window.
 ///
@@ -237,8 +238,14 @@ impl<'a> Reservations<'a> {
     /// the principal's agent is not this tenant's (a team, project or run of
     /// another tenant simply matches none of this tenant's budgets);
     /// [`Error::Conflict`] when the idempotency key was used for a
-    /// different amount; [`Error::Database`].
+    /// different request (amount, currency, agent, run or purchase intent);
+    /// [`Error::Contention`] when the database stayed contended through
+    /// every retry; [`Error::Database`].
     pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
+        retry_contention(|| self.reserve_once(&request)).await
+    }
+
+    async fn reserve_once(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
         let now = self.ctx.now();
         // A lost race on the idempotency key is retried a few times; anything
         // else is returned at once.
@@ -246,12 +253,12 @@ impl<'a> Reservations<'a> {
         loop {
             attempts += 1;
             let txn = self.ctx.begin_write().await?;
-            match reserve_in(&txn, self.ctx.tenant, &request, now).await {
+            match reserve_in(&txn, self.ctx.tenant, request, now).await {
                 Ok(outcome) => {
                     if matches!(outcome, ReserveOutcome::Reserved { .. }) {
                         txn.commit().await?;
                     } else {
-                        txn.rollback().await?;
+                        crate::store::repo::discard(txn).await;
                     }
                     return Ok(outcome);
                 }
@@ -260,12 +267,12 @@ impl<'a> Reservations<'a> {
                 Err(Error::Conflict { .. })
                     if request.idempotency_key.is_some() && attempts < 5 =>
                 {
-                    txn.rollback().await?;
+                    crate::store::repo::discard(txn).await;
                     if let Some(found) = self
                         .find_by_key(request.idempotency_key.as_deref().unwrap_or_default())
                         .await?
                     {
-                        check_replay(&found.0, &request)?;
+                        check_replay(&found.0, request)?;
                         return Ok(ReserveOutcome::Reserved {
                             reservation: found.0,
                             lines: found.1,
@@ -275,7 +282,7 @@ impl<'a> Reservations<'a> {
                     // The winner rolled back; try again.
                 }
                 Err(err) => {
-                    txn.rollback().await?;
+                    crate::store::repo::discard(txn).await;
                     return Err(err);
                 }
             }
@@ -356,9 +363,12 @@ impl<'a> Reservations<'a> {
     /// other than the reservation's); [`Error::Database`].
     pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
         let now = self.ctx.now();
-        let txn = self.ctx.begin_write().await?;
-        let result = capture_in(&txn, self.ctx.tenant, id, amount, now).await;
-        finish(txn, result).await
+        retry_contention(|| async {
+            let txn = self.ctx.begin_write().await?;
+            let result = capture_in(&txn, self.ctx.tenant, id, amount, now).await;
+            finish(txn, result).await
+        })
+        .await
     }
 
     /// Releases a held reservation: the whole hold returns to the budgets.
@@ -369,9 +379,13 @@ impl<'a> Reservations<'a> {
     /// [`Error::Database`].
     pub async fn release(&self, id: ReservationId) -> Result<reservation::Model> {
         let now = self.ctx.now();
-        let txn = self.ctx.begin_write().await?;
-        let result = end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Released, now).await;
-        finish(txn, result).await
+        retry_contention(|| async {
+            let txn = self.ctx.begin_write().await?;
+            let result =
+                end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Released, now).await;
+            finish(txn, result).await
+        })
+        .await
     }
 
     /// Expires every held reservation of this tenant whose expiry is at or
@@ -454,9 +468,12 @@ impl<'a> Reservations<'a> {
         refund_id: &str,
     ) -> Result<reservation::Model> {
         let now = self.ctx.now();
-        let txn = self.ctx.begin_write().await?;
-        let result = refund_in(&txn, self.ctx.tenant, id, amount, refund_id, None, now).await;
-        finish(txn, result).await
+        retry_contention(|| async {
+            let txn = self.ctx.begin_write().await?;
+            let result = refund_in(&txn, self.ctx.tenant, id, amount, refund_id, None, now).await;
+            finish(txn, result).await
+        })
+        .await
     }
 
     /// Recomputes every window's spent and reserved from the ledger and reports
@@ -476,12 +493,12 @@ fn validate_key(key: &str) -> Result<()> {
     if key.trim().is_empty() {
         return Err(Error::invalid("idempotency_key", "must not be empty"));
     }
-    if key.len() > MAX_IDEMPOTENCY_KEY_LEN {
+    if key.chars().count() > MAX_IDEMPOTENCY_KEY_LEN {
         return Err(Error::invalid(
             "idempotency_key",
             format!(
-                "is {} bytes long; at most {MAX_IDEMPOTENCY_KEY_LEN} are allowed",
-                key.len()
+                "is {} characters long; at most {MAX_IDEMPOTENCY_KEY_LEN} are allowed",
+                key.chars().count()
             ),
         ));
     }
@@ -500,17 +517,18 @@ pub(crate) fn settled_amount(field: &str, money: &Money) -> Result<Amount> {
     Amount::new(money.amount()).map_err(|e| Error::invalid(field, e))
 }
 
-/// Longest refund id, in bytes: the width of `refunds.provider_refund_id`.
-pub const MAX_REFUND_ID_LEN: usize = 255;
+/// Longest refund id, in characters: the width of `refunds.provider_refund_id`
+/// and of the ledger's `reference`.
+pub const MAX_REFUND_ID_LEN: usize = bursar_migration::widths::REFERENCE as usize;
 
 fn validate_refund_id(refund_id: &str) -> Result<&str> {
     let trimmed = refund_id.trim();
-    if trimmed.is_empty() || refund_id.len() > MAX_REFUND_ID_LEN {
+    if trimmed.is_empty() || refund_id.chars().count() > MAX_REFUND_ID_LEN {
         return Err(Error::invalid(
             "refund_id",
             format!(
-                "must be 1 to {MAX_REFUND_ID_LEN} bytes and not blank, got {} bytes",
-                refund_id.len()
+                "must be 1 to {MAX_REFUND_ID_LEN} characters and not blank, got {}",
+                refund_id.chars().count()
             ),
         ));
     }

@@ -126,6 +126,17 @@ impl TenantScope {
         request: Request,
         hook: &dyn AuthorizeHook,
     ) -> Result<Authorization> {
+        // A deadlock or serialization failure rolled everything back: the
+        // whole flow runs again (a bounded number of times).
+        crate::store::repo::retry_contention(|| self.authorize_once(&request, hook)).await
+    }
+
+    async fn authorize_once(
+        &self,
+        request: &Request,
+        hook: &dyn AuthorizeHook,
+    ) -> Result<Authorization> {
+        use crate::store::repo::discard;
         let mut attempts = 0;
         loop {
             attempts += 1;
@@ -137,12 +148,12 @@ impl TenantScope {
                 cache: self.store.policy_cache(),
             };
             let result = match &request.idempotency_key {
-                Some(key) => match flow.replay(key, &request).await {
+                Some(key) => match flow.replay(key, request).await {
                     Ok(Some(found)) => Ok(found),
                     Ok(None) => flow.run(request.clone()).await,
                     // The key belongs to a different request: final.
                     Err(e) => {
-                        txn.rollback().await?;
+                        discard(txn).await;
                         return Err(e);
                     }
                 },
@@ -150,12 +161,12 @@ impl TenantScope {
             };
             match result {
                 Ok(found) if found.replayed => {
-                    txn.rollback().await?;
+                    discard(txn).await;
                     return Ok(found);
                 }
                 Ok(authorization) => {
                     if let Err(err) = hook.before_commit(&authorization, &txn).await {
-                        txn.rollback().await?;
+                        discard(txn).await;
                         return Err(err);
                     }
                     txn.commit().await?;
@@ -163,9 +174,9 @@ impl TenantScope {
                 }
                 // Lost a race on the idempotency key (or a window moved under
                 // a guard): start over; the replay finds the winner's result.
-                Err(crate::Error::Conflict { .. }) if attempts < 5 => txn.rollback().await?,
+                Err(crate::Error::Conflict { .. }) if attempts < 5 => discard(txn).await,
                 Err(err) => {
-                    txn.rollback().await?;
+                    discard(txn).await;
                     return Err(err);
                 }
             }

@@ -10,8 +10,8 @@ use crate::store::status::parse_status;
 use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
-/// Longest provider charge id, in bytes.
-const MAX_CHARGE_ID_LEN: usize = 255;
+/// Longest provider charge id, in characters.
+const MAX_CHARGE_ID_LEN: usize = crate::store::payments::MAX_PROVIDER_ID_LEN;
 
 /// Card transactions of one tenant (read side).
 #[async_trait]
@@ -62,10 +62,10 @@ impl TransactionRepository for Transactions<'_> {
     }
 
     async fn by_provider_charge_id(&self, charge_id: &str) -> Result<transaction::Model> {
-        if charge_id.is_empty() || charge_id.len() > MAX_CHARGE_ID_LEN {
+        if charge_id.is_empty() || charge_id.chars().count() > MAX_CHARGE_ID_LEN {
             return Err(Error::invalid(
                 "provider_charge_id",
-                format!("{charge_id:?} must be 1 to {MAX_CHARGE_ID_LEN} bytes"),
+                format!("{charge_id:?} must be 1 to {MAX_CHARGE_ID_LEN} characters"),
             ));
         }
         transaction::Entity::find()
