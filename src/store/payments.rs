@@ -879,7 +879,9 @@ struct Incoming {
     now: DateTime<Utc>,
 }
 
-/// How one attempt at recording an event ended.
+/// How one attempt at recording an event ended. Made once per attempt and
+/// never stored: boxing would only cost an allocation.
+#[allow(clippy::large_enum_variant)]
 enum Step {
     /// Recorded (or recognised as a replay): commit and return it.
     Done(Recorded),

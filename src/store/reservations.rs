@@ -957,7 +957,6 @@ pub(crate) async fn reserve_with(
         released_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
-        ..Default::default()
     };
     let reservation = row.insert(txn).await.map_err(|e| match Error::from(e) {
         // The agent is a composite foreign key (tenant, agent): another
