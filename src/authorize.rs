@@ -74,6 +74,13 @@ impl Authorization {
     pub fn reservation_id(&self) -> Result<ReservationId> {
         match (self.outcome, &self.reservation) {
             (Outcome::Approved, Some(r)) => Ok(r.id),
+            (Outcome::Approved, None) => Err(Error::conflict(
+                "purchase_intent",
+                format!(
+                    "purchase intent {} was approved without a cost and holds nothing",
+                    self.intent.id
+                ),
+            )),
             (Outcome::PendingApproval, _) => Err(Error::conflict(
                 "purchase_intent",
                 format!(
@@ -212,6 +219,37 @@ fn ttl(secs: Option<u32>, default: Duration) -> Duration {
     secs.map_or(default, |s| Duration::seconds(i64::from(s)))
 }
 
+/// What metering adds to a request's flow.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Extra {
+    /// Tokens the call may use, checked against its run's token cap.
+    pub(crate) tokens: u64,
+    /// A refusal decided before any policy runs (e.g. no price for the model).
+    pub(crate) refusal: Option<Reason>,
+    /// Hold and spend nothing on money budgets (a BYOK call the tenant
+    /// exempts).
+    pub(crate) skip_budgets: bool,
+}
+
+/// Locks a run for an agent's action. A run of another agent (or tenant) is
+/// reported exactly like a missing one.
+async fn lock_run(
+    txn: &DatabaseTransaction,
+    tenant: TenantId,
+    run: crate::id::RunId,
+    agent: crate::id::AgentId,
+) -> Result<crate::entity::agent_run::Model> {
+    use crate::entity::agent_run;
+    agent_run::Entity::find()
+        .filter(agent_run::Column::TenantId.eq(tenant))
+        .filter(agent_run::Column::Id.eq(run))
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .filter(|r| r.agent_id == Some(agent))
+        .ok_or_else(|| Error::not_found(crate::id::RunId::ENTITY, run))
+}
+
 /// The flow, inside an open write transaction.
 pub(crate) struct Flow<'a> {
     pub(crate) txn: &'a DatabaseTransaction,
@@ -244,9 +282,12 @@ impl Flow<'_> {
         // domain), run and (when the first call's agent exists) agent. The
         // conflict says no more than that: a key never reveals another
         // request's merchant or amount.
-        let same_money = request.money().is_some_and(|(amount, currency)| {
-            intent.amount.get() == amount && intent.currency == currency
-        });
+        let same_money = match request.money() {
+            Some((amount, currency)) => {
+                intent.amount.get() == amount && intent.currency == currency
+            }
+            None => intent.amount.is_zero(),
+        } && intent.action_kind == request.action.to_string();
         let same_agent = intent
             .agent_id
             .is_none_or(|a| a == request.principal.agent_id);
@@ -295,26 +336,41 @@ impl Flow<'_> {
         }))
     }
 
-    /// Decides and records one request. The caller commits.
-    pub(crate) async fn run(&self, mut request: Request) -> Result<Authorization> {
+    /// Decides and records one request; the caller commits. `extra` is what
+    /// metering adds: the tokens a call may use (checked against its run's
+    /// token cap), a refusal decided before any policy runs, and whether money
+    /// budgets are skipped (BYOK).
+    pub(crate) async fn run_with(
+        &self,
+        mut request: Request,
+        extra: Extra,
+    ) -> Result<Authorization> {
         request.validate()?;
         stored_widths(&request)?;
-        let (amount, currency) = request.money().ok_or_else(|| {
-            Error::invalid("amount", "authorize needs an amount and a currency; use evaluate for actions that spend nothing")
-        })?;
-        let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
-        if amount <= Decimal::ZERO {
-            return Err(Error::invalid(
-                "amount",
-                format!("must be positive, got {amount}"),
-            ));
-        }
         let now = self.clock.now();
         let tenant_row = tenant::Entity::find_by_id(self.tenant)
             .one(self.txn)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
+        // An action may carry a cost (held like a purchase) or none (nothing
+        // is held); the intent then records zero in the tenant's currency.
+        let cost = request.money();
+        if let Some((amount, _)) = cost {
+            if amount <= Decimal::ZERO {
+                return Err(Error::invalid(
+                    "amount",
+                    format!("must be positive, got {amount}"),
+                ));
+            }
+        } else if request.action == crate::policy::ActionKind::Purchase {
+            return Err(Error::invalid(
+                "amount",
+                "a purchase needs an amount and a currency",
+            ));
+        }
+        let (amount, currency) = cost.unwrap_or((Decimal::ZERO, tenant_row.default_currency));
+        let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
         let merchant_name = merchant_label(&request);
 
         // Claim the idempotency key first: a concurrent duplicate waits on the
@@ -333,6 +389,12 @@ impl Flow<'_> {
             request.principal.team_id = a.team_id;
             request.principal.project_id = a.project_id;
         }
+        // Lock order: the run row before anything else it leads to. An agent
+        // may only name its own runs.
+        let run = match (request.principal.run_id, agent_row) {
+            (Some(run), Some(a)) => Some(lock_run(self.txn, self.tenant, run, a.id).await?),
+            _ => None,
+        };
         let intent_id = PurchaseIntentId::new();
         let intent = purchase_intent::ActiveModel {
             id: Set(intent_id),
@@ -345,6 +407,7 @@ impl Flow<'_> {
             amount: Set(stored_amount),
             currency: Set(currency),
             merchant_name: Set(merchant_name.clone()),
+            action_kind: Set(request.action.to_string()),
             merchant_domain: Set(request.merchant.as_ref().and_then(|m| m.domain.clone())),
             merchant_url: Set(None),
             mcc: Set(request.merchant.as_ref().and_then(|m| m.mcc).map(i32::from)),
@@ -388,9 +451,25 @@ impl Flow<'_> {
                 budget: None,
                 undetermined: false,
             }),
-            Some(_) => None,
+            Some(_) => extra.refusal.clone(),
         };
         if let Some(reason) = refusal {
+            return self.reject(intent, vec![reason], &request, now).await;
+        }
+        // The run's own caps and state come next, then the tenant's rule
+        // that every action names a run.
+        let run_refusal = match &run {
+            Some(run) => crate::store::runs::refusal(run, &request, extra.tokens, now),
+            None if tenant_row.settings.require_run && agent_row.is_some() => Some(Reason {
+                code: codes::RUN_REQUIRED.to_owned(),
+                message: "this tenant requires every agent action to name an active run".to_owned(),
+                policy_id: None,
+                budget: None,
+                undetermined: false,
+            }),
+            None => None,
+        };
+        if let Some(reason) = run_refusal {
             return self.reject(intent, vec![reason], &request, now).await;
         }
 
@@ -460,10 +539,23 @@ impl Flow<'_> {
             return self.reject(intent, reasons, &request, now).await;
         }
         let settings = &tenant_row.settings;
-        match decision.outcome() {
+        let authorization = match decision.outcome() {
             Outcome::Rejected => {
                 self.reject(intent, decision.into_reasons(), &request, now)
                     .await
+            }
+            outcome if cost.is_none() || extra.skip_budgets => {
+                // Nothing to hold: an action without a cost, or a call the
+                // tenant exempts from money budgets.
+                let reasons = decision.into_reasons();
+                if outcome == Outcome::Approved {
+                    self.approve(intent, None, &request, &merchant_name, now)
+                        .await
+                } else {
+                    let expires_at = now + ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL);
+                    self.hold_for_approval(intent, None, reasons, &request, expires_at, now)
+                        .await
+                }
             }
             outcome => {
                 let expires_at = now
@@ -489,12 +581,12 @@ impl Flow<'_> {
                     ReserveOutcome::Reserved { reservation, .. } => {
                         let reasons = decision.into_reasons();
                         if outcome == Outcome::Approved {
-                            self.approve(intent, reservation, &request, &merchant_name, now)
+                            self.approve(intent, Some(reservation), &request, &merchant_name, now)
                                 .await
                         } else {
                             self.hold_for_approval(
                                 intent,
-                                reservation,
+                                Some(reservation),
                                 reasons,
                                 &request,
                                 expires_at,
@@ -505,7 +597,13 @@ impl Flow<'_> {
                     }
                 }
             }
+        }?;
+        // An admitted action (approved, or waiting for a human) counts as one
+        // round of its run; the run row is locked since the start.
+        if let (Some(run), false) = (&run, authorization.outcome == Outcome::Rejected) {
+            crate::store::runs::count_round(self.txn, run, now).await?;
         }
+        Ok(authorization)
     }
 
     async fn reject(
@@ -547,7 +645,7 @@ impl Flow<'_> {
         let intent = row.update(self.txn).await?;
         self.audit(
             &intent,
-            "purchase.rejected",
+            "rejected",
             AuditStatus::Denied,
             &reasons,
             request,
@@ -567,7 +665,7 @@ impl Flow<'_> {
     async fn approve(
         &self,
         intent: purchase_intent::Model,
-        reservation: reservation::Model,
+        reservation: Option<reservation::Model>,
         request: &Request,
         merchant_name: &str,
         now: DateTime<Utc>,
@@ -582,23 +680,16 @@ impl Flow<'_> {
         }
         let mut row: purchase_intent::ActiveModel = intent.into();
         row.status = Set(PurchaseIntentStatus::Approved);
-        row.reservation_id = Set(Some(reservation.id));
+        row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
-        self.audit(
-            &intent,
-            "purchase.approved",
-            AuditStatus::Success,
-            &[],
-            request,
-            now,
-        )
-        .await?;
+        self.audit(&intent, "approved", AuditStatus::Success, &[], request, now)
+            .await?;
         Ok(Authorization {
             outcome: Outcome::Approved,
             reasons: Vec::new(),
             intent,
-            reservation: Some(reservation),
+            reservation,
             approval: None,
             replayed: false,
         })
@@ -607,7 +698,7 @@ impl Flow<'_> {
     async fn hold_for_approval(
         &self,
         intent: purchase_intent::Model,
-        reservation: reservation::Model,
+        reservation: Option<reservation::Model>,
         reasons: Vec<Reason>,
         request: &Request,
         expires_at: DateTime<Utc>,
@@ -619,7 +710,7 @@ impl Flow<'_> {
             subject_kind: Set(ApprovalSubjectKind::PurchaseIntent),
             subject_id: Set(intent.id.as_uuid()),
             agent_id: Set(intent.agent_id),
-            reservation_id: Set(Some(reservation.id)),
+            reservation_id: Set(reservation.as_ref().map(|r| r.id)),
             rule: Set(ApprovalRule::Single),
             required_approvals: Set(1),
             approver_role_id: Set(None),
@@ -637,14 +728,14 @@ impl Flow<'_> {
         .await?;
         let mut row: purchase_intent::ActiveModel = intent.into();
         row.status = Set(PurchaseIntentStatus::PendingApproval);
-        row.reservation_id = Set(Some(reservation.id));
+        row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
         row.approval_request_id = Set(Some(approval.id));
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
         self.audit(
             &intent,
-            "purchase.pending_approval",
+            "pending_approval",
             AuditStatus::Success,
             &reasons,
             request,
@@ -655,7 +746,7 @@ impl Flow<'_> {
             outcome: Outcome::PendingApproval,
             reasons,
             intent,
-            reservation: Some(reservation),
+            reservation,
             approval: Some(approval),
             replayed: false,
         })
@@ -670,7 +761,13 @@ impl Flow<'_> {
         request: &Request,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut entry = AuditEntry::new(action, "purchase_intent")
+        let subject = match request.action {
+            crate::policy::ActionKind::Purchase => "purchase",
+            crate::policy::ActionKind::ToolCall => "tool_call",
+            crate::policy::ActionKind::LlmUsage => "llm_usage",
+            crate::policy::ActionKind::Custom(_) => "action",
+        };
+        let mut entry = AuditEntry::new(format!("{subject}.{action}"), "purchase_intent")
             .actor(
                 AuditActorType::Agent,
                 Some(request.principal.agent_id.as_uuid()),

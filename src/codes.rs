@@ -47,3 +47,16 @@ pub const APPROVAL_REJECTED: &str = "APPROVAL_REJECTED";
 /// request cannot be checked against it: refused rather than approved
 /// unchecked.
 pub const BUDGET_CURRENCY_MISMATCH: &str = "BUDGET_CURRENCY_MISMATCH";
+/// The tenant requires every agent action to name an active run, and this
+/// one named none.
+pub const RUN_REQUIRED: &str = "RUN_REQUIRED";
+/// The run's cap (cost, rounds, tokens, allowed tools or models) does not
+/// admit the action; the message names the cap.
+pub const RUN_LIMIT_EXCEEDED: &str = "RUN_LIMIT_EXCEEDED";
+/// The run is past its deadline, or already completed or failed.
+pub const RUN_EXPIRED: &str = "RUN_EXPIRED";
+/// The run was killed.
+pub const RUN_KILLED: &str = "RUN_KILLED";
+/// No price is known for the model (or the call has no output bound), so its
+/// cost cannot be estimated: refused rather than unmetered.
+pub const PRICE_UNKNOWN: &str = "PRICE_UNKNOWN";

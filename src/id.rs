@@ -124,6 +124,8 @@ define_id!(/// Identifies a card transaction.
     TransactionId, "transaction");
 define_id!(/// Identifies a recorded refund.
     RefundId, "refund");
+define_id!(/// Identifies a model price.
+    ModelPriceId, "model_price");
 define_id!(/// Identifies a known merchant.
     MerchantId, "merchant");
 define_id!(/// Identifies a blocked attempt.

@@ -61,7 +61,7 @@
 //!   apply, fit checks.
 //! * [`money`]: exact amounts ([`rust_decimal::Decimal`], never floats), stored so
 //!   that SQLite and PostgreSQL both compare them exactly and numerically.
-//! * [`entity`]: the SeaORM entities of all 28 tables; the schema lives in the
+//! * [`entity`]: the SeaORM entities of all 30 tables; the schema lives in the
 //!   `bursar-migration` crate.
 //!
 //! * [`Error`]: one error type with a stable [`Error::code`]; database faults

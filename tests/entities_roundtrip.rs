@@ -11,8 +11,9 @@ use bursar::entity::json::{Metadata, ReasonList};
 use bursar::entity::{
     agent, agent_api_key, agent_run, approval_decision, approval_request, audit_log,
     blocked_attempt, budget, budget_window, connection, ledger_entry, member_role, merchant,
-    permission, policy, project, purchase_intent, refund, reservation, reservation_line, role,
-    role_permission, team, tenant, tenant_member, transaction, usage_record, user, virtual_card,
+    model_price, permission, policy, project, purchase_intent, refund, reservation,
+    reservation_line, role, role_permission, team, tenant, tenant_member, transaction,
+    usage_record, user, virtual_card,
 };
 use bursar::id::*;
 use bursar::money::{Amount, Currency};
@@ -348,6 +349,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         amount: amount(),
         currency: Currency::EUR,
         merchant_name: "merchant_name-x".to_owned(),
+        action_kind: "custom:x".to_owned(),
         merchant_domain: Some("merchant_domain-x".to_owned()),
         merchant_url: Some("merchant_url: ünïcode ✓".to_owned()),
         mcc: Some(7),
@@ -493,6 +495,10 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         model: "model-x".to_owned(),
         input_tokens: 42,
         output_tokens: 42,
+        cached_input_tokens: 7,
+        reasoning_tokens: 9,
+        latency_ms: Some(120),
+        purchase_intent_id: Some(id_purchase_intents),
         cost: amount(),
         currency: Currency::EUR,
         is_byok: true,
@@ -501,6 +507,20 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         created_at: ts(),
     };
     roundtrip::<usage_record::Entity, usage_record::ActiveModel>(db, row).await;
+    let row = model_price::Model {
+        id: ModelPriceId::new(),
+        tenant_id: id_tenants,
+        provider: "provider-x".to_owned(),
+        model: "model-x".to_owned(),
+        currency: Currency::EUR,
+        input_per_million: amount(),
+        output_per_million: amount(),
+        cached_input_per_million: amount(),
+        reasoning_per_million: amount(),
+        effective_from: ts(),
+        created_at: ts(),
+    };
+    roundtrip::<model_price::Entity, model_price::ActiveModel>(db, row).await;
     let row = approval_decision::Model {
         id: id_approval_decisions,
         tenant_id: id_tenants,
@@ -605,7 +625,7 @@ async fn every_entity_roundtrips_on_sqlite() {
         .await
         .unwrap();
     assert!(left.is_empty(), "tables left after down: {}", left.len());
-    assert_eq!(TABLES.len(), 29);
+    assert_eq!(TABLES.len(), 30);
 }
 
 #[tokio::test]

@@ -54,8 +54,8 @@ async fn up_down_up(url: &str) {
 }
 
 #[test]
-fn the_schema_has_all_29_tables() {
-    assert_eq!(TABLES.len(), 29);
+fn the_schema_has_all_30_tables() {
+    assert_eq!(TABLES.len(), 30);
     let expected = [
         "tenants",
         "users",
@@ -86,6 +86,7 @@ fn the_schema_has_all_29_tables() {
         "approval_decisions",
         "audit_logs",
         "connections",
+        "model_prices",
     ];
     let mut expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
     expected.sort();

@@ -217,6 +217,7 @@ async fn seed_a(store: &Store, a: &TenantScope) -> SeededA {
         amount: Amount::new(dec("5")).expect("amount"),
         currency: Currency::from_code("USD").expect("usd"),
         merchant_name: "GitHub".into(),
+        action_kind: "purchase".into(),
         merchant_domain: None,
         merchant_url: None,
         mcc: None,

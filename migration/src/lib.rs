@@ -1,13 +1,15 @@
 //! The bursar schema as a [`sea_orm_migration`] [`Migrator`], and a command-line
 //! runner (`cargo run -p bursar-migration -- up`).
 //!
-//! Two migrations:
+//! Three migrations:
 //!
 //! 1. [`m20250101_000001_create_tables`]: every table in [`TABLES`] with its keys,
 //!    tenant-scoped foreign keys and indexes.
 //! 2. [`m20250101_000002_row_level_security`]: on PostgreSQL only, row-level
 //!    security on every tenant-owned table, keyed on the `bursar.tenant_id`
 //!    setting. A no-op on SQLite.
+//! 3. [`m20250101_000003_usage`]: the action kind of purchase intents, token
+//!    detail on usage records, and the `model_prices` table.
 //!
 //! This crate does not depend on `bursar`; the entities in `bursar::entity` are
 //! checked against it by bursar's round-trip test.
@@ -17,10 +19,11 @@ pub use sea_orm_migration::prelude::*;
 pub mod columns;
 pub mod m20250101_000001_create_tables;
 pub mod m20250101_000002_row_level_security;
+pub mod m20250101_000003_usage;
 pub mod widths;
 
 /// Every table, in creation order (parents before children).
-pub const TABLES: [&str; 29] = [
+pub const TABLES: [&str; 30] = [
     "tenants",
     "users",
     "tenant_members",
@@ -50,7 +53,12 @@ pub const TABLES: [&str; 29] = [
     "approval_decisions",
     "audit_logs",
     "connections",
+    "model_prices",
 ];
+
+/// Tenant-owned tables created after the row-level-security migration; the
+/// migration that creates each one also enables row-level security on it.
+pub const LATER_TABLES: [&str; 1] = ["model_prices"];
 
 /// The tables that do not belong to one tenant: `tenants` itself, the global
 /// `users` identities and the global `permissions` codes. Every other table
@@ -72,6 +80,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_tables::Migration),
             Box::new(m20250101_000002_row_level_security::Migration),
+            Box::new(m20250101_000003_usage::Migration),
         ]
     }
 

@@ -37,7 +37,8 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        for table in tenant_owned_tables() {
+        // Tables that later migrations create enable it themselves.
+        for table in tenant_owned_tables().filter(|t| !crate::LATER_TABLES.contains(t)) {
             db.execute_unprepared(&format!(
                 "ALTER TABLE \"{table}\" ENABLE ROW LEVEL SECURITY; \
                  CREATE POLICY {POLICY_NAME} ON \"{table}\" USING ({TENANT_PREDICATE})"
@@ -52,7 +53,10 @@ impl MigrationTrait for Migration {
             return Ok(());
         }
         let db = manager.get_connection();
-        for table in tenant_owned_tables().collect::<Vec<_>>().into_iter().rev() {
+        let tables: Vec<_> = tenant_owned_tables()
+            .filter(|t| !crate::LATER_TABLES.contains(t))
+            .collect();
+        for table in tables.into_iter().rev() {
             db.execute_unprepared(&format!(
                 "DROP POLICY IF EXISTS {POLICY_NAME} ON \"{table}\"; \
                  ALTER TABLE \"{table}\" DISABLE ROW LEVEL SECURITY"

@@ -26,3 +26,6 @@ pub const AUTH_PROVIDER: u32 = 50;
 /// Why a transaction needs a human's attention (`transactions.attention`);
 /// written by bursar, at most this many characters.
 pub const ATTENTION: u32 = 500;
+/// The kind of action a purchase intent records: `purchase`, `tool_call`,
+/// `llm_usage` or `custom:<name>`.
+pub const ACTION_KIND: u32 = 64;

@@ -81,12 +81,14 @@ pub struct Shortfall {
 }
 
 /// The reason code for exceeding a budget: [`codes::ORG_BUDGET_EXCEEDED`] for a
-/// tenant-wide budget, otherwise the period's code
-/// ([`codes::DAILY_LIMIT_EXCEEDED`], [`codes::MONTHLY_LIMIT_EXCEEDED`], …).
+/// tenant-wide budget, [`codes::RUN_LIMIT_EXCEEDED`] for a run's cost cap,
+/// otherwise the period's code ([`codes::DAILY_LIMIT_EXCEEDED`],
+/// [`codes::MONTHLY_LIMIT_EXCEEDED`], …).
 #[must_use]
 pub const fn exceeded_code(scope: Scope, period: Period) -> &'static str {
     match (scope, period) {
         (Scope::Tenant, _) => codes::ORG_BUDGET_EXCEEDED,
+        (Scope::Run(_), _) => codes::RUN_LIMIT_EXCEEDED,
         (_, Period::Daily) => codes::DAILY_LIMIT_EXCEEDED,
         (_, Period::Weekly) => codes::WEEKLY_LIMIT_EXCEEDED,
         (_, Period::Monthly) => codes::MONTHLY_LIMIT_EXCEEDED,

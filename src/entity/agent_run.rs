@@ -164,4 +164,8 @@ pub struct RunCaps {
     pub max_duration_secs: Option<u64>,
     /// Tools the run may call; `None` for no restriction.
     pub allowed_tools: Option<Vec<String>>,
+    /// Models the run may use; `None` for no restriction.
+    pub allowed_models: Option<Vec<String>>,
+    /// After this instant every action of the run is refused (`RUN_EXPIRED`).
+    pub deadline: Option<chrono::DateTime<chrono::Utc>>,
 }

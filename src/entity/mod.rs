@@ -25,6 +25,7 @@ pub mod json;
 pub mod ledger_entry;
 pub mod member_role;
 pub mod merchant;
+pub mod model_price;
 pub mod permission;
 pub mod policy;
 pub mod prelude;
@@ -128,6 +129,7 @@ macro_rules! uuid_primary_key {
 }
 
 uuid_primary_key!(
+    ModelPriceId,
     RefundId,
     TenantId,
     UserId,

@@ -13,6 +13,7 @@ pub use super::connection::Entity as Connection;
 pub use super::ledger_entry::Entity as LedgerEntry;
 pub use super::member_role::Entity as MemberRole;
 pub use super::merchant::Entity as Merchant;
+pub use super::model_price::Entity as ModelPrice;
 pub use super::permission::Entity as Permission;
 pub use super::policy::Entity as Policy;
 pub use super::project::Entity as Project;

@@ -33,9 +33,14 @@ pub struct Model {
     pub amount: Amount,
     /// Requested currency.
     pub currency: Currency,
-    /// Merchant as given.
+    /// Merchant as given (for a tool call, the tool; for LLM usage, the model).
     #[sea_orm(column_type = "String(StringLen::N(255))")]
     pub merchant_name: String,
+    /// What the agent asked to do: `purchase`, `tool_call`, `llm_usage` or
+    /// `custom:<name>`. Every governed action is recorded here, whatever its
+    /// kind; only a purchase necessarily carries an amount.
+    #[sea_orm(column_type = "String(StringLen::N(64))")]
+    pub action_kind: String,
     /// Merchant's normalized domain.
     #[sea_orm(column_type = "String(StringLen::N(255))")]
     pub merchant_domain: Option<String>,

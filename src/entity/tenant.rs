@@ -288,4 +288,10 @@ pub struct TenantSettings {
     pub flag_all_new_vendors: bool,
     /// Where approval and budget notifications go, if the host sends any.
     pub notification_email: Option<String>,
+    /// Every agent action must name an active run of its agent; without one
+    /// it is rejected with `RUN_REQUIRED`.
+    pub require_run: bool,
+    /// LLM calls made with the tenant's own provider key (BYOK) are metered
+    /// for tokens and rounds but hold and spend nothing on money budgets.
+    pub byok_exempt_from_budgets: bool,
 }

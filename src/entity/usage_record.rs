@@ -32,6 +32,14 @@ pub struct Model {
     pub input_tokens: i64,
     /// Output tokens.
     pub output_tokens: i64,
+    /// Input tokens served from the provider's cache (part of `input_tokens`).
+    pub cached_input_tokens: i64,
+    /// Reasoning tokens (billed as the model's reasoning price).
+    pub reasoning_tokens: i64,
+    /// How long the call took, in milliseconds, if known.
+    pub latency_ms: Option<i64>,
+    /// The metered call's purchase intent (its handle), unique per tenant.
+    pub purchase_intent_id: Option<crate::id::PurchaseIntentId>,
     /// Cost (may have more decimals than the currency's minor unit).
     pub cost: Amount,
     /// Currency of the cost.

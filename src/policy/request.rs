@@ -141,7 +141,10 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(agent_id: AgentId, action: ActionKind) -> Self {
+    /// A request by `agent_id` to do `action`, with nothing else set: add the
+    /// merchant, tool, model, cost, run or metadata with the builder methods.
+    #[must_use]
+    pub fn new(agent_id: AgentId, action: ActionKind) -> Self {
         Self {
             principal: Principal::agent(agent_id),
             action,

@@ -155,6 +155,11 @@ impl<'a> Approvals<'a> {
             None => None,
         };
         let intent_status = match status {
+            // An action without a cost holds nothing: approving it only marks
+            // it approved.
+            ApprovalStatus::Approved if request.reservation_id.is_none() => {
+                PurchaseIntentStatus::Approved
+            }
             ApprovalStatus::Approved => {
                 let Some(hold) = hold.filter(|h| h.status == ReservationStatus::Held) else {
                     return Err(Error::conflict(

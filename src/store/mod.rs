@@ -10,13 +10,15 @@ mod cards;
 mod intents;
 mod members;
 pub(crate) mod merchants;
+mod meter;
 mod payments;
 pub(crate) mod policies;
 pub(crate) mod repo;
 pub mod reservations;
 mod roles;
+pub(crate) mod runs;
 mod scope;
-mod status;
+pub(crate) mod status;
 mod teams;
 mod tenants;
 mod transactions;
@@ -36,6 +38,10 @@ pub use members::{
     Users, normalize_email,
 };
 pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
+pub use meter::{
+    MAX_MODEL_LEN, MAX_PROVIDER_LEN, Meter, MeterRequest, NewPrice, Prices, Usage, UsageFilter,
+    UsageTotals,
+};
 pub use payments::{
     CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, Payments,
     ProviderCard, Recorded, TransactionEvent,
@@ -44,6 +50,7 @@ pub use policies::{Policies, PolicyRepository};
 pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
 pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
+pub use runs::{MAX_ALLOWED_ENTRIES, MAX_KILL_REASON_LEN, NewRun, RunState, Runs};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
 pub use tenants::{NewTenant, Tenants};

@@ -131,10 +131,33 @@ impl TenantScope {
         crate::store::repo::retry_contention(|| self.authorize_once(&request, hook)).await
     }
 
+    /// [`TenantScope::authorize`] with what metering adds (a token estimate,
+    /// a refusal decided before policies, BYOK budget exemption).
+    pub(crate) async fn authorize_extra(
+        &self,
+        request: Request,
+        extra: crate::authorize::Extra,
+    ) -> Result<Authorization> {
+        crate::store::repo::retry_contention(|| {
+            self.authorize_once_with(&request, &NoHook, extra.clone())
+        })
+        .await
+    }
+
     async fn authorize_once(
         &self,
         request: &Request,
         hook: &dyn AuthorizeHook,
+    ) -> Result<Authorization> {
+        self.authorize_once_with(request, hook, crate::authorize::Extra::default())
+            .await
+    }
+
+    async fn authorize_once_with(
+        &self,
+        request: &Request,
+        hook: &dyn AuthorizeHook,
+        extra: crate::authorize::Extra,
     ) -> Result<Authorization> {
         use crate::store::repo::discard;
         let mut attempts = 0;
@@ -150,14 +173,14 @@ impl TenantScope {
             let result = match &request.idempotency_key {
                 Some(key) => match flow.replay(key, request).await {
                     Ok(Some(found)) => Ok(found),
-                    Ok(None) => flow.run(request.clone()).await,
+                    Ok(None) => flow.run_with(request.clone(), extra.clone()).await,
                     // The key belongs to a different request: final.
                     Err(e) => {
                         discard(txn).await;
                         return Err(e);
                     }
                 },
-                None => flow.run(request.clone()).await,
+                None => flow.run_with(request.clone(), extra.clone()).await,
             };
             match result {
                 Ok(found) if found.replayed => {
@@ -279,6 +302,25 @@ impl TenantScope {
     #[must_use]
     pub fn cards(&self) -> Cards<'_> {
         Cards::new(self.ctx())
+    }
+
+    /// LLM usage metering: pre-flight estimate and hold, post-flight capture
+    /// and usage record.
+    #[must_use]
+    pub fn meter(&self) -> crate::store::Meter<'_> {
+        crate::store::Meter::new(self)
+    }
+
+    /// The model price table metering estimates from.
+    #[must_use]
+    pub fn prices(&self) -> crate::store::Prices<'_> {
+        crate::store::Prices::new(self.ctx())
+    }
+
+    /// Agent runs: start, read, kill, complete.
+    #[must_use]
+    pub fn runs(&self) -> crate::store::Runs<'_> {
+        crate::store::Runs::new(self.ctx())
     }
 
     /// Card transactions (read side).

@@ -27,6 +27,7 @@ pub struct NewTenant {
     currency: String,
     plan: String,
     default_allow: bool,
+    settings: tenant::TenantSettings,
 }
 
 impl NewTenant {
@@ -42,6 +43,7 @@ impl NewTenant {
             currency: "USD".into(),
             plan: "free".into(),
             default_allow: false,
+            settings: tenant::TenantSettings::default(),
         }
     }
 
@@ -71,6 +73,14 @@ impl NewTenant {
     #[must_use]
     pub fn default_allow(mut self, allow: bool) -> Self {
         self.default_allow = allow;
+        self
+    }
+
+    /// The tenant's settings (reservation and approval TTLs, whether every
+    /// action must name a run, BYOK budget exemption, …).
+    #[must_use]
+    pub fn settings(mut self, settings: tenant::TenantSettings) -> Self {
+        self.settings = settings;
         self
     }
 }
@@ -155,7 +165,7 @@ impl Tenants {
             } else {
                 crate::policy::DefaultEffect::Deny
             }),
-            settings: Set(tenant::TenantSettings::default()),
+            settings: Set(new.settings.clone()),
             created_at: Set(now),
             updated_at: Set(now),
         };
