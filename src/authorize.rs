@@ -172,12 +172,21 @@ fn stored_widths(request: &Request) -> Result<()> {
 }
 
 fn shortfall_reason(s: &Shortfall, currency: Currency) -> Reason {
-    Reason {
-        code: s.code.to_owned(),
-        message: format!(
+    let message = if s.code == codes::RUN_LIMIT_EXCEEDED {
+        format!(
+            "cap max_cost: the run has {} {currency} left of its {} {currency} cost cap",
+            s.remaining.normalize(),
+            s.limit.normalize()
+        )
+    } else {
+        format!(
             "the {} budget {} has {} {currency} left of its {} {currency} limit",
             s.period, s.budget_id, s.remaining, s.limit
-        ),
+        )
+    };
+    Reason {
+        code: s.code.to_owned(),
+        message,
         policy_id: None,
         budget: Some(BudgetDetail {
             budget_id: s.budget_id,

@@ -94,3 +94,13 @@ pub use store::{Store, TenantScope};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Compiles and runs the examples in `docs/runs.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/runs.md")]
+struct RunsDoctests;
+
+/// Compiles and runs the examples in `docs/usage.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/usage.md")]
+struct UsageDoctests;

@@ -14,12 +14,13 @@
 //!
 //! 1. the subject row (approval request, transaction by charge id, the
 //!    purchase intent claiming its idempotency key);
-//! 2. the reservation row (`load` with `lock`);
-//! 3. budget windows by ascending id (`current_windows`, `locked_windows`:
+//! 2. the run row, when an action names a run, or the run being killed;
+//! 3. the reservation row(s) (`load` with `lock`);
+//! 4. budget windows by ascending id (`current_windows`, `locked_windows`:
 //!    `FOR NO KEY UPDATE`);
-//! 4. the agent row, for velocity (`authorize`);
-//! 5. merchants (`record_seen`);
-//! 6. the tenant's audit chain ([`crate::audit`]), always last.
+//! 5. the agent row, for velocity (`authorize`);
+//! 6. merchants (`record_seen`);
+//! 7. the tenant's audit chain ([`crate::audit`]), always last.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
