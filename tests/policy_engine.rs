@@ -8,7 +8,7 @@ use bursar::codes;
 use bursar::id::{AgentId, BudgetId, PolicyId, TeamId};
 use bursar::money::Currency;
 use bursar::policy::{
-    CompiledPolicies, Condition, DefaultEffect, Effect, Facts, MccSpec, Outcome, Policy,
+    CompiledPolicies, Condition, DefaultEffect, Effect, Facts, MccSpec, NumberOp, Outcome, Policy,
     PolicyScope, Request, evaluate,
 };
 use chrono::{TimeZone, Utc};
@@ -77,6 +77,21 @@ fn leaf() -> impl Strategy<Value = Condition> {
             window_seconds: 60,
             max
         }),
+        (0u32..2000, 0usize..5).prop_map(|(v, op)| Condition::MetadataNumber {
+            key: "rows".into(),
+            op: [
+                NumberOp::Lt,
+                NumberOp::Le,
+                NumberOp::Gt,
+                NumberOp::Ge,
+                NumberOp::Eq
+            ][op],
+            value: v.into(),
+        }),
+        Just(Condition::Writes),
+        Just(Condition::FieldsIn {
+            fields: vec!["ssn".into(), "salary".into()]
+        }),
     ]
 }
 
@@ -138,18 +153,32 @@ fn request() -> impl Strategy<Value = Request> {
         prop::bool::ANY,
         prop::sample::select(MERCHANTS.to_vec()),
         prop::option::of(5000u16..8000),
+        (
+            prop::option::of(prop::sample::select(vec![
+                "0", "999", "1000", "1001", "many",
+            ])),
+            prop::option::of(prop::sample::select(vec!["read", "write", "delete", "x"])),
+            prop::option::of(prop::sample::select(vec!["name", "ssn,name", "Salary"])),
+        ),
     )
-        .prop_map(|(a, t, amount, usd, merchant, mcc)| {
-            let currency = if usd { Currency::USD } else { Currency::EUR };
-            let mut r = Request::purchase(agent(a), amount.into(), currency, merchant);
-            if let Some(t) = t {
-                r = r.team(team(t));
-            }
-            if let Some(m) = mcc {
-                r = r.mcc(m);
-            }
-            r
-        })
+        .prop_map(
+            |(a, t, amount, usd, merchant, mcc, (rows, access, fields))| {
+                let currency = if usd { Currency::USD } else { Currency::EUR };
+                let mut r = Request::purchase(agent(a), amount.into(), currency, merchant);
+                for (key, value) in [("rows", rows), ("access", access), ("fields", fields)] {
+                    if let Some(value) = value {
+                        r = r.metadata(key, value);
+                    }
+                }
+                if let Some(t) = t {
+                    r = r.team(team(t));
+                }
+                if let Some(m) = mcc {
+                    r = r.mcc(m);
+                }
+                r
+            },
+        )
 }
 
 fn facts() -> impl Strategy<Value = Facts> {
@@ -378,6 +407,10 @@ fn json_value() -> impl Strategy<Value = serde_json::Value> {
         "velocity_above",
         "budget_exceeded",
         "metadata_equals",
+        "metadata_number",
+        "writes",
+        "fields_in",
+        "gt",
         "USD",
         "EUR",
         "100",

@@ -94,13 +94,16 @@ fn every_condition_kind() -> Vec<Value> {
         json!({"type": "velocity_above", "window_seconds": 60, "max": 5}),
         json!({"type": "budget_exceeded", "period": "monthly"}),
         json!({"type": "metadata_equals", "key": "env", "value": "prod"}),
+        json!({"type": "metadata_number", "key": "rows", "op": "gt", "value": "1000"}),
+        json!({"type": "writes"}),
+        json!({"type": "fields_in", "fields": ["ssn"]}),
     ]
 }
 
 #[test]
 fn every_condition_kind_refuses_an_unknown_field() {
     let kinds = every_condition_kind();
-    assert_eq!(kinds.len(), 22, "one example per condition kind");
+    assert_eq!(kinds.len(), 25, "one example per condition kind");
     for valid in kinds {
         let kind = valid["type"].as_str().unwrap().to_owned();
         Policy::from_value(policy_with(valid.clone()))

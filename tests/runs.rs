@@ -682,3 +682,65 @@ async fn sixty_four_concurrent_metered_calls_against_ten_rounds_admit_exactly_te
         assert_eq!(acme.runs().get(run.id).await.unwrap().run.rounds, 10);
     }
 }
+
+#[tokio::test]
+async fn read_only_mode_row_caps_and_blocked_fields_govern_tool_calls() {
+    use bursar::policy::NumberOp;
+    for backend in backends() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let store = store_for(backend, clock.clone()).await;
+        let (acme, agent) = tenant(&store, TenantSettings::default()).await;
+        for (name, code, condition) in [
+            ("read-only", "READ_ONLY", Condition::Writes),
+            (
+                "row cap",
+                "TOO_MANY_ROWS",
+                Condition::MetadataNumber {
+                    key: "rows".into(),
+                    op: NumberOp::Gt,
+                    value: dec("1000"),
+                },
+            ),
+            (
+                "blocked fields",
+                "FIELD_BLOCKED",
+                Condition::FieldsIn {
+                    fields: vec!["ssn".into()],
+                },
+            ),
+        ] {
+            acme.policies()
+                .create(Policy::new(name, Effect::Deny, code, condition))
+                .await
+                .unwrap();
+        }
+        let query = |access: &str, rows: &str, fields: &str| {
+            tool(agent, "sql")
+                .metadata("access", access)
+                .metadata("rows", rows)
+                .metadata("fields", fields)
+        };
+        assert!(
+            acme.authorize(query("read", "1000", "name,email"))
+                .await
+                .unwrap()
+                .is_approved(),
+            "{backend:?}"
+        );
+        let cases = [
+            (query("write", "10", "name"), "READ_ONLY"),
+            (query("read", "1001", "name"), "TOO_MANY_ROWS"),
+            (query("read", "10", "name, SSN"), "FIELD_BLOCKED"),
+            (tool(agent, "sql").metadata("rows", "5"), "READ_ONLY"),
+        ];
+        for (request, code) in cases {
+            let auth = acme.authorize(request).await.unwrap();
+            assert_eq!(auth.outcome, Outcome::Rejected);
+            assert!(
+                auth.codes().any(|c| c == code),
+                "{code}: {:?}",
+                auth.reasons
+            );
+        }
+    }
+}

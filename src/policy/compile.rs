@@ -77,6 +77,14 @@ pub(crate) enum Node {
         key: Box<str>,
         value: Box<str>,
     },
+    MetadataNumber {
+        key: Box<str>,
+        op: super::model::NumberOp,
+        value: rust_decimal::Decimal,
+    },
+    Writes,
+    /// Lower-cased blocked field names, sorted.
+    Fields(Box<[Box<str>]>),
 }
 
 /// Which budget windows a budget condition looks at.
@@ -488,5 +496,20 @@ fn node(
             key: key.as_str().into(),
             value: value.as_str().into(),
         },
+        Condition::MetadataNumber { key, op, value } => Node::MetadataNumber {
+            key: key.as_str().into(),
+            op: *op,
+            value: *value,
+        },
+        Condition::Writes => Node::Writes,
+        Condition::FieldsIn { fields } => {
+            let mut set: Vec<Box<str>> = fields
+                .iter()
+                .map(|f| f.trim().to_lowercase().into_boxed_str())
+                .collect();
+            set.sort_unstable();
+            set.dedup();
+            Node::Fields(set.into_boxed_slice())
+        }
     }
 }

@@ -319,6 +319,32 @@ impl Ctx<'_> {
                     .get(&**key)
                     .is_some_and(|v| v.as_str() == &**value),
             ),
+            Node::MetadataNumber { key, op, value } => {
+                match self
+                    .req
+                    .metadata
+                    .get(&**key)
+                    .and_then(|v| crate::money::parse_decimal(v).ok())
+                {
+                    Some(number) => Truth::from_bool(op.holds(number, *value)),
+                    None => Truth::Unknown,
+                }
+            }
+            Node::Writes => match self.req.metadata.get("access").map(|a| a.trim()) {
+                Some(a) if a.eq_ignore_ascii_case("write") || a.eq_ignore_ascii_case("delete") => {
+                    Truth::True
+                }
+                Some(a) if a.eq_ignore_ascii_case("read") => Truth::False,
+                _ => Truth::Unknown,
+            },
+            Node::Fields(blocked) => {
+                Truth::from_bool(self.req.metadata.get("fields").is_some_and(|named| {
+                    named.split(',').any(|f| {
+                        let f = f.trim().to_lowercase();
+                        blocked.binary_search_by(|b| (**b).cmp(f.as_str())).is_ok()
+                    })
+                }))
+            }
         }
     }
 

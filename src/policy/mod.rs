@@ -57,7 +57,9 @@ pub use compile::CompiledPolicies;
 pub use controls::{BudgetSpec, Controls, SpendingControls, priority};
 pub use evaluate::{BudgetDetail, Decision, Outcome, Reason, evaluate};
 pub use facts::{Facts, Velocity};
-pub use model::{BudgetScopeKind, Condition, DefaultEffect, Effect, MccSpec, Policy, PolicyScope};
+pub use model::{
+    BudgetScopeKind, Condition, DefaultEffect, Effect, MccSpec, NumberOp, Policy, PolicyScope,
+};
 pub use request::{ActionKind, Merchant, Principal, Request};
 pub use template::PLACEHOLDERS;
 pub use validate::validate;

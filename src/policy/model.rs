@@ -330,6 +330,60 @@ pub enum Condition {
         /// The value.
         value: String,
     },
+    /// The request's metadata value at `key`, read as a plain decimal number
+    /// (`-?digits[.digits]`), compares to `value` with `op` (e.g. at most 1000
+    /// rows per query: deny `{"key": "rows", "op": "gt", "value": "1000"}`).
+    /// Undetermined when the key is absent or not a number.
+    MetadataNumber {
+        /// The key.
+        key: String,
+        /// The comparison.
+        op: NumberOp,
+        /// The number compared with.
+        value: Decimal,
+    },
+    /// The action writes: its metadata `access` is `write` or `delete`. It is
+    /// false for `read`, and undetermined when `access` is absent or anything
+    /// else, so a read-only mode (`deny` on `writes`) refuses an action that
+    /// does not say it only reads.
+    Writes,
+    /// The request names one of these fields in its metadata `fields` (a
+    /// comma-separated list; compared case-insensitively). False when it names
+    /// none.
+    FieldsIn {
+        /// The blocked field names.
+        fields: Vec<String>,
+    },
+}
+
+/// How [`Condition::MetadataNumber`] compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NumberOp {
+    /// Less than.
+    Lt,
+    /// Less than or equal.
+    Le,
+    /// Greater than.
+    Gt,
+    /// Greater than or equal.
+    Ge,
+    /// Equal.
+    Eq,
+}
+
+impl NumberOp {
+    /// Whether `left op right` holds.
+    #[must_use]
+    pub fn holds(self, left: Decimal, right: Decimal) -> bool {
+        match self {
+            Self::Lt => left < right,
+            Self::Le => left <= right,
+            Self::Gt => left > right,
+            Self::Ge => left >= right,
+            Self::Eq => left == right,
+        }
+    }
 }
 
 impl Condition {
@@ -384,6 +438,9 @@ impl Condition {
             Self::VelocityAbove { .. } => "velocity_above",
             Self::BudgetExceeded { .. } => "budget_exceeded",
             Self::MetadataEquals { .. } => "metadata_equals",
+            Self::MetadataNumber { .. } => "metadata_number",
+            Self::Writes => "writes",
+            Self::FieldsIn { .. } => "fields_in",
         }
     }
 }

@@ -144,6 +144,16 @@ pub(crate) enum ConditionRepr {
         key: String,
         value: String,
     },
+    MetadataNumber {
+        key: String,
+        op: super::model::NumberOp,
+        #[serde(with = "decimal_text")]
+        value: Decimal,
+    },
+    Writes {},
+    FieldsIn {
+        fields: Vec<String>,
+    },
 }
 
 impl From<ConditionRepr> for Condition {
@@ -186,6 +196,9 @@ impl From<ConditionRepr> for Condition {
             },
             R::BudgetExceeded { period, scope } => Self::BudgetExceeded { period, scope },
             R::MetadataEquals { key, value } => Self::MetadataEquals { key, value },
+            R::MetadataNumber { key, op, value } => Self::MetadataNumber { key, op, value },
+            R::Writes {} => Self::Writes,
+            R::FieldsIn { fields } => Self::FieldsIn { fields },
         }
     }
 }

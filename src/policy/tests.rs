@@ -322,6 +322,94 @@ fn budget_exceeded_names_the_budget_limit_and_remaining() {
 }
 
 #[test]
+fn metadata_number_compares_plain_decimals_and_is_undetermined_otherwise() {
+    let over = |op: &str, value: &str| {
+        c(&format!(
+            r#"{{"type":"metadata_number","key":"rows","op":"{op}","value":"{value}"}}"#
+        ))
+    };
+    let rows = |n: &str| buy("1", "x").metadata("rows", n);
+    let f = facts();
+    // Each operator at, below and above its boundary.
+    for (op, below, at, above) in [
+        ("lt", true, false, false),
+        ("le", true, true, false),
+        ("gt", false, false, true),
+        ("ge", false, true, true),
+        ("eq", false, true, false),
+    ] {
+        assert_eq!(
+            denies(over(op, "1000"), &rows("999.99"), &f),
+            below,
+            "{op} below"
+        );
+        assert_eq!(denies(over(op, "1000"), &rows("1000"), &f), at, "{op} at");
+        assert_eq!(
+            denies(over(op, "1000"), &rows("1000.01"), &f),
+            above,
+            "{op} above"
+        );
+        assert_eq!(
+            allows(over(op, "1000"), &rows("1000"), &f),
+            at,
+            "{op} allow at"
+        );
+    }
+    // Absent or not a plain number: undetermined, so a deny fires and an allow
+    // never matches.
+    for req in [buy("1", "x"), rows("1e3"), rows(" 5"), rows("lots")] {
+        assert!(denies(over("gt", "1000"), &req, &f), "{req:?}");
+        assert!(!allows(over("le", "1000"), &req, &f), "{req:?}");
+    }
+    let blank = Policy::new(
+        "p",
+        Effect::Deny,
+        "X",
+        c(r#"{"type":"metadata_number","key":" ","op":"gt","value":"1"}"#),
+    );
+    let err = crate::policy::validate(&blank).unwrap_err();
+    assert!(err.to_string().contains("metadata_number.key"), "{err}");
+}
+
+#[test]
+fn writes_is_true_for_writes_false_for_reads_and_undetermined_otherwise() {
+    let f = facts();
+    let access = |a: &str| buy("1", "x").metadata("access", a);
+    assert!(denies(Condition::Writes, &access("write"), &f));
+    assert!(denies(Condition::Writes, &access("DELETE"), &f));
+    assert!(!denies(Condition::Writes, &access("read"), &f));
+    assert!(allows(
+        Condition::Not {
+            condition: Box::new(Condition::Writes)
+        },
+        &access("read"),
+        &f
+    ));
+    // Read-only mode fails closed on an action that does not say.
+    assert!(denies(Condition::Writes, &buy("1", "x"), &f));
+    assert!(denies(Condition::Writes, &access("append"), &f));
+    assert!(!allows(
+        Condition::Not {
+            condition: Box::new(Condition::Writes)
+        },
+        &buy("1", "x"),
+        &f
+    ));
+}
+
+#[test]
+fn fields_in_matches_any_named_field_case_insensitively() {
+    let f = facts();
+    let blocked = c(r#"{"type":"fields_in","fields":["SSN","salary"]}"#);
+    let fields = |list: &str| buy("1", "x").metadata("fields", list);
+    assert!(denies(blocked.clone(), &fields("name, ssn"), &f));
+    assert!(denies(blocked.clone(), &fields("Salary"), &f));
+    assert!(!denies(blocked.clone(), &fields("name,email"), &f));
+    assert!(!denies(blocked.clone(), &fields("ssn_hash"), &f));
+    assert!(!denies(blocked, &buy("1", "x"), &f));
+}
+
+#[test]
 fn metadata_equals_is_exact() {
     let cond = c(r#"{"type":"metadata_equals","key":"env","value":"prod"}"#);
     assert!(denies(

@@ -312,5 +312,15 @@ fn condition(c: &Condition, path: &str, depth: usize, nodes: &mut usize) -> crat
             }
             Ok(())
         }
+        Condition::MetadataNumber { key, .. } => {
+            let at = format!("{path}.{tag}");
+            text(&format!("{at}.key"), key, MAX_PATTERN_LEN)?;
+            if key.trim().is_empty() {
+                return Err(bad(format!("{at}.key"), "empty key"));
+            }
+            Ok(())
+        }
+        Condition::Writes => Ok(()),
+        Condition::FieldsIn { fields } => patterns(&format!("{path}.{tag}"), fields),
     }
 }
