@@ -497,16 +497,17 @@ impl Flow<'_> {
         let windows = current_windows(self.txn, self.tenant, budgets, tz, now, true).await?;
         let mut facts = Facts::new(now, tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
-        // Fail closed: a request with no merchant label, or one whose domain
-        // is not where the known merchant was seen, is a new vendor.
-        facts.new_vendor = merchant_name.trim().is_empty()
-            || !is_known_vendor(
-                self.txn,
-                self.tenant,
-                &merchant_name,
-                request.merchant.as_ref().and_then(|m| m.domain.as_deref()),
-            )
-            .await?;
+        // A vendor is a merchant: a request that names none (a tool call, an
+        // LLM call, an action) has no vendor to be new. Fail closed for one
+        // that does: a blank name, or a domain that is not where the known
+        // merchant was seen, is a new vendor.
+        facts.new_vendor = match &request.merchant {
+            None => false,
+            Some(m) => {
+                m.name.trim().is_empty()
+                    || !is_known_vendor(self.txn, self.tenant, &m.name, m.domain.as_deref()).await?
+            }
+        };
         // Velocity: the agent row is locked first, so that concurrent requests
         // of one agent are counted one after the other (`FOR NO KEY UPDATE`,
         // which does not wait for the key-share locks that inserting this
@@ -684,7 +685,9 @@ impl Flow<'_> {
             .as_ref()
             .and_then(|m| m.domain.as_deref())
             .and_then(crate::policy::merchant_host);
-        if !merchant_name.trim().is_empty() {
+        // Only a merchant is recorded as seen; a tool or a model is not a
+        // vendor.
+        if request.merchant.is_some() && !merchant_name.trim().is_empty() {
             record_seen(self.txn, self.tenant, merchant_name, domain, now).await?;
         }
         let mut row: purchase_intent::ActiveModel = intent.into();

@@ -744,3 +744,77 @@ async fn read_only_mode_row_caps_and_blocked_fields_govern_tool_calls() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_token_cap_admits_a_call_only_when_its_bound_fits_what_is_left() {
+    for backend in backends() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let store = store_for(backend, clock.clone()).await;
+        let (acme, agent) = priced_tenant(&store, TenantSettings::default()).await;
+        let run = acme
+            .runs()
+            .start(NewRun::new(agent).max_tokens(1_000))
+            .await
+            .unwrap();
+        let call = |input: u64, output: u64| {
+            MeterRequest::new(agent, "acme-ai", "small", input)
+                .max_output_tokens(output)
+                .run(run.id)
+        };
+        // 500 + 600 may use 1,100 of 1,000: refused, naming the cap.
+        let over = acme.meter().begin(call(500, 600)).await.unwrap();
+        assert_eq!(
+            over.codes().collect::<Vec<_>>(),
+            [codes::RUN_LIMIT_EXCEEDED]
+        );
+        assert!(
+            over.reasons[0].message.contains("max_tokens"),
+            "{backend:?}"
+        );
+        let first = acme.meter().begin(call(400, 400)).await.unwrap();
+        assert!(first.is_approved());
+        acme.meter()
+            .finish(
+                first.intent.id,
+                Usage {
+                    input_tokens: 400,
+                    output_tokens: 400,
+                    ..Usage::default()
+                },
+            )
+            .await
+            .unwrap();
+        // 800 used: 100 + 100 fits exactly, 100 + 101 does not.
+        let too_much = acme.meter().begin(call(100, 101)).await.unwrap();
+        assert_eq!(
+            too_much.codes().collect::<Vec<_>>(),
+            [codes::RUN_LIMIT_EXCEEDED]
+        );
+        let exact = acme.meter().begin(call(100, 100)).await.unwrap();
+        assert!(exact.is_approved(), "{:?}", exact.reasons);
+        acme.meter()
+            .finish(
+                exact.intent.id,
+                Usage {
+                    input_tokens: 100,
+                    output_tokens: 100,
+                    ..Usage::default()
+                },
+            )
+            .await
+            .unwrap();
+        // All used: even a plain tool call in the run is refused.
+        let spent = acme
+            .authorize(tool(agent, "search").run(run.id))
+            .await
+            .unwrap();
+        assert_eq!(
+            spent.codes().collect::<Vec<_>>(),
+            [codes::RUN_LIMIT_EXCEEDED]
+        );
+        assert_eq!(
+            acme.runs().get(run.id).await.unwrap().run.total_tokens,
+            1_000
+        );
+    }
+}

@@ -913,6 +913,7 @@ pub(crate) async fn reserve_with(
         }
     }
     let currency = request.amount.currency();
+    let run_checked = known.is_some();
     let (tz, budgets) = match known {
         Some(known) => known,
         None => (
@@ -929,7 +930,8 @@ pub(crate) async fn reserve_with(
         });
     }
     let run_id = request.principal.and_then(|p| p.run_id);
-    if let Some(run) = run_id {
+    // Inside authorize the run was locked and checked already.
+    if let (Some(run), false) = (run_id, run_checked) {
         // A run of another tenant is reported exactly like a missing one.
         let found = crate::entity::agent_run::Entity::find()
             .filter(crate::entity::agent_run::Column::TenantId.eq(tenant))
@@ -1235,17 +1237,26 @@ pub(crate) async fn post_charge_in(
     }
     append_ledger(txn, entries).await?;
     let captured_total = add(current.captured_amount, amount)?;
-    for line in &lines {
-        let line_captured = add(line.captured_amount, amount)?;
-        reservation_line::Entity::update_many()
+    // Every line of a reservation captures the same amounts, so one statement
+    // moves them all (guarded on the value read).
+    if let Some(first) = lines.first() {
+        let line_captured = add(first.captured_amount, amount)?;
+        let moved = reservation_line::Entity::update_many()
             .col_expr(
                 reservation_line::Column::CapturedAmount,
                 Expr::value(line_captured),
             )
             .filter(reservation_line::Column::TenantId.eq(tenant))
-            .filter(reservation_line::Column::Id.eq(line.id))
+            .filter(reservation_line::Column::ReservationId.eq(id))
+            .filter(reservation_line::Column::CapturedAmount.eq(first.captured_amount))
             .exec(txn)
             .await?;
+        if moved.rows_affected != lines.len() as u64 {
+            return Err(Error::conflict(
+                "reservation_line",
+                format!("the lines of reservation {id} changed while being captured"),
+            ));
+        }
     }
     let currency = current.currency;
     let mut row: reservation::ActiveModel = current.into();
