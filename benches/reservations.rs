@@ -909,43 +909,48 @@ mod raw {
                         .bind(t.team)
                         .fetch_all(&mut *tx)
                         .await?;
-                    // Insert-if-absent each current window.
-                    let mut starts = Vec::with_capacity(budgets.len());
+                    // Each budget's current window.
+                    let mut wanted = Vec::with_capacity(budgets.len());
                     for b in &budgets {
                         let budget: Uuid = b.try_get(0)?;
                         let every: String = b.try_get(3)?;
                         let limit: String = b.try_get(4)?;
                         let (start, end) = period(&every, tz, t.now)?;
-                        sqlx::query(sql.insert_window)
-                            .bind(Uuid::now_v7())
-                            .bind(t.tenant)
-                            .bind(budget)
-                            .bind(start)
-                            .bind(Some(end))
-                            .bind(limit)
-                            .bind(zero.clone())
-                            .bind(zero.clone())
-                            .bind(t.now)
-                            .bind(t.now)
-                            .execute(&mut *tx)
-                            .await?;
-                        starts.push((budget, start));
+                        wanted.push((budget, start, end, limit));
                     }
-                    // Lock them in ascending id order.
+                    // Lock them in ascending id order; create the missing ones
+                    // (insert-if-absent) and lock again only when one is absent.
                     let statement = sql
                         .lock_windows_by_budget
-                        .get(starts.len().wrapping_sub(1))
+                        .get(wanted.len().wrapping_sub(1))
                         .ok_or("no applicable budget")?;
-                    let mut q = sqlx::query(*statement).bind(t.tenant);
-                    for (budget, start) in &starts {
-                        q = q.bind(*budget).bind(*start);
+                    let mut rows = Vec::new();
+                    for attempt in 0..2 {
+                        let mut q = sqlx::query(*statement).bind(t.tenant);
+                        for (budget, start, _, _) in &wanted {
+                            q = q.bind(*budget).bind(*start);
+                        }
+                        rows = q.fetch_all(&mut *tx).await?;
+                        if rows.len() == wanted.len() || attempt == 1 {
+                            break;
+                        }
+                        for (budget, start, end, limit) in &wanted {
+                            sqlx::query(sql.insert_window)
+                                .bind(Uuid::now_v7())
+                                .bind(t.tenant)
+                                .bind(*budget)
+                                .bind(*start)
+                                .bind(Some(*end))
+                                .bind(limit.clone())
+                                .bind(zero.clone())
+                                .bind(zero.clone())
+                                .bind(t.now)
+                                .bind(t.now)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
                     }
-                    let windows = q
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .iter()
-                        .map(window)
-                        .collect::<Result<Vec<_>, Error>>()?;
+                    let windows = rows.iter().map(window).collect::<Result<Vec<_>, Error>>()?;
                     // All or nothing: every window must fit.
                     for w in &windows {
                         if w.spent.checked_add(w.reserved)?.checked_add(t.hold)? > w.limit {

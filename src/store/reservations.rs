@@ -707,49 +707,59 @@ pub(crate) async fn current_windows(
     if budgets.is_empty() {
         return Ok(Vec::new());
     }
-    // Insert-if-absent, in budget id order: concurrent creators of the same
-    // window wait on the unique key and then do nothing.
-    let mut starts = Vec::with_capacity(budgets.len());
-    for b in &budgets {
-        let window = b.period.window(now, tz);
-        starts.push(window.start);
-        let row = budget_window::ActiveModel {
-            id: Set(BudgetWindowId::new()),
-            tenant_id: Set(tenant),
-            budget_id: Set(b.id),
-            period_start: Set(window.start),
-            period_end: Set(window.end),
-            limit_amount: Set(b.limit_amount),
-            spent: Set(Amount::ZERO),
-            reserved: Set(Amount::ZERO),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        budget_window::Entity::insert(row)
-            .on_conflict_do_nothing_on([
-                budget_window::Column::TenantId,
-                budget_window::Column::BudgetId,
-                budget_window::Column::PeriodStart,
-            ])
-            .exec_without_returning(conn)
-            .await?;
-    }
+    let periods: Vec<_> = budgets.iter().map(|b| b.period.window(now, tz)).collect();
     let mut condition = Condition::any();
-    for (b, start) in budgets.iter().zip(&starts) {
+    for (b, window) in budgets.iter().zip(&periods) {
         condition = condition.add(
             Condition::all()
                 .add(budget_window::Column::BudgetId.eq(b.id))
-                .add(budget_window::Column::PeriodStart.eq(*start)),
+                .add(budget_window::Column::PeriodStart.eq(window.start)),
         );
     }
-    let mut query = budget_window::Entity::find()
-        .filter(budget_window::Column::TenantId.eq(tenant))
-        .filter(condition)
-        .order_by_asc(budget_window::Column::Id);
-    if lock {
-        query = query.lock(LockType::NoKeyUpdate);
+    let read = |condition: Condition| {
+        let mut query = budget_window::Entity::find()
+            .filter(budget_window::Column::TenantId.eq(tenant))
+            .filter(condition)
+            .order_by_asc(budget_window::Column::Id);
+        if lock {
+            query = query.lock(LockType::NoKeyUpdate);
+        }
+        query
+    };
+    // Most calls find every window already there: one read, locked in
+    // ascending id order.
+    let mut windows = read(condition.clone()).all(conn).await?;
+    if windows.len() < budgets.len() {
+        // Insert-if-absent the missing ones, in budget id order (concurrent
+        // creators of the same window wait on the unique key and then do
+        // nothing), then read them all again in ascending id order.
+        for (b, window) in budgets.iter().zip(&periods) {
+            if windows.iter().any(|w| w.budget_id == b.id) {
+                continue;
+            }
+            let row = budget_window::ActiveModel {
+                id: Set(BudgetWindowId::new()),
+                tenant_id: Set(tenant),
+                budget_id: Set(b.id),
+                period_start: Set(window.start),
+                period_end: Set(window.end),
+                limit_amount: Set(b.limit_amount),
+                spent: Set(Amount::ZERO),
+                reserved: Set(Amount::ZERO),
+                created_at: Set(now),
+                updated_at: Set(now),
+            };
+            budget_window::Entity::insert(row)
+                .on_conflict_do_nothing_on([
+                    budget_window::Column::TenantId,
+                    budget_window::Column::BudgetId,
+                    budget_window::Column::PeriodStart,
+                ])
+                .exec_without_returning(conn)
+                .await?;
+        }
+        windows = read(condition).all(conn).await?;
     }
-    let windows = query.all(conn).await?;
     let mut pairs = Vec::with_capacity(windows.len());
     for w in windows {
         if let Some(b) = budgets.iter().find(|b| b.id == w.budget_id) {
