@@ -8,7 +8,7 @@
 //! 2. [`m20250101_000002_row_level_security`]: on PostgreSQL only, row-level
 //!    security on every tenant-owned table, keyed on the `bursar.tenant_id`
 //!    setting. A no-op on SQLite.
-//! 3. [`m20250101_000003_usage`]: the action kind of purchase intents, token
+//! 3. [`m20250101_000004_usage`]: the action kind of purchase intents, token
 //!    detail on usage records, and the `model_prices` table.
 //!
 //! This crate does not depend on `bursar`; the entities in `bursar::entity` are
@@ -19,7 +19,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod columns;
 pub mod m20250101_000001_create_tables;
 pub mod m20250101_000002_row_level_security;
-pub mod m20250101_000003_usage;
+pub mod m20250101_000004_usage;
 pub mod widths;
 
 /// Every table, in creation order (parents before children).
@@ -80,7 +80,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_tables::Migration),
             Box::new(m20250101_000002_row_level_security::Migration),
-            Box::new(m20250101_000003_usage::Migration),
+            Box::new(m20250101_000004_usage::Migration),
         ]
     }
 
