@@ -113,7 +113,7 @@ pub trait AgentKeyRepository {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown (or another
-    /// tenant's), revoked or expired key, or an agent that is not active;
+    /// tenant's), revoked or expired key, an agent that is not active, or one of a deactivated tenant;
     /// [`Error::Database`].
     async fn verify(&self, secret: &str) -> Result<VerifiedKey>;
 }
@@ -211,6 +211,14 @@ async fn verify_in(
     if !agent_active {
         return Err(Error::Unauthenticated);
     }
+    // An inactive tenant's agents are shut off with it.
+    let tenant_active = crate::entity::tenant::Entity::find_by_id(key.tenant_id)
+        .one(conn)
+        .await?
+        .is_some_and(|t| t.is_active);
+    if !tenant_active {
+        return Err(Error::Unauthenticated);
+    }
     agent_api_key::Entity::update_many()
         .col_expr(agent_api_key::Column::LastUsedAt, Expr::value(now))
         .filter(agent_api_key::Column::TenantId.eq(key.tenant_id))
@@ -258,7 +266,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
-    /// key, or an agent that is not active; [`Error::Database`].
+    /// key, an agent that is not active, or one of a deactivated tenant; [`Error::Database`].
     pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(self.connection(), None, secret, self.clock().now()).await
     }

@@ -177,6 +177,66 @@ impl Users {
             .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
     }
 
+    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
+    /// answers `false` for them in every tenant, so they hold no permission
+    /// and cannot decide approvals. Their memberships and roles stay, for
+    /// [`Users::reactivate`]. Audited as `user.deactivated` in every tenant
+    /// they belong to. Deactivating an inactive user changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn deactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, false).await
+    }
+
+    /// Undoes [`Users::deactivate`]. Audited as `user.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn reactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, true).await
+    }
+
+    async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
+        use sea_orm::TransactionTrait;
+        let txn = self.store.connection().begin().await?;
+        let result = async {
+            let row = user::Entity::find_by_id(id)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::not_found(UserId::ENTITY, id))?;
+            if row.is_active == active {
+                return Ok(row);
+            }
+            let now = self.store.clock().now();
+            let mut change: user::ActiveModel = row.into();
+            change.is_active = Set(active);
+            change.updated_at = Set(now);
+            let saved = change.update(&txn).await?;
+            let memberships = MemberEntity::find()
+                .filter(tenant_member::Column::UserId.eq(id))
+                .all(&txn)
+                .await?;
+            let action = if active {
+                "user.reactivated"
+            } else {
+                "user.deactivated"
+            };
+            for m in memberships {
+                crate::audit::append(
+                    &txn,
+                    m.tenant_id,
+                    crate::audit::AuditEntry::new(action, "user").resource_id(id),
+                    now,
+                )
+                .await?;
+            }
+            Ok(saved)
+        }
+        .await;
+        finish(txn, result).await
+    }
+
     /// The user with this email (compared trimmed and lowercased).
     ///
     /// # Errors

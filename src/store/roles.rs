@@ -606,6 +606,14 @@ impl RoleRepository for Roles<'_> {
             Some(m) if m.status == MemberStatus::Active => {}
             _ => return Ok(false),
         }
+        // A deactivated user holds no permission anywhere.
+        let user_active = crate::entity::user::Entity::find_by_id(user)
+            .one(conn)
+            .await?
+            .is_some_and(|u| u.is_active);
+        if !user_active {
+            return Ok(false);
+        }
         let roles = held_role_ids(conn, self.ctx.tenant, user).await?;
         if roles.is_empty() {
             return Ok(false);

@@ -102,7 +102,8 @@ impl TenantScope {
     /// Every outcome writes an audit entry. A budget that another request
     /// filled between evaluation and reservation turns the outcome into a
     /// rejection with that budget's code. An unknown agent is rejected with
-    /// `AGENT_NOT_FOUND`, a paused or suspended one with `AGENT_INACTIVE`. The
+    /// `AGENT_NOT_FOUND`, a paused or suspended one with `AGENT_INACTIVE`, any
+    /// request of a deactivated tenant with `TENANT_INACTIVE`. The
     /// same idempotency key returns the first call's result.
     ///
     /// # Errors
