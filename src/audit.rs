@@ -380,3 +380,200 @@ impl<'a> AuditLog<'a> {
         }
     }
 }
+
+/// Purpose of the key derived for checkpoint signatures.
+const CHECKPOINT_PURPOSE: &str = "bursar/audit-checkpoint/v1";
+
+/// A tenant's chain head, `(seq, hash)`, signed with a key from the host's
+/// [`KeyProvider`](crate::keys::KeyProvider). Keep checkpoints away from the
+/// database (a host's object store, a ticket, a log shipper): a later
+/// [`AuditLog::verify_against`] then detects both dropped newest entries and
+/// a chain recomputed from an edited row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The tenant whose chain this is.
+    pub tenant_id: TenantId,
+    /// The head's sequence number (0 for an empty chain).
+    pub seq: i64,
+    /// The head's hash ([`GENESIS_HASH`] for an empty chain).
+    pub hash: String,
+    /// The key version the signature was made with.
+    pub key_version: u32,
+    /// HMAC-SHA-256 over the fields above, hex.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(tenant: TenantId, seq: i64, hash: &str, key_version: u32) -> Vec<u8> {
+        format!("bursar-audit-checkpoint\n{tenant}\n{seq}\n{hash}\n{key_version}").into_bytes()
+    }
+
+    /// Whether the signature was made by the provider's key of
+    /// `key_version` over these fields.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider does not hold that key version.
+    pub fn is_signed_by(&self, keys: &dyn crate::keys::KeyProvider) -> Result<bool> {
+        let key = crate::keys::derive(keys, self.key_version, CHECKPOINT_PURPOSE)?;
+        let Some(tag) = from_hex(&self.signature) else {
+            return Ok(false);
+        };
+        let message = Self::message(self.tenant_id, self.seq, &self.hash, self.key_version);
+        Ok(crate::keys::verify(&key, &message, &tag))
+    }
+}
+
+pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| {
+            let hi = char::from(p[0]).to_digit(16)?;
+            let lo = char::from(p[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+/// What [`AuditLog::verify_against`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum CheckpointVerdict {
+    /// The chain holds and still contains the checkpoint's head unchanged.
+    Holds {
+        /// Entries checked.
+        entries: u64,
+    },
+    /// The chain itself is broken at this entry (see [`AuditLog::verify`]).
+    Broken {
+        /// The first entry that does not hold.
+        seq: i64,
+    },
+    /// The chain holds but ends before the checkpoint's head: its newest
+    /// entries were dropped.
+    Truncated {
+        /// The checkpoint's head.
+        expected_seq: i64,
+        /// The chain's head now (0 when it is empty).
+        found_seq: i64,
+    },
+    /// The chain holds but its entry at the checkpoint's head has another
+    /// hash: the chain was recomputed after an edit at or before `seq`.
+    Rewritten {
+        /// The checkpoint's head.
+        seq: i64,
+    },
+}
+
+impl CheckpointVerdict {
+    /// Whether the log is as the checkpoint says (and perhaps longer).
+    #[must_use]
+    pub fn holds(&self) -> bool {
+        matches!(self, Self::Holds { .. })
+    }
+}
+
+impl AuditLog<'_> {
+    /// The tenant's chain head, signed with the provider's current key.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use bursar::audit::AuditEntry;
+    /// use bursar::keys::StaticKeyring;
+    /// use bursar::store::NewTenant;
+    /// let store = bursar::Store::connect("sqlite::memory:").await?;
+    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
+    /// let keys = StaticKeyring::new(1, [42; 32]);
+    /// acme.audit_log().record(AuditEntry::new("login", "user")).await?;
+    /// let checkpoint = acme.audit_log().checkpoint(&keys).await?;
+    /// assert_eq!(checkpoint.seq, 1);
+    /// assert!(acme.audit_log().verify_against(&checkpoint, &keys).await?.holds());
+    /// # Ok::<(), bursar::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider lacks its current key;
+    /// [`Error::Database`].
+    pub async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint> {
+        let head = audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+            .order_by_desc(audit_log::Column::Seq)
+            .limit(1)
+            .one(&self.ctx.db)
+            .await?;
+        let (seq, hash) = head.map_or((0, GENESIS_HASH.to_owned()), |h| (h.seq, h.hash));
+        let version = keys.current_version();
+        let key = crate::keys::derive(keys, version, CHECKPOINT_PURPOSE)?;
+        let signature = to_hex(&crate::keys::sign(
+            &key,
+            &Checkpoint::message(self.ctx.tenant, seq, &hash, version),
+        )?);
+        Ok(Checkpoint {
+            tenant_id: self.ctx.tenant,
+            seq,
+            hash,
+            key_version: version,
+            signature,
+        })
+    }
+
+    /// Checks the chain ([`AuditLog::verify`]) and that it still holds the
+    /// checkpoint's head with the same hash: dropped newest entries are
+    /// [`CheckpointVerdict::Truncated`], a chain recomputed after an edit is
+    /// [`CheckpointVerdict::Rewritten`].
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the checkpoint's signature does not verify
+    /// with the provider's key (or the key is missing);
+    /// [`Error::Invalid`] (field `checkpoint`) for another tenant's checkpoint;
+    /// [`Error::Database`].
+    pub async fn verify_against(
+        &self,
+        checkpoint: &Checkpoint,
+        keys: &dyn crate::keys::KeyProvider,
+    ) -> Result<CheckpointVerdict> {
+        if checkpoint.tenant_id != self.ctx.tenant {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "belongs to tenant {}, not {}",
+                    checkpoint.tenant_id, self.ctx.tenant
+                ),
+            ));
+        }
+        if !checkpoint.is_signed_by(keys)? {
+            return Err(Error::Crypto {
+                reason: "the checkpoint's signature does not match".into(),
+            });
+        }
+        let report = self.verify().await?;
+        if let Some(seq) = report.first_broken_seq {
+            return Ok(CheckpointVerdict::Broken { seq });
+        }
+        if checkpoint.seq == 0 {
+            return Ok(CheckpointVerdict::Holds {
+                entries: report.entries,
+            });
+        }
+        let at = audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+            .filter(audit_log::Column::Seq.eq(checkpoint.seq))
+            .one(&self.ctx.db)
+            .await?;
+        Ok(match at {
+            None => CheckpointVerdict::Truncated {
+                expected_seq: checkpoint.seq,
+                found_seq: i64::try_from(report.entries).unwrap_or(i64::MAX),
+            },
+            Some(entry) if entry.hash != checkpoint.hash => CheckpointVerdict::Rewritten {
+                seq: checkpoint.seq,
+            },
+            Some(_) => CheckpointVerdict::Holds {
+                entries: report.entries,
+            },
+        })
+    }
+}

@@ -83,6 +83,7 @@ pub mod codes;
 pub mod entity;
 pub mod error;
 pub mod id;
+pub mod keys;
 pub mod money;
 pub mod policy;
 pub mod store;
