@@ -87,6 +87,7 @@ pub mod keys;
 pub mod money;
 pub mod policy;
 pub mod store;
+pub mod vault;
 
 pub use error::{Error, Result};
 pub use store::{Store, TenantScope};

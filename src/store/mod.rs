@@ -18,7 +18,7 @@ mod roles;
 mod scope;
 mod status;
 mod teams;
-mod tenants;
+pub(crate) mod tenants;
 mod transactions;
 
 pub use agent_keys::{

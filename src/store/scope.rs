@@ -240,6 +240,13 @@ impl TenantScope {
         crate::audit::AuditLog::new(self.ctx())
     }
 
+    /// The credential vault: connections with their secrets sealed under
+    /// keys from `keys`.
+    #[must_use]
+    pub fn vault<'a>(&'a self, keys: &'a dyn crate::keys::KeyProvider) -> crate::vault::Vault<'a> {
+        crate::vault::Vault::new(self.ctx(), keys)
+    }
+
     /// Reservations: reserve, capture, release, expire, refund, reconcile.
     #[must_use]
     pub fn reservations(&self) -> Reservations<'_> {
