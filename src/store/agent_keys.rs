@@ -329,7 +329,17 @@ impl AgentKeyRepository for AgentKeys<'_> {
                 last_used_at: Set(None),
                 created_at: Set(now),
             };
-            Ok(sea_orm::ActiveModelTrait::insert(row, &txn).await?)
+            let row = sea_orm::ActiveModelTrait::insert(row, &txn).await?;
+            crate::audit::append(
+                &txn,
+                self.ctx.tenant,
+                crate::audit::AuditEntry::new("agent_key.issued", "agent_api_key")
+                    .resource_id(row.id)
+                    .message(format!("key {} for agent {agent}", row.prefix)),
+                now,
+            )
+            .await?;
+            Ok(row)
         }
         .await;
         let row = finish(txn, result).await?;
@@ -353,21 +363,12 @@ impl AgentKeyRepository for AgentKeys<'_> {
     }
 
     async fn revoke(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
-        let key = self.get(id).await?;
-        if key.revoked_at.is_some() {
-            return Ok(key);
-        }
-        agent_api_key::Entity::update_many()
-            .col_expr(
-                agent_api_key::Column::RevokedAt,
-                Expr::value(self.ctx.now()),
-            )
-            .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
-            .filter(agent_api_key::Column::Id.eq(id))
-            .filter(agent_api_key::Column::RevokedAt.is_null())
-            .exec(&self.ctx.db)
-            .await?;
-        self.get(id).await
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { AgentKeys::new(ctx).revoke_unaudited(id).await? },
+            |row| crate::audit::AuditEntry::new("agent_key.revoked", "agent_api_key")
+                .resource_id(row.id)
+        )
     }
 
     async fn list(&self, agent: AgentId, page: PageRequest) -> Result<Page<agent_api_key::Model>> {
@@ -414,6 +415,27 @@ impl AgentKeyRepository for AgentKeys<'_> {
 
     async fn verify(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(&self.ctx.db, Some(self.ctx.tenant), secret, self.ctx.now()).await
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl AgentKeys<'_> {
+    async fn revoke_unaudited(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
+        let key = self.get(id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        agent_api_key::Entity::update_many()
+            .col_expr(
+                agent_api_key::Column::RevokedAt,
+                Expr::value(self.ctx.now()),
+            )
+            .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
+            .filter(agent_api_key::Column::Id.eq(id))
+            .filter(agent_api_key::Column::RevokedAt.is_null())
+            .exec(&self.ctx.db)
+            .await?;
+        self.get(id).await
     }
 }
 

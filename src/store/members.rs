@@ -322,29 +322,11 @@ pub(crate) async fn find_member(
 #[async_trait]
 impl MemberRepository for Members<'_> {
     async fn add(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
-        user::Entity::find_by_id(user)
-            .one(&self.ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(UserId::ENTITY, user))?;
-        let now = self.ctx.now();
-        tenant_member::ActiveModel {
-            tenant_id: Set(self.ctx.tenant),
-            user_id: Set(user),
-            seat_type: Set(seat),
-            status: Set(MemberStatus::Active),
-            invited_by: Set(None),
-            joined_at: Set(Some(now)),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.ctx.db)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("member", format!("user {user} is already a member"))
-            }
-            other => other,
-        })
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).add_unaudited(user, seat).await? },
+            |_row| crate::audit::AuditEntry::new("member.added", "member").resource_id(user)
+        )
     }
 
     async fn get(&self, user: UserId) -> Result<tenant_member::Model> {
@@ -371,6 +353,68 @@ impl MemberRepository for Members<'_> {
     }
 
     async fn set_status(&self, user: UserId, status: MemberStatus) -> Result<tenant_member::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).set_status_unaudited(user, status).await? },
+            |row| crate::audit::AuditEntry::new("member.status_changed", "member")
+                .resource_id(user)
+                .message(format!(
+                    "status {}",
+                    sea_orm::ActiveEnum::to_value(&row.status)
+                ))
+        )
+    }
+
+    async fn set_seat(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).set_seat_unaudited(user, seat).await? },
+            |_row| crate::audit::AuditEntry::new("member.seat_changed", "member").resource_id(user)
+        )
+    }
+
+    async fn remove(&self, user: UserId) -> Result<()> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).remove_unaudited(user).await? },
+            |_done| crate::audit::AuditEntry::new("member.removed", "member").resource_id(user)
+        )
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl Members<'_> {
+    async fn add_unaudited(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+        user::Entity::find_by_id(user)
+            .one(&self.ctx.db)
+            .await?
+            .ok_or_else(|| Error::not_found(UserId::ENTITY, user))?;
+        let now = self.ctx.now();
+        tenant_member::ActiveModel {
+            tenant_id: Set(self.ctx.tenant),
+            user_id: Set(user),
+            seat_type: Set(seat),
+            status: Set(MemberStatus::Active),
+            invited_by: Set(None),
+            joined_at: Set(Some(now)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.ctx.db)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => {
+                Error::conflict("member", format!("user {user} is already a member"))
+            }
+            other => other,
+        })
+    }
+
+    async fn set_status_unaudited(
+        &self,
+        user: UserId,
+        status: MemberStatus,
+    ) -> Result<tenant_member::Model> {
         let current = self.get(user).await?;
         let now = self.ctx.now();
         let joined = current.joined_at;
@@ -383,14 +427,18 @@ impl MemberRepository for Members<'_> {
         Ok(row.update(&self.ctx.db).await?)
     }
 
-    async fn set_seat(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+    async fn set_seat_unaudited(
+        &self,
+        user: UserId,
+        seat: SeatType,
+    ) -> Result<tenant_member::Model> {
         let mut row: tenant_member::ActiveModel = self.get(user).await?.into();
         row.seat_type = Set(seat);
         row.updated_at = Set(self.ctx.now());
         Ok(row.update(&self.ctx.db).await?)
     }
 
-    async fn remove(&self, user: UserId) -> Result<()> {
+    async fn remove_unaudited(&self, user: UserId) -> Result<()> {
         let txn = self.ctx.begin_write().await?;
         let result = async {
             find_member(&txn, self.ctx.tenant, user)
