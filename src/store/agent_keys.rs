@@ -113,7 +113,8 @@ pub trait AgentKeyRepository {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown (or another
-    /// tenant's), revoked or expired key, an agent that is not active, or one of a deactivated tenant;
+    /// tenant's), revoked or expired key, an agent that is not active, or an
+    /// agent of a deactivated tenant;
     /// [`Error::Database`].
     async fn verify(&self, secret: &str) -> Result<VerifiedKey>;
 }
@@ -266,7 +267,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
-    /// key, an agent that is not active, or one of a deactivated tenant; [`Error::Database`].
+    /// key, an agent that is not active, or an agent of a deactivated tenant;
+    /// [`Error::Database`].
     pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(self.connection(), None, secret, self.clock().now()).await
     }
