@@ -46,7 +46,10 @@ pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome
 pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
-pub use tenants::{NewTenant, TenantUpdate, Tenants};
+pub use tenants::{
+    MAX_APPROVAL_TTL_SECS, MAX_NOTIFICATION_EMAIL_LEN, MAX_RESERVATION_TTL_SECS, NewTenant,
+    TenantUpdate, Tenants,
+};
 pub use transactions::{TransactionRepository, Transactions};
 
 use std::sync::Arc;
