@@ -5,7 +5,7 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
@@ -213,8 +213,11 @@ impl Users {
             change.is_active = Set(active);
             change.updated_at = Set(now);
             let saved = change.update(&txn).await?;
+            // Tenants in one order, so that two of these never wait on each
+            // other's audit chains.
             let memberships = MemberEntity::find()
                 .filter(tenant_member::Column::UserId.eq(id))
+                .order_by_asc(tenant_member::Column::TenantId)
                 .all(&txn)
                 .await?;
             let action = if active {
