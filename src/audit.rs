@@ -267,6 +267,65 @@ pub(crate) async fn append(
     Ok(row.insert(conn).await?)
 }
 
+/// What [`AuditLog::search`] selects; every filter left unset matches all.
+///
+/// ```
+/// use bursar::audit::AuditFilter;
+/// use bursar::entity::audit_log::AuditLevel;
+/// let f = AuditFilter::new().action("policy.updated").resource("policy", None).level(AuditLevel::Info);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    level: Option<AuditLevel>,
+    actor: Option<(AuditActorType, Option<uuid::Uuid>)>,
+    action: Option<String>,
+    resource: Option<(String, Option<String>)>,
+    correlation_id: Option<String>,
+}
+
+impl AuditFilter {
+    /// Matches every entry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Only entries at this level.
+    #[must_use]
+    pub fn level(mut self, level: AuditLevel) -> Self {
+        self.level = Some(level);
+        self
+    }
+
+    /// Only entries by this kind of actor (and this actor, when given).
+    #[must_use]
+    pub fn actor(mut self, kind: AuditActorType, id: Option<uuid::Uuid>) -> Self {
+        self.actor = Some((kind, id));
+        self
+    }
+
+    /// Only entries of this action (e.g. `policy.updated`).
+    #[must_use]
+    pub fn action(mut self, action: impl Into<String>) -> Self {
+        self.action = Some(action.into());
+        self
+    }
+
+    /// Only entries about this resource type (and this resource, when given).
+    #[must_use]
+    pub fn resource(mut self, resource_type: impl Into<String>, id: Option<String>) -> Self {
+        self.resource = Some((resource_type.into(), id));
+        self
+    }
+
+    /// Only entries of this correlation id.
+    #[must_use]
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+}
+
 /// The result of [`AuditLog::verify`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainReport {
@@ -313,8 +372,42 @@ impl<'a> AuditLog<'a> {
     /// # Errors
     /// [`Error::Invalid`] for a bad page size or status; [`Error::Database`].
     pub async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
+        self.search(&AuditFilter::new(), page).await
+    }
+
+    /// [`AuditLog::list`], also filtered by level, actor, action, resource
+    /// and correlation id.
+    ///
+    /// # Errors
+    /// As [`AuditLog::list`].
+    pub async fn search(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<audit_log::Model>> {
         let mut query =
             audit_log::Entity::find().filter(audit_log::Column::TenantId.eq(self.ctx.tenant));
+        if let Some(level) = filter.level {
+            query = query.filter(audit_log::Column::Level.eq(level));
+        }
+        if let Some((kind, id)) = filter.actor {
+            query = query.filter(audit_log::Column::ActorType.eq(kind));
+            if let Some(id) = id {
+                query = query.filter(audit_log::Column::ActorId.eq(id));
+            }
+        }
+        if let Some(action) = &filter.action {
+            query = query.filter(audit_log::Column::Action.eq(action.as_str()));
+        }
+        if let Some((kind, id)) = &filter.resource {
+            query = query.filter(audit_log::Column::ResourceType.eq(kind.as_str()));
+            if let Some(id) = id {
+                query = query.filter(audit_log::Column::ResourceId.eq(id.as_str()));
+            }
+        }
+        if let Some(id) = &filter.correlation_id {
+            query = query.filter(audit_log::Column::CorrelationId.eq(id.as_str()));
+        }
         if let Some(status) = page.status_filter() {
             let status = match status {
                 "success" => AuditStatus::Success,
@@ -379,4 +472,386 @@ impl<'a> AuditLog<'a> {
             }
         }
     }
+}
+
+/// Purpose of the key derived for checkpoint signatures.
+const CHECKPOINT_PURPOSE: &str = "bursar/audit-checkpoint/v1";
+
+/// A tenant's chain head, `(seq, hash)`, signed with a key from the host's
+/// [`KeyProvider`](crate::keys::KeyProvider). Keep checkpoints away from the
+/// database (a host's object store, a ticket, a log shipper): a later
+/// [`AuditLog::verify_against`] then detects both dropped newest entries and
+/// a chain recomputed from an edited row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The tenant whose chain this is.
+    pub tenant_id: TenantId,
+    /// The head's sequence number (0 for an empty chain).
+    pub seq: i64,
+    /// The head's hash ([`GENESIS_HASH`] for an empty chain).
+    pub hash: String,
+    /// The key version the signature was made with.
+    pub key_version: u32,
+    /// HMAC-SHA-256 over the fields above, hex.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(tenant: TenantId, seq: i64, hash: &str, key_version: u32) -> Vec<u8> {
+        format!("bursar-audit-checkpoint\n{tenant}\n{seq}\n{hash}\n{key_version}").into_bytes()
+    }
+
+    /// Whether the signature was made by the provider's key of
+    /// `key_version` over these fields.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider does not hold that key version.
+    pub fn is_signed_by(&self, keys: &dyn crate::keys::KeyProvider) -> Result<bool> {
+        let key = crate::keys::derive(keys, self.key_version, CHECKPOINT_PURPOSE)?;
+        let Some(tag) = from_hex(&self.signature) else {
+            return Ok(false);
+        };
+        let message = Self::message(self.tenant_id, self.seq, &self.hash, self.key_version);
+        Ok(crate::keys::verify(&key, &message, &tag))
+    }
+}
+
+pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    s.as_bytes()
+        .chunks(2)
+        .map(|p| {
+            let hi = char::from(p[0]).to_digit(16)?;
+            let lo = char::from(p[1]).to_digit(16)?;
+            u8::try_from(hi * 16 + lo).ok()
+        })
+        .collect()
+}
+
+/// What [`AuditLog::verify_against`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum CheckpointVerdict {
+    /// The chain holds and still contains the checkpoint's head unchanged.
+    Holds {
+        /// Entries checked.
+        entries: u64,
+    },
+    /// The chain itself is broken at this entry (see [`AuditLog::verify`]).
+    Broken {
+        /// The first entry that does not hold.
+        seq: i64,
+    },
+    /// The chain holds but ends before the checkpoint's head: its newest
+    /// entries were dropped.
+    Truncated {
+        /// The checkpoint's head.
+        expected_seq: i64,
+        /// The chain's head now (0 when it is empty).
+        found_seq: i64,
+    },
+    /// The chain holds but its entry at the checkpoint's head has another
+    /// hash: the chain was recomputed after an edit at or before `seq`.
+    Rewritten {
+        /// The checkpoint's head.
+        seq: i64,
+    },
+}
+
+impl CheckpointVerdict {
+    /// Whether the log is as the checkpoint says (and perhaps longer).
+    #[must_use]
+    pub fn holds(&self) -> bool {
+        matches!(self, Self::Holds { .. })
+    }
+}
+
+impl AuditLog<'_> {
+    /// The tenant's chain head, signed with the provider's current key.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use bursar::audit::AuditEntry;
+    /// use bursar::keys::StaticKeyring;
+    /// use bursar::store::NewTenant;
+    /// let store = bursar::Store::connect("sqlite::memory:").await?;
+    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
+    /// let keys = StaticKeyring::new(1, [42; 32]);
+    /// acme.audit_log().record(AuditEntry::new("login", "user")).await?;
+    /// let checkpoint = acme.audit_log().checkpoint(&keys).await?;
+    /// assert_eq!(checkpoint.seq, 1);
+    /// assert!(acme.audit_log().verify_against(&checkpoint, &keys).await?.holds());
+    /// # Ok::<(), bursar::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider lacks its current key;
+    /// [`Error::Database`].
+    pub async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint> {
+        let head = audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+            .order_by_desc(audit_log::Column::Seq)
+            .limit(1)
+            .one(&self.ctx.db)
+            .await?;
+        let (seq, hash) = head.map_or((0, GENESIS_HASH.to_owned()), |h| (h.seq, h.hash));
+        let version = keys.current_version();
+        let key = crate::keys::derive(keys, version, CHECKPOINT_PURPOSE)?;
+        let signature = to_hex(&crate::keys::sign(
+            &key,
+            &Checkpoint::message(self.ctx.tenant, seq, &hash, version),
+        )?);
+        Ok(Checkpoint {
+            tenant_id: self.ctx.tenant,
+            seq,
+            hash,
+            key_version: version,
+            signature,
+        })
+    }
+
+    /// Checks the chain ([`AuditLog::verify`]) and that it still holds the
+    /// checkpoint's head with the same hash: dropped newest entries are
+    /// [`CheckpointVerdict::Truncated`], a chain recomputed after an edit is
+    /// [`CheckpointVerdict::Rewritten`].
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the checkpoint's signature does not verify
+    /// with the provider's key (or the key is missing);
+    /// [`Error::Invalid`] (field `checkpoint`) for another tenant's checkpoint;
+    /// [`Error::Database`].
+    pub async fn verify_against(
+        &self,
+        checkpoint: &Checkpoint,
+        keys: &dyn crate::keys::KeyProvider,
+    ) -> Result<CheckpointVerdict> {
+        if checkpoint.tenant_id != self.ctx.tenant {
+            return Err(Error::invalid(
+                "checkpoint",
+                format!(
+                    "belongs to tenant {}, not {}",
+                    checkpoint.tenant_id, self.ctx.tenant
+                ),
+            ));
+        }
+        if !checkpoint.is_signed_by(keys)? {
+            return Err(Error::Crypto {
+                reason: "the checkpoint's signature does not match".into(),
+            });
+        }
+        let report = self.verify().await?;
+        if let Some(seq) = report.first_broken_seq {
+            return Ok(CheckpointVerdict::Broken { seq });
+        }
+        if checkpoint.seq == 0 {
+            return Ok(CheckpointVerdict::Holds {
+                entries: report.entries,
+            });
+        }
+        let at = audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+            .filter(audit_log::Column::Seq.eq(checkpoint.seq))
+            .one(&self.ctx.db)
+            .await?;
+        Ok(match at {
+            None => CheckpointVerdict::Truncated {
+                expected_seq: checkpoint.seq,
+                found_seq: i64::try_from(report.entries).unwrap_or(i64::MAX),
+            },
+            Some(entry) if entry.hash != checkpoint.hash => CheckpointVerdict::Rewritten {
+                seq: checkpoint.seq,
+            },
+            Some(_) => CheckpointVerdict::Holds {
+                entries: report.entries,
+            },
+        })
+    }
+}
+
+/// Runs `$body` (a block that may use `?` and `.await`, with `$ctx` a
+/// [`Ctx`] on a write transaction) and appends the entry `$entry` makes from
+/// its result, in that one transaction: the change and its audit entry
+/// commit together or not at all.
+macro_rules! audited_write {
+    ($outer:expr, |$ctx:ident| $body:block, |$out:ident| $entry:expr) => {{
+        let outer: &$crate::store::repo::Ctx<'_> = $outer;
+        let txn = outer.begin_write().await?;
+        let result = async {
+            let $ctx = $crate::store::repo::Ctx::new(&txn, outer.tenant, outer.clock);
+            let value = $body;
+            {
+                let $out = &value;
+                $crate::audit::append(&txn, outer.tenant, $entry, outer.now()).await?;
+            }
+            Ok(value)
+        }
+        .await;
+        $crate::store::repo::finish(txn, result).await
+    }};
+}
+pub(crate) use audited_write;
+
+impl AuditLog<'_> {
+    /// Writes the entries with `seq` in `from_seq..=to_seq` (to the head when
+    /// `to_seq` is `None`) to `out` as JSON Lines, one stored entry per line
+    /// in chain order, for offline verification with [`verify_export`] (or
+    /// `bursar-audit verify FILE`). Returns the number of lines written.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (field `export`) when writing to `out` fails;
+    /// [`Error::Database`].
+    pub async fn export(
+        &self,
+        from_seq: i64,
+        to_seq: Option<i64>,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64> {
+        const BATCH: u64 = 1_000;
+        let mut next = from_seq.max(1);
+        let mut written = 0;
+        loop {
+            let mut query = audit_log::Entity::find()
+                .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
+                .filter(audit_log::Column::Seq.gte(next));
+            if let Some(to) = to_seq {
+                query = query.filter(audit_log::Column::Seq.lte(to));
+            }
+            let batch = query
+                .order_by_asc(audit_log::Column::Seq)
+                .limit(BATCH)
+                .all(&self.ctx.db)
+                .await?;
+            let done = (batch.len() as u64) < BATCH;
+            for entry in batch {
+                next = entry.seq + 1;
+                let line = serde_json::to_string(&entry)
+                    .map_err(|e| Error::invalid("export", format!("cannot serialize: {e}")))?;
+                writeln!(out, "{line}")
+                    .map_err(|e| Error::invalid("export", format!("cannot write: {e}")))?;
+                written += 1;
+            }
+            if done {
+                out.flush()
+                    .map_err(|e| Error::invalid("export", format!("cannot write: {e}")))?;
+                return Ok(written);
+            }
+        }
+    }
+}
+
+/// What [`verify_export`] found in an exported file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExportReport {
+    /// Lines read.
+    pub entries: u64,
+    /// The first and last `seq` read.
+    pub seq_range: Option<(i64, i64)>,
+    /// The first entry (by the `seq` it should have had) whose line does not
+    /// parse, or whose hash, sequence or link does not hold.
+    pub first_broken_seq: Option<i64>,
+    /// The checkpoint's verdict, when one was given and the chain holds.
+    pub checkpoint: Option<CheckpointVerdict>,
+}
+
+impl ExportReport {
+    /// Whether the file holds, and agrees with the checkpoint if one was given.
+    #[must_use]
+    pub fn is_intact(&self) -> bool {
+        self.first_broken_seq.is_none()
+            && self
+                .checkpoint
+                .as_ref()
+                .is_none_or(CheckpointVerdict::holds)
+    }
+}
+
+/// Verifies an export of [`AuditLog::export`] without a database: every
+/// line's hash, the sequence and the links between lines (an export that
+/// starts at `seq` 1 must start from [`GENESIS_HASH`]), and, with a
+/// checkpoint, that the file reaches the checkpoint's head with its hash.
+///
+/// # Errors
+/// [`Error::Crypto`] when the checkpoint's signature does not verify with
+/// `keys`; [`Error::Invalid`] (field `export`) when the input cannot be read.
+pub fn verify_export(
+    input: impl std::io::BufRead,
+    checkpoint: Option<(&Checkpoint, &dyn crate::keys::KeyProvider)>,
+) -> Result<ExportReport> {
+    if let Some((c, keys)) = checkpoint
+        && !c.is_signed_by(keys)?
+    {
+        return Err(Error::Crypto {
+            reason: "the checkpoint's signature does not match".into(),
+        });
+    }
+    let mut report = ExportReport {
+        entries: 0,
+        seq_range: None,
+        first_broken_seq: None,
+        checkpoint: None,
+    };
+    let mut expected: Option<(i64, String)> = None;
+    let mut last: Option<audit_log::Model> = None;
+    let mut at_checkpoint: Option<String> = None;
+    for line in input.lines() {
+        let line = line.map_err(|e| Error::invalid("export", format!("cannot read: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        report.entries += 1;
+        let next_seq = expected.as_ref().map_or(1, |(s, _)| *s);
+        let Ok(entry) = serde_json::from_str::<audit_log::Model>(&line) else {
+            report.first_broken_seq = Some(next_seq);
+            return Ok(report);
+        };
+        let holds = match &expected {
+            Some((seq, prev)) => entry.seq == *seq && entry.prev_hash == *prev,
+            None => entry.seq >= 1 && (entry.seq > 1 || entry.prev_hash == GENESIS_HASH),
+        } && hash_of(&entry)? == entry.hash
+            && last.as_ref().is_none_or(|l| l.tenant_id == entry.tenant_id);
+        if !holds {
+            report.first_broken_seq = Some(expected.map_or(entry.seq, |(s, _)| s));
+            return Ok(report);
+        }
+        let first = report.seq_range.map_or(entry.seq, |(f, _)| f);
+        report.seq_range = Some((first, entry.seq));
+        expected = Some((entry.seq + 1, entry.hash.clone()));
+        if checkpoint.is_some_and(|(c, _)| c.seq == entry.seq) {
+            at_checkpoint = Some(entry.hash.clone());
+        }
+        last = Some(entry);
+    }
+    if let Some((c, _)) = checkpoint {
+        let head = last.as_ref().map_or(0, |l| l.seq);
+        let first = report.seq_range.map_or(1, |(f, _)| f);
+        if c.seq > 0 && first > c.seq {
+            return Err(Error::invalid(
+                "export",
+                format!(
+                    "starts at seq {first}, after the checkpoint's head {}",
+                    c.seq
+                ),
+            ));
+        }
+        report.checkpoint = Some(
+            if last.as_ref().is_some_and(|l| l.tenant_id != c.tenant_id) {
+                CheckpointVerdict::Rewritten { seq: c.seq }
+            } else if head < c.seq {
+                CheckpointVerdict::Truncated {
+                    expected_seq: c.seq,
+                    found_seq: head,
+                }
+            } else if c.seq == 0 || at_checkpoint.as_deref() == Some(c.hash.as_str()) {
+                CheckpointVerdict::Holds {
+                    entries: report.entries,
+                }
+            } else {
+                CheckpointVerdict::Rewritten { seq: c.seq }
+            },
+        );
+    }
+    Ok(report)
 }

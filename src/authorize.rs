@@ -446,6 +446,14 @@ impl Flow<'_> {
 
         // An unknown or inactive agent is refused before any policy runs.
         let refusal = match &agent {
+            // A deactivated tenant's agents may not act at all.
+            _ if !tenant_row.is_active => Some(Reason {
+                code: codes::TENANT_INACTIVE.to_owned(),
+                message: format!("tenant {} is deactivated", self.tenant),
+                policy_id: None,
+                budget: None,
+                undetermined: false,
+            }),
             None => Some(Reason {
                 code: codes::AGENT_NOT_FOUND.to_owned(),
                 message: format!("agent {claimed_agent} does not exist in this tenant"),

@@ -30,6 +30,8 @@ pub const CATEGORY_BLOCKED: &str = "CATEGORY_BLOCKED";
 pub const AGENT_NOT_FOUND: &str = "AGENT_NOT_FOUND";
 /// The agent exists but is paused or suspended.
 pub const AGENT_INACTIVE: &str = "AGENT_INACTIVE";
+/// The tenant is deactivated: none of its agents may act until it is reactivated.
+pub const TENANT_INACTIVE: &str = "TENANT_INACTIVE";
 /// No policy allowed the request and the tenant's default effect is deny.
 pub const NO_MATCHING_POLICY: &str = "NO_MATCHING_POLICY";
 /// Approval needed: the amount is above the agent's approval threshold.

@@ -10,7 +10,10 @@
 //! | `contention` | [`Error::Contention`] | serialization failure (40001), deadlock (40P01), lock not available (55P03); SQLite busy (5) or locked (6) | **yes** |
 //! | `unavailable` | [`Error::Unavailable`] | lost connection, I/O error, pool acquire timeout or closed pool, server shutting down or starting (57P01, 57P02, 57P03, 08xxx), too many connections (53300), statement canceled (57014); SQLite I/O error (10) or cannot open (14) | **yes** |
 //! | `storage_full` | [`Error::StorageFull`] | disk full (PostgreSQL 53100 and the other 53xxx insufficient-resources codes; SQLite 13) | no, until space is freed |
-//! | `database` | [`Error::Database`] | anything else | no |
+//! | `database` | [`Error::Database`] | anything else (including a change refused by an append-only table's trigger) | no |
+//!
+//! One more code is not about the database: `crypto` ([`Error::Crypto`]) for
+//! a missing key or a sealed value or signature that does not verify.
 //!
 //! A transient error is safe to retry with the same idempotency key. No
 //! message names a table, constraint or SQL statement, and none repeats the
@@ -83,6 +86,16 @@ pub enum Error {
     /// or expired. Deliberately says no more than that.
     #[error("unauthenticated")]
     Unauthenticated,
+    /// A key was missing, or sealed data or a signature did not verify: a
+    /// key version the [`KeyProvider`](crate::keys::KeyProvider) does not
+    /// hold, a ciphertext that was changed, truncated or moved to another
+    /// row or tenant, a checkpoint whose signature does not match. Never
+    /// carries key or secret bytes.
+    #[error("cryptographic check failed: {reason}")]
+    Crypto {
+        /// What failed, in neutral words.
+        reason: String,
+    },
     /// Two writers collided: a serialization failure or deadlock on
     /// PostgreSQL, a busy or locked database on SQLite. Nothing was committed.
     ///
@@ -143,6 +156,7 @@ impl Error {
             Self::Conflict { .. } => "conflict",
             Self::Forbidden { .. } => "forbidden",
             Self::Unauthenticated => "unauthenticated",
+            Self::Crypto { .. } => "crypto",
             Self::Contention { .. } => "contention",
             Self::Unavailable { .. } => "unavailable",
             Self::StorageFull { .. } => "storage_full",

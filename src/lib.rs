@@ -63,6 +63,10 @@
 //!   that SQLite and PostgreSQL both compare them exactly and numerically.
 //! * [`entity`]: the SeaORM entities of all 30 tables; the schema lives in the
 //!   `bursar-migration` crate.
+//! * [`audit`]: the per-tenant hash chain, append-only in the database, with
+//!   signed checkpoints against dropped entries, search and export;
+//!   [`vault`]: connection credentials sealed with envelope encryption under
+//!   keys from a host's [`keys::KeyProvider`] — see `docs/security.md`.
 //!
 //! * [`Error`]: one error type with a stable [`Error::code`]; database faults
 //!   are classified (`contention`, `unavailable`, `storage_full`, `database`)
@@ -83,9 +87,11 @@ pub mod codes;
 pub mod entity;
 pub mod error;
 pub mod id;
+pub mod keys;
 pub mod money;
 pub mod policy;
 pub mod store;
+pub mod vault;
 
 pub use error::{Error, Result};
 pub use store::{Store, TenantScope};

@@ -529,6 +529,16 @@ async fn reconcile_reports_a_corrupted_balance_and_a_deleted_ledger_row() {
             .await
             .unwrap()
             .unwrap();
+        // The ledger is append-only: the owner has to drop the trigger first.
+        {
+            use bursar_migration::m20250101_000003_append_only::drop_sql;
+            use sea_orm::ConnectionTrait;
+            let refused = ledger_entry::Entity::delete_by_id(entry.id).exec(db).await;
+            assert!(refused.is_err(), "{refused:?}");
+            for sql in drop_sql(db.get_database_backend(), "ledger_entries") {
+                db.execute_unprepared(&sql).await.unwrap();
+            }
+        }
         ledger_entry::Entity::delete_by_id(entry.id)
             .exec(db)
             .await

@@ -1,14 +1,16 @@
 //! The bursar schema as a [`sea_orm_migration`] [`Migrator`], and a command-line
 //! runner (`cargo run -p bursar-migration -- up`).
 //!
-//! Three migrations:
+//! Four migrations:
 //!
 //! 1. [`m20250101_000001_create_tables`]: every table in [`TABLES`] with its keys,
 //!    tenant-scoped foreign keys and indexes.
 //! 2. [`m20250101_000002_row_level_security`]: on PostgreSQL only, row-level
 //!    security on every tenant-owned table, keyed on the `bursar.tenant_id`
 //!    setting. A no-op on SQLite.
-//! 3. [`m20250101_000004_usage`]: the action kind of purchase intents, token
+//! 3. [`m20250101_000003_append_only`]: triggers that refuse `UPDATE` and
+//!    `DELETE` on `audit_logs` and `ledger_entries`, on both backends.
+//! 4. [`m20250101_000004_usage`]: the action kind of purchase intents, token
 //!    detail on usage records, and the `model_prices` table.
 //!
 //! This crate does not depend on `bursar`; the entities in `bursar::entity` are
@@ -19,6 +21,7 @@ pub use sea_orm_migration::prelude::*;
 pub mod columns;
 pub mod m20250101_000001_create_tables;
 pub mod m20250101_000002_row_level_security;
+pub mod m20250101_000003_append_only;
 pub mod m20250101_000004_usage;
 pub mod widths;
 
@@ -80,6 +83,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20250101_000001_create_tables::Migration),
             Box::new(m20250101_000002_row_level_security::Migration),
+            Box::new(m20250101_000003_append_only::Migration),
             Box::new(m20250101_000004_usage::Migration),
         ]
     }

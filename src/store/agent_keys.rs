@@ -113,7 +113,8 @@ pub trait AgentKeyRepository {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown (or another
-    /// tenant's), revoked or expired key, or an agent that is not active;
+    /// tenant's), revoked or expired key, an agent that is not active, or an
+    /// agent of a deactivated tenant;
     /// [`Error::Database`].
     async fn verify(&self, secret: &str) -> Result<VerifiedKey>;
 }
@@ -211,6 +212,14 @@ async fn verify_in(
     if !agent_active {
         return Err(Error::Unauthenticated);
     }
+    // An inactive tenant's agents are shut off with it.
+    let tenant_active = crate::entity::tenant::Entity::find_by_id(key.tenant_id)
+        .one(conn)
+        .await?
+        .is_some_and(|t| t.is_active);
+    if !tenant_active {
+        return Err(Error::Unauthenticated);
+    }
     agent_api_key::Entity::update_many()
         .col_expr(agent_api_key::Column::LastUsedAt, Expr::value(now))
         .filter(agent_api_key::Column::TenantId.eq(key.tenant_id))
@@ -258,7 +267,8 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
-    /// key, or an agent that is not active; [`Error::Database`].
+    /// key, an agent that is not active, or an agent of a deactivated tenant;
+    /// [`Error::Database`].
     pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(self.connection(), None, secret, self.clock().now()).await
     }
@@ -321,7 +331,17 @@ impl AgentKeyRepository for AgentKeys<'_> {
                 last_used_at: Set(None),
                 created_at: Set(now),
             };
-            Ok(sea_orm::ActiveModelTrait::insert(row, &txn).await?)
+            let row = sea_orm::ActiveModelTrait::insert(row, &txn).await?;
+            crate::audit::append(
+                &txn,
+                self.ctx.tenant,
+                crate::audit::AuditEntry::new("agent_key.issued", "agent_api_key")
+                    .resource_id(row.id)
+                    .message(format!("key {} for agent {agent}", row.prefix)),
+                now,
+            )
+            .await?;
+            Ok(row)
         }
         .await;
         let row = finish(txn, result).await?;
@@ -345,21 +365,12 @@ impl AgentKeyRepository for AgentKeys<'_> {
     }
 
     async fn revoke(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
-        let key = self.get(id).await?;
-        if key.revoked_at.is_some() {
-            return Ok(key);
-        }
-        agent_api_key::Entity::update_many()
-            .col_expr(
-                agent_api_key::Column::RevokedAt,
-                Expr::value(self.ctx.now()),
-            )
-            .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
-            .filter(agent_api_key::Column::Id.eq(id))
-            .filter(agent_api_key::Column::RevokedAt.is_null())
-            .exec(&self.ctx.db)
-            .await?;
-        self.get(id).await
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { AgentKeys::new(ctx).revoke_unaudited(id).await? },
+            |row| crate::audit::AuditEntry::new("agent_key.revoked", "agent_api_key")
+                .resource_id(row.id)
+        )
     }
 
     async fn list(&self, agent: AgentId, page: PageRequest) -> Result<Page<agent_api_key::Model>> {
@@ -406,6 +417,27 @@ impl AgentKeyRepository for AgentKeys<'_> {
 
     async fn verify(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(&self.ctx.db, Some(self.ctx.tenant), secret, self.ctx.now()).await
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl AgentKeys<'_> {
+    async fn revoke_unaudited(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
+        let key = self.get(id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        agent_api_key::Entity::update_many()
+            .col_expr(
+                agent_api_key::Column::RevokedAt,
+                Expr::value(self.ctx.now()),
+            )
+            .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
+            .filter(agent_api_key::Column::Id.eq(id))
+            .filter(agent_api_key::Column::RevokedAt.is_null())
+            .exec(&self.ctx.db)
+            .await?;
+        self.get(id).await
     }
 }
 

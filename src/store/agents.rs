@@ -173,6 +173,70 @@ impl<'a> Agents<'a> {
 #[async_trait]
 impl AgentRepository for Agents<'_> {
     async fn create(&self, new: NewAgent) -> Result<agent::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Agents::new(ctx).create_unaudited(new).await? },
+            |row| crate::audit::AuditEntry::new("agent.created", "agent").resource_id(row.id)
+        )
+    }
+
+    async fn get(&self, id: AgentId) -> Result<agent::Model> {
+        agent::Entity::find()
+            .filter(agent::Column::TenantId.eq(self.ctx.tenant))
+            .filter(agent::Column::Id.eq(id))
+            .one(&self.ctx.db)
+            .await?
+            .ok_or_else(|| Error::not_found(AgentId::ENTITY, id))
+    }
+
+    async fn list(&self, page: PageRequest) -> Result<Page<agent::Model>> {
+        let mut query = agent::Entity::find().filter(agent::Column::TenantId.eq(self.ctx.tenant));
+        if let Some(status) = page.status_filter() {
+            let status = AgentStatus::try_from_value(&status.to_owned()).map_err(|_| {
+                Error::invalid(
+                    "status",
+                    format!("{status:?} is not one of active, paused, suspended"),
+                )
+            })?;
+            query = query.filter(agent::Column::Status.eq(status));
+        }
+        list_page(
+            &self.ctx.db,
+            query,
+            agent::Column::CreatedAt,
+            agent::Column::Id,
+            &page,
+        )
+        .await
+    }
+
+    async fn set_status(&self, id: AgentId, status: AgentStatus) -> Result<agent::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Agents::new(ctx).set_status_unaudited(id, status).await? },
+            |row| crate::audit::AuditEntry::new("agent.status_changed", "agent")
+                .resource_id(row.id)
+                .message(format!("status {}", row.status.to_value()))
+        )
+    }
+
+    async fn assign(
+        &self,
+        id: AgentId,
+        team: Option<TeamId>,
+        project: Option<ProjectId>,
+    ) -> Result<agent::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Agents::new(ctx).assign_unaudited(id, team, project).await? },
+            |row| crate::audit::AuditEntry::new("agent.assigned", "agent").resource_id(row.id)
+        )
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl Agents<'_> {
+    async fn create_unaudited(&self, new: NewAgent) -> Result<agent::Model> {
         let name = validate_name("name", &new.name)?;
         let slug = new
             .slug
@@ -208,44 +272,14 @@ impl AgentRepository for Agents<'_> {
         })
     }
 
-    async fn get(&self, id: AgentId) -> Result<agent::Model> {
-        agent::Entity::find()
-            .filter(agent::Column::TenantId.eq(self.ctx.tenant))
-            .filter(agent::Column::Id.eq(id))
-            .one(&self.ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(AgentId::ENTITY, id))
-    }
-
-    async fn list(&self, page: PageRequest) -> Result<Page<agent::Model>> {
-        let mut query = agent::Entity::find().filter(agent::Column::TenantId.eq(self.ctx.tenant));
-        if let Some(status) = page.status_filter() {
-            let status = AgentStatus::try_from_value(&status.to_owned()).map_err(|_| {
-                Error::invalid(
-                    "status",
-                    format!("{status:?} is not one of active, paused, suspended"),
-                )
-            })?;
-            query = query.filter(agent::Column::Status.eq(status));
-        }
-        list_page(
-            &self.ctx.db,
-            query,
-            agent::Column::CreatedAt,
-            agent::Column::Id,
-            &page,
-        )
-        .await
-    }
-
-    async fn set_status(&self, id: AgentId, status: AgentStatus) -> Result<agent::Model> {
+    async fn set_status_unaudited(&self, id: AgentId, status: AgentStatus) -> Result<agent::Model> {
         let mut row: agent::ActiveModel = self.get(id).await?.into();
         row.status = Set(status);
         row.updated_at = Set(self.ctx.now());
         Ok(row.update(&self.ctx.db).await?)
     }
 
-    async fn assign(
+    async fn assign_unaudited(
         &self,
         id: AgentId,
         team: Option<TeamId>,

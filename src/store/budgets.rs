@@ -210,6 +210,14 @@ impl<'a> Budgets<'a> {
     /// unknown currency or a bad name; [`Error::NotFound`] when the scope names
     /// a row this tenant does not have; [`Error::Database`].
     pub async fn create(&self, new: NewBudget) -> Result<budget::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Budgets::new(ctx).create_unaudited(new).await? },
+            |row| crate::audit::AuditEntry::new("budget.created", "budget").resource_id(row.id)
+        )
+    }
+
+    async fn create_unaudited(&self, new: NewBudget) -> Result<budget::Model> {
         let currency = Currency::from_code(&new.currency)?;
         if new.limit < Decimal::ZERO {
             return Err(Error::invalid(
@@ -278,6 +286,22 @@ impl<'a> Budgets<'a> {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
     pub async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Budgets::new(ctx).set_active_unaudited(id, active).await? },
+            |row| crate::audit::AuditEntry::new(
+                if row.is_active {
+                    "budget.enabled"
+                } else {
+                    "budget.disabled"
+                },
+                "budget"
+            )
+            .resource_id(row.id)
+        )
+    }
+
+    async fn set_active_unaudited(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
         let current = self.get(id).await?;
         let mut row: budget::ActiveModel = current.into();
         row.is_active = Set(active);

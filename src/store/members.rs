@@ -5,7 +5,7 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
@@ -177,6 +177,69 @@ impl Users {
             .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
     }
 
+    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
+    /// answers `false` for them in every tenant, so they hold no permission
+    /// and cannot decide approvals. Their memberships and roles stay, for
+    /// [`Users::reactivate`]. Audited as `user.deactivated` in every tenant
+    /// they belong to. Deactivating an inactive user changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn deactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, false).await
+    }
+
+    /// Undoes [`Users::deactivate`]. Audited as `user.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    pub async fn reactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, true).await
+    }
+
+    async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
+        use sea_orm::TransactionTrait;
+        let txn = self.store.connection().begin().await?;
+        let result = async {
+            let row = user::Entity::find_by_id(id)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| Error::not_found(UserId::ENTITY, id))?;
+            if row.is_active == active {
+                return Ok(row);
+            }
+            let now = self.store.clock().now();
+            let mut change: user::ActiveModel = row.into();
+            change.is_active = Set(active);
+            change.updated_at = Set(now);
+            let saved = change.update(&txn).await?;
+            // Tenants in one order, so that two of these never wait on each
+            // other's audit chains.
+            let memberships = MemberEntity::find()
+                .filter(tenant_member::Column::UserId.eq(id))
+                .order_by_asc(tenant_member::Column::TenantId)
+                .all(&txn)
+                .await?;
+            let action = if active {
+                "user.reactivated"
+            } else {
+                "user.deactivated"
+            };
+            for m in memberships {
+                crate::audit::append(
+                    &txn,
+                    m.tenant_id,
+                    crate::audit::AuditEntry::new(action, "user").resource_id(id),
+                    now,
+                )
+                .await?;
+            }
+            Ok(saved)
+        }
+        .await;
+        finish(txn, result).await
+    }
+
     /// The user with this email (compared trimmed and lowercased).
     ///
     /// # Errors
@@ -262,29 +325,11 @@ pub(crate) async fn find_member(
 #[async_trait]
 impl MemberRepository for Members<'_> {
     async fn add(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
-        user::Entity::find_by_id(user)
-            .one(&self.ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(UserId::ENTITY, user))?;
-        let now = self.ctx.now();
-        tenant_member::ActiveModel {
-            tenant_id: Set(self.ctx.tenant),
-            user_id: Set(user),
-            seat_type: Set(seat),
-            status: Set(MemberStatus::Active),
-            invited_by: Set(None),
-            joined_at: Set(Some(now)),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.ctx.db)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("member", format!("user {user} is already a member"))
-            }
-            other => other,
-        })
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).add_unaudited(user, seat).await? },
+            |_row| crate::audit::AuditEntry::new("member.added", "member").resource_id(user)
+        )
     }
 
     async fn get(&self, user: UserId) -> Result<tenant_member::Model> {
@@ -311,6 +356,68 @@ impl MemberRepository for Members<'_> {
     }
 
     async fn set_status(&self, user: UserId, status: MemberStatus) -> Result<tenant_member::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).set_status_unaudited(user, status).await? },
+            |row| crate::audit::AuditEntry::new("member.status_changed", "member")
+                .resource_id(user)
+                .message(format!(
+                    "status {}",
+                    sea_orm::ActiveEnum::to_value(&row.status)
+                ))
+        )
+    }
+
+    async fn set_seat(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).set_seat_unaudited(user, seat).await? },
+            |_row| crate::audit::AuditEntry::new("member.seat_changed", "member").resource_id(user)
+        )
+    }
+
+    async fn remove(&self, user: UserId) -> Result<()> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Members::new(ctx).remove_unaudited(user).await? },
+            |_done| crate::audit::AuditEntry::new("member.removed", "member").resource_id(user)
+        )
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl Members<'_> {
+    async fn add_unaudited(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+        user::Entity::find_by_id(user)
+            .one(&self.ctx.db)
+            .await?
+            .ok_or_else(|| Error::not_found(UserId::ENTITY, user))?;
+        let now = self.ctx.now();
+        tenant_member::ActiveModel {
+            tenant_id: Set(self.ctx.tenant),
+            user_id: Set(user),
+            seat_type: Set(seat),
+            status: Set(MemberStatus::Active),
+            invited_by: Set(None),
+            joined_at: Set(Some(now)),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&self.ctx.db)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => {
+                Error::conflict("member", format!("user {user} is already a member"))
+            }
+            other => other,
+        })
+    }
+
+    async fn set_status_unaudited(
+        &self,
+        user: UserId,
+        status: MemberStatus,
+    ) -> Result<tenant_member::Model> {
         let current = self.get(user).await?;
         let now = self.ctx.now();
         let joined = current.joined_at;
@@ -323,14 +430,18 @@ impl MemberRepository for Members<'_> {
         Ok(row.update(&self.ctx.db).await?)
     }
 
-    async fn set_seat(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
+    async fn set_seat_unaudited(
+        &self,
+        user: UserId,
+        seat: SeatType,
+    ) -> Result<tenant_member::Model> {
         let mut row: tenant_member::ActiveModel = self.get(user).await?.into();
         row.seat_type = Set(seat);
         row.updated_at = Set(self.ctx.now());
         Ok(row.update(&self.ctx.db).await?)
     }
 
-    async fn remove(&self, user: UserId) -> Result<()> {
+    async fn remove_unaudited(&self, user: UserId) -> Result<()> {
         let txn = self.ctx.begin_write().await?;
         let result = async {
             find_member(&txn, self.ctx.tenant, user)

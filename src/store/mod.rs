@@ -20,7 +20,7 @@ pub(crate) mod runs;
 mod scope;
 pub(crate) mod status;
 mod teams;
-mod tenants;
+pub(crate) mod tenants;
 mod transactions;
 
 pub use agent_keys::{
@@ -53,7 +53,10 @@ pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, perm
 pub use runs::{MAX_ALLOWED_ENTRIES, MAX_KILL_REASON_LEN, NewRun, RunState, Runs};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
-pub use tenants::{NewTenant, Tenants};
+pub use tenants::{
+    MAX_APPROVAL_TTL_SECS, MAX_NOTIFICATION_EMAIL_LEN, MAX_RESERVATION_TTL_SECS, NewTenant,
+    TenantUpdate, Tenants,
+};
 pub use transactions::{TransactionRepository, Transactions};
 
 use std::sync::Arc;

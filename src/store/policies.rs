@@ -217,36 +217,15 @@ impl<'a> Policies<'a> {
 #[async_trait]
 impl PolicyRepository for Policies<'_> {
     async fn create(&self, policy: Policy) -> Result<Policy> {
-        crate::policy::validate(&policy)?;
-        self.check_scope(&policy.scope).await?;
-        let now = self.ctx.now();
-        let row = policy::ActiveModel {
-            id: Set(policy.id),
-            tenant_id: Set(self.ctx.tenant),
-            name: Set(policy.name.clone()),
-            description: Set(None),
-            scope: Set(json_of("scope", &policy.scope)?),
-            effect: Set(policy.effect),
-            priority: Set(policy.priority),
-            enabled: Set(policy.enabled),
-            reason_code: Set(policy.reason_code.clone()),
-            message: Set(policy.message.clone()),
-            conditions: Set(json_of("condition", &policy.condition)?),
-            version: Set(1),
-            created_by: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        };
-        row.insert(&self.ctx.db)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::Conflict { .. } => {
-                    Error::conflict("policy", format!("id {} is taken", policy.id))
-                }
-                other => other,
-            })?;
-        self.cache.invalidate(self.ctx.tenant);
-        Ok(policy)
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| {
+                Policies::new(ctx, self.cache)
+                    .create_unaudited(policy)
+                    .await?
+            },
+            |p| crate::audit::AuditEntry::new("policy.created", "policy").resource_id(p.id)
+        )
     }
 
     async fn get(&self, id: PolicyId) -> Result<Policy> {
@@ -285,6 +264,89 @@ impl PolicyRepository for Policies<'_> {
     }
 
     async fn update(&self, policy: Policy) -> Result<Policy> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| {
+                Policies::new(ctx, self.cache)
+                    .update_unaudited(policy)
+                    .await?
+            },
+            |p| crate::audit::AuditEntry::new("policy.updated", "policy")
+                .resource_id(p.id)
+                .message(if p.enabled { "enabled" } else { "disabled" })
+        )
+    }
+
+    async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy> {
+        let mut policy = self.get(id).await?;
+        policy.enabled = enabled;
+        self.update(policy).await
+    }
+
+    async fn delete(&self, id: PolicyId) -> Result<()> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Policies::new(ctx, self.cache).delete_unaudited(id).await? },
+            |_done| crate::audit::AuditEntry::new("policy.deleted", "policy").resource_id(id)
+        )
+    }
+
+    async fn compiled(&self) -> Result<Arc<CompiledPolicies>> {
+        let stamp = self.stamp().await?;
+        if let Some(hit) = self.cache.get(self.ctx.tenant, &stamp) {
+            return Ok(hit);
+        }
+        let rows = policy::Entity::find()
+            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
+            .all(&self.ctx.db)
+            .await?;
+        let policies = rows
+            .into_iter()
+            .map(to_policy)
+            .collect::<Result<Vec<_>>>()?;
+        let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.3)?);
+        self.cache
+            .put(self.ctx.tenant, stamp, Arc::clone(&compiled));
+        Ok(compiled)
+    }
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl Policies<'_> {
+    async fn create_unaudited(&self, policy: Policy) -> Result<Policy> {
+        crate::policy::validate(&policy)?;
+        self.check_scope(&policy.scope).await?;
+        let now = self.ctx.now();
+        let row = policy::ActiveModel {
+            id: Set(policy.id),
+            tenant_id: Set(self.ctx.tenant),
+            name: Set(policy.name.clone()),
+            description: Set(None),
+            scope: Set(json_of("scope", &policy.scope)?),
+            effect: Set(policy.effect),
+            priority: Set(policy.priority),
+            enabled: Set(policy.enabled),
+            reason_code: Set(policy.reason_code.clone()),
+            message: Set(policy.message.clone()),
+            conditions: Set(json_of("condition", &policy.condition)?),
+            version: Set(1),
+            created_by: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        };
+        row.insert(&self.ctx.db)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => {
+                    Error::conflict("policy", format!("id {} is taken", policy.id))
+                }
+                other => other,
+            })?;
+        self.cache.invalidate(self.ctx.tenant);
+        Ok(policy)
+    }
+
+    async fn update_unaudited(&self, policy: Policy) -> Result<Policy> {
         crate::policy::validate(&policy)?;
         let current = self.row(policy.id).await?;
         self.check_scope(&policy.scope).await?;
@@ -305,13 +367,7 @@ impl PolicyRepository for Policies<'_> {
         Ok(policy)
     }
 
-    async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy> {
-        let mut policy = self.get(id).await?;
-        policy.enabled = enabled;
-        self.update(policy).await
-    }
-
-    async fn delete(&self, id: PolicyId) -> Result<()> {
+    async fn delete_unaudited(&self, id: PolicyId) -> Result<()> {
         self.row(id).await?;
         policy::Entity::delete_many()
             .filter(policy::Column::TenantId.eq(self.ctx.tenant))
@@ -327,24 +383,5 @@ impl PolicyRepository for Policies<'_> {
             })?;
         self.cache.invalidate(self.ctx.tenant);
         Ok(())
-    }
-
-    async fn compiled(&self) -> Result<Arc<CompiledPolicies>> {
-        let stamp = self.stamp().await?;
-        if let Some(hit) = self.cache.get(self.ctx.tenant, &stamp) {
-            return Ok(hit);
-        }
-        let rows = policy::Entity::find()
-            .filter(policy::Column::TenantId.eq(self.ctx.tenant))
-            .all(&self.ctx.db)
-            .await?;
-        let policies = rows
-            .into_iter()
-            .map(to_policy)
-            .collect::<Result<Vec<_>>>()?;
-        let compiled = Arc::new(CompiledPolicies::compile(&policies, stamp.3)?);
-        self.cache
-            .put(self.ctx.tenant, stamp, Arc::clone(&compiled));
-        Ok(compiled)
     }
 }

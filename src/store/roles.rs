@@ -474,38 +474,11 @@ impl RoleRepository for Roles<'_> {
     }
 
     async fn create(&self, new: NewRole) -> Result<role::Model> {
-        let name = validate_role_name(&new.name)?;
-        let description = validate_description(new.description.as_deref())?;
-        let mut codes = Vec::with_capacity(new.permissions.len());
-        for code in &new.permissions {
-            codes.push(validate_code(code)?);
-        }
-        let now = self.ctx.now();
-        let txn = self.ctx.begin_write().await?;
-        let result = async {
-            let ids = seed_permissions(&txn, now).await?;
-            let row = role::ActiveModel {
-                id: Set(RoleId::new()),
-                tenant_id: Set(self.ctx.tenant),
-                name: Set(name.clone()),
-                description: Set(description),
-                is_builtin: Set(false),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::Conflict { .. } => {
-                    Error::conflict("role", format!("name {name:?} is already taken"))
-                }
-                other => other,
-            })?;
-            grant_all(&txn, self.ctx.tenant, row.id, &ids_of(&ids, &codes)?, now).await?;
-            Ok(row)
-        }
-        .await;
-        finish(txn, result).await
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Roles::new(ctx).create_unaudited(new).await? },
+            |row| crate::audit::AuditEntry::new("role.created", "role").resource_id(row.id)
+        )
     }
 
     async fn get(&self, id: RoleId) -> Result<role::Model> {
@@ -557,34 +530,23 @@ impl RoleRepository for Roles<'_> {
     }
 
     async fn assign(&self, user: UserId, role: RoleId) -> Result<()> {
-        self.check_member(user).await?;
-        self.get(role).await?;
-        member_role::Entity::insert(member_role::ActiveModel {
-            tenant_id: Set(self.ctx.tenant),
-            user_id: Set(user),
-            role_id: Set(role),
-            created_at: Set(self.ctx.now()),
-        })
-        .on_conflict_do_nothing_on([
-            member_role::Column::TenantId,
-            member_role::Column::UserId,
-            member_role::Column::RoleId,
-        ])
-        .exec_without_returning(&self.ctx.db)
-        .await?;
-        Ok(())
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Roles::new(ctx).assign_unaudited(user, role).await? },
+            |_done| crate::audit::AuditEntry::new("role.assigned", "member")
+                .resource_id(user)
+                .message(format!("role {role}"))
+        )
     }
 
     async fn revoke(&self, user: UserId, role: RoleId) -> Result<()> {
-        self.check_member(user).await?;
-        self.get(role).await?;
-        member_role::Entity::delete_many()
-            .filter(member_role::Column::TenantId.eq(self.ctx.tenant))
-            .filter(member_role::Column::UserId.eq(user))
-            .filter(member_role::Column::RoleId.eq(role))
-            .exec(&self.ctx.db)
-            .await?;
-        Ok(())
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Roles::new(ctx).revoke_unaudited(user, role).await? },
+            |_done| crate::audit::AuditEntry::new("role.revoked", "member")
+                .resource_id(user)
+                .message(format!("role {role}"))
+        )
     }
 
     async fn roles_of(&self, user: UserId) -> Result<Vec<role::Model>> {
@@ -605,6 +567,14 @@ impl RoleRepository for Roles<'_> {
         match find_member(conn, self.ctx.tenant, user).await? {
             Some(m) if m.status == MemberStatus::Active => {}
             _ => return Ok(false),
+        }
+        // A deactivated user holds no permission anywhere.
+        let user_active = crate::entity::user::Entity::find_by_id(user)
+            .one(conn)
+            .await?
+            .is_some_and(|u| u.is_active);
+        if !user_active {
+            return Ok(false);
         }
         let roles = held_role_ids(conn, self.ctx.tenant, user).await?;
         if roles.is_empty() {
@@ -640,6 +610,75 @@ async fn held_role_ids(
         .into_iter()
         .map(|r| r.role_id)
         .collect())
+}
+
+/// The changes themselves; the repository's methods audit them.
+impl Roles<'_> {
+    async fn create_unaudited(&self, new: NewRole) -> Result<role::Model> {
+        let name = validate_role_name(&new.name)?;
+        let description = validate_description(new.description.as_deref())?;
+        let mut codes = Vec::with_capacity(new.permissions.len());
+        for code in &new.permissions {
+            codes.push(validate_code(code)?);
+        }
+        let now = self.ctx.now();
+        let txn = self.ctx.begin_write().await?;
+        let result = async {
+            let ids = seed_permissions(&txn, now).await?;
+            let row = role::ActiveModel {
+                id: Set(RoleId::new()),
+                tenant_id: Set(self.ctx.tenant),
+                name: Set(name.clone()),
+                description: Set(description),
+                is_builtin: Set(false),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => {
+                    Error::conflict("role", format!("name {name:?} is already taken"))
+                }
+                other => other,
+            })?;
+            grant_all(&txn, self.ctx.tenant, row.id, &ids_of(&ids, &codes)?, now).await?;
+            Ok(row)
+        }
+        .await;
+        finish(txn, result).await
+    }
+
+    async fn assign_unaudited(&self, user: UserId, role: RoleId) -> Result<()> {
+        self.check_member(user).await?;
+        self.get(role).await?;
+        member_role::Entity::insert(member_role::ActiveModel {
+            tenant_id: Set(self.ctx.tenant),
+            user_id: Set(user),
+            role_id: Set(role),
+            created_at: Set(self.ctx.now()),
+        })
+        .on_conflict_do_nothing_on([
+            member_role::Column::TenantId,
+            member_role::Column::UserId,
+            member_role::Column::RoleId,
+        ])
+        .exec_without_returning(&self.ctx.db)
+        .await?;
+        Ok(())
+    }
+
+    async fn revoke_unaudited(&self, user: UserId, role: RoleId) -> Result<()> {
+        self.check_member(user).await?;
+        self.get(role).await?;
+        member_role::Entity::delete_many()
+            .filter(member_role::Column::TenantId.eq(self.ctx.tenant))
+            .filter(member_role::Column::UserId.eq(user))
+            .filter(member_role::Column::RoleId.eq(role))
+            .exec(&self.ctx.db)
+            .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -102,7 +102,8 @@ impl TenantScope {
     /// Every outcome writes an audit entry. A budget that another request
     /// filled between evaluation and reservation turns the outcome into a
     /// rejection with that budget's code. An unknown agent is rejected with
-    /// `AGENT_NOT_FOUND`, a paused or suspended one with `AGENT_INACTIVE`. The
+    /// `AGENT_NOT_FOUND`, a paused or suspended one with `AGENT_INACTIVE`, any
+    /// request of a deactivated tenant with `TENANT_INACTIVE`. The
     /// same idempotency key returns the first call's result.
     ///
     /// # Errors
@@ -260,6 +261,13 @@ impl TenantScope {
     #[must_use]
     pub fn audit_log(&self) -> crate::audit::AuditLog<'_> {
         crate::audit::AuditLog::new(self.ctx())
+    }
+
+    /// The credential vault: connections with their secrets sealed under
+    /// keys from `keys`.
+    #[must_use]
+    pub fn vault<'a>(&'a self, keys: &'a dyn crate::keys::KeyProvider) -> crate::vault::Vault<'a> {
+        crate::vault::Vault::new(self.ctx(), keys)
     }
 
     /// Reservations: reserve, capture, release, expire, refund, reconcile.
