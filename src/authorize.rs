@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::audit::{AuditEntry, append};
 use crate::budget::Shortfall;
 use crate::codes;
-use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus, ApprovalSubjectKind};
+use crate::entity::approval_request::{self, ApprovalStatus, ApprovalSubjectKind};
 use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
@@ -613,6 +613,29 @@ impl Flow<'_> {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
+        // The matching policies' approval settings, strictest first; the
+        // eligible approvers are fixed now, and the hold lives as long as the
+        // request.
+        let (settings, eligible) = crate::store::approval_settings(
+            self.txn,
+            self.tenant,
+            self.cache,
+            &reasons,
+            intent.agent_id,
+            self.clock,
+        )
+        .await?;
+        let expires_at = settings
+            .expires_after_secs
+            .map_or(expires_at, |s| now + Duration::seconds(i64::from(s)));
+        let reservation = if reservation.expires_at == expires_at {
+            reservation
+        } else {
+            let mut row: reservation::ActiveModel = reservation.into();
+            row.expires_at = Set(expires_at);
+            row.update(self.txn).await?
+        };
+        let (rule, required) = crate::store::approval_rule_of(settings.quorum, eligible.len());
         let approval = approval_request::ActiveModel {
             id: Set(ApprovalRequestId::new()),
             tenant_id: Set(self.tenant),
@@ -620,14 +643,18 @@ impl Flow<'_> {
             subject_id: Set(intent.id.as_uuid()),
             agent_id: Set(intent.agent_id),
             reservation_id: Set(Some(reservation.id)),
-            rule: Set(ApprovalRule::Single),
-            required_approvals: Set(1),
-            approver_role_id: Set(None),
+            rule: Set(rule),
+            required_approvals: Set(required),
+            approver_role_id: Set(settings.approver_role),
+            eligible_approvers: Set(crate::entity::json::UserIdList(eligible)),
+            escalation_role_id: Set(settings.escalation.map(|e| e.role)),
             status: Set(ApprovalStatus::Pending),
             reasons: Set(ReasonList(reasons.clone())),
             requested_by: Set(intent.agent_id),
             expires_at: Set(expires_at),
-            escalate_at: Set(None),
+            escalate_at: Set(settings
+                .escalation
+                .map(|e| now + Duration::seconds(i64::from(e.after_secs)))),
             escalated_to: Set(None),
             decided_at: Set(None),
             created_at: Set(now),

@@ -224,6 +224,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         reason_code: "reason_code-x".to_owned(),
         message: "message: ünïcode ✓".to_owned(),
         conditions: json!({"k": [1, "two", null]}),
+        approval: Some(json!({"quorum": {"type": "any_n", "n": 2}})),
         version: 7,
         created_by: Some(id_users),
         created_at: ts(),
@@ -314,6 +315,8 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         rule: approval_request::ApprovalRule::Majority,
         required_approvals: 7,
         approver_role_id: Some(id_roles),
+        eligible_approvers: bursar::entity::json::UserIdList(vec![id_users]),
+        escalation_role_id: Some(id_roles),
         status: approval_request::ApprovalStatus::Cancelled,
         reasons: ReasonList(vec![Reason {
             code: "OVER_THRESHOLD".to_owned(),

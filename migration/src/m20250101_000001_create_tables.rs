@@ -480,6 +480,7 @@ impl MigrationTrait for Migration {
                     .col(string(Policies::ReasonCode, 64, false))
                     .col(text(Policies::Message, false))
                     .col(json(Policies::Conditions, false))
+                    .col(json(Policies::Approval, true))
                     .col(integer(Policies::Version, false))
                     .col(uuid(Policies::CreatedBy, true))
                     .col(timestamp(Policies::CreatedAt, false))
@@ -774,6 +775,8 @@ impl MigrationTrait for Migration {
                     .col(string(ApprovalRequests::Rule, 16, false))
                     .col(integer(ApprovalRequests::RequiredApprovals, false))
                     .col(uuid(ApprovalRequests::ApproverRoleId, true))
+                    .col(json(ApprovalRequests::EligibleApprovers, false))
+                    .col(uuid(ApprovalRequests::EscalationRoleId, true))
                     .col(string(ApprovalRequests::Status, 16, false))
                     .col(json(ApprovalRequests::Reasons, false))
                     .col(uuid(ApprovalRequests::RequestedBy, true))
@@ -1960,6 +1963,7 @@ enum Policies {
     ReasonCode,
     Message,
     Conditions,
+    Approval,
     Version,
     CreatedBy,
     CreatedAt,
@@ -2056,6 +2060,8 @@ enum ApprovalRequests {
     Rule,
     RequiredApprovals,
     ApproverRoleId,
+    EligibleApprovers,
+    EscalationRoleId,
     Status,
     Reasons,
     RequestedBy,

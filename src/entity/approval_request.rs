@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::json::ReasonList;
+use super::json::{ReasonList, UserIdList};
 use crate::id::{AgentId, ApprovalRequestId, ReservationId, RoleId, TenantId, UserId};
 
 /// A request for human approval of a purchase intent, tool call or run, decided by one or more approvers under a rule.
@@ -29,6 +29,12 @@ pub struct Model {
     pub required_approvals: i32,
     /// Members with this role may vote; `None` for any member with the approve permission.
     pub approver_role_id: Option<RoleId>,
+    /// The members who may vote, fixed when the request was created (and
+    /// extended by escalation).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub eligible_approvers: UserIdList,
+    /// Members with this role (and the approve permission) become eligible at `escalate_at`.
+    pub escalation_role_id: Option<RoleId>,
     /// Lifecycle state.
     pub status: ApprovalStatus,
     /// Why approval is needed (the matching policies).

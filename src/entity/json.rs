@@ -16,3 +16,9 @@ pub struct Metadata(pub BTreeMap<String, String>);
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
 #[serde(transparent)]
 pub struct ReasonList(pub Vec<crate::policy::Reason>);
+
+/// A set of user ids, ascending, stored as a JSON array (the eligible
+/// approvers of an approval request).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, FromJsonQueryResult)]
+#[serde(transparent)]
+pub struct UserIdList(pub Vec<crate::id::UserId>);

@@ -288,4 +288,7 @@ pub struct TenantSettings {
     pub flag_all_new_vendors: bool,
     /// Where approval and budget notifications go, if the host sends any.
     pub notification_email: Option<String>,
+    /// Separation of duties: the member who created an agent may not approve
+    /// that agent's requests.
+    pub separate_approver: bool,
 }

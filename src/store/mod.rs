@@ -4,6 +4,7 @@
 mod agent_keys;
 mod agents;
 mod approvals;
+mod approvers;
 mod blocked_attempts;
 mod budgets;
 mod cards;
@@ -26,7 +27,10 @@ pub use agent_keys::{
     VerifiedKey,
 };
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
-pub use approvals::{ApprovalRepository, ApprovalState, Approvals, MAX_COMMENT_LEN};
+pub use approvals::{
+    ApprovalRepository, ApprovalState, ApprovalSweep, Approvals, Canceller, MAX_COMMENT_LEN,
+};
+pub(crate) use approvals::{approval_rule_of, approval_settings};
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
 pub use budgets::{BudgetStatus, Budgets, NewBudget};
 pub use cards::{CardRepository, Cards};

@@ -27,6 +27,7 @@ pub struct NewTenant {
     currency: String,
     plan: String,
     default_allow: bool,
+    settings: tenant::TenantSettings,
 }
 
 impl NewTenant {
@@ -42,7 +43,15 @@ impl NewTenant {
             currency: "USD".into(),
             plan: "free".into(),
             default_allow: false,
+            settings: tenant::TenantSettings::default(),
         }
+    }
+
+    /// The tenant's settings (TTLs, separation of duties, ...).
+    #[must_use]
+    pub fn settings(mut self, settings: tenant::TenantSettings) -> Self {
+        self.settings = settings;
+        self
     }
 
     /// The IANA time zone budget windows are computed in (e.g. `America/New_York`).
@@ -155,7 +164,7 @@ impl Tenants {
             } else {
                 crate::policy::DefaultEffect::Deny
             }),
-            settings: Set(tenant::TenantSettings::default()),
+            settings: Set(new.settings.clone()),
             created_at: Set(now),
             updated_at: Set(now),
         };
