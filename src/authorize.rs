@@ -545,6 +545,8 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        let event = crate::events::rejection_event(&intent, &reasons)?;
+        crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
             &intent,
             "purchase.rejected",
@@ -669,6 +671,12 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        let event = crate::events::approval_event(
+            crate::events::types::APPROVAL_REQUESTED,
+            &approval,
+            None,
+        )?;
+        crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
             &intent,
             "purchase.pending_approval",

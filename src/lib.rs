@@ -61,8 +61,11 @@
 //!   apply, fit checks.
 //! * [`money`]: exact amounts ([`rust_decimal::Decimal`], never floats), stored so
 //!   that SQLite and PostgreSQL both compare them exactly and numerically.
-//! * [`entity`]: the SeaORM entities of all 28 tables; the schema lives in the
+//! * [`entity`]: the SeaORM entities of all 31 tables; the schema lives in the
 //!   `bursar-migration` crate.
+//! * [`events`]: the transactional outbox; every event is written in the
+//!   transaction of the change it announces, and polled and acknowledged per
+//!   consumer (`docs/events.md`). Approvals: `docs/approvals.md`.
 //!
 //! * [`Error`]: one error type with a stable [`Error::code`]; database faults
 //!   are classified (`contention`, `unavailable`, `storage_full`, `database`)
@@ -70,8 +73,8 @@
 //!   idempotency key — see [`error`] for the table of codes.
 //!
 //! The guides in `docs/` cover the policy language, budgets and reservations,
-//! the repositories, the schema and its mapping from the source schemas, and
-//! the measured performance.
+//! the repositories, approvals, events, the schema and its mapping from the
+//! source schemas, and the measured performance.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -82,6 +85,7 @@ pub mod clock;
 pub mod codes;
 pub mod entity;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod money;
 pub mod policy;
@@ -94,3 +98,13 @@ pub use store::{Store, TenantScope};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
+
+/// Compiles and runs the examples in `docs/approvals.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/approvals.md")]
+struct ApprovalsDoctests;
+
+/// Compiles and runs the examples in `docs/events.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/events.md")]
+struct EventsDoctests;

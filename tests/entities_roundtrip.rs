@@ -539,6 +539,33 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         created_at: ts(),
     };
     roundtrip::<audit_log::Entity, audit_log::ActiveModel>(db, row).await;
+    let row = bursar::entity::event::Model {
+        id: EventId::new(),
+        tenant_id: id_tenants,
+        seq: 42,
+        event_type: "approval.requested".to_owned(),
+        version: 1,
+        subject_type: "approval_request".to_owned(),
+        subject_id: Some(Uuid::now_v7()),
+        dedup_key: Some("threshold:x:80".to_owned()),
+        payload: json!({"k": [1, "two", null]}),
+        created_at: ts(),
+    };
+    roundtrip::<bursar::entity::event::Entity, bursar::entity::event::ActiveModel>(db, row).await;
+    let row = bursar::entity::event_consumer::Model {
+        id: EventConsumerId::new(),
+        tenant_id: id_tenants,
+        name: "webhooks ✓".to_owned(),
+        acked_seq: 7,
+        delivered_seq: 9,
+        lease_until: Some(ts()),
+        created_at: ts(),
+        updated_at: ts(),
+    };
+    roundtrip::<bursar::entity::event_consumer::Entity, bursar::entity::event_consumer::ActiveModel>(
+        db, row,
+    )
+    .await;
     let row = connection::Model {
         id: id_connections,
         tenant_id: id_tenants,
@@ -608,7 +635,7 @@ async fn every_entity_roundtrips_on_sqlite() {
         .await
         .unwrap();
     assert!(left.is_empty(), "tables left after down: {}", left.len());
-    assert_eq!(TABLES.len(), 29);
+    assert_eq!(TABLES.len(), 31);
 }
 
 #[tokio::test]

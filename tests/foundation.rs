@@ -54,8 +54,8 @@ async fn up_down_up(url: &str) {
 }
 
 #[test]
-fn the_schema_has_all_29_tables() {
-    assert_eq!(TABLES.len(), 29);
+fn the_schema_has_all_31_tables() {
+    assert_eq!(TABLES.len(), 31);
     let expected = [
         "tenants",
         "users",
@@ -86,6 +86,8 @@ fn the_schema_has_all_29_tables() {
         "approval_decisions",
         "audit_logs",
         "connections",
+        "events",
+        "event_consumers",
     ];
     let mut expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
     expected.sort();

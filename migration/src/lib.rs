@@ -20,7 +20,7 @@ pub mod m20250101_000002_row_level_security;
 pub mod widths;
 
 /// Every table, in creation order (parents before children).
-pub const TABLES: [&str; 29] = [
+pub const TABLES: [&str; 31] = [
     "tenants",
     "users",
     "tenant_members",
@@ -50,6 +50,8 @@ pub const TABLES: [&str; 29] = [
     "approval_decisions",
     "audit_logs",
     "connections",
+    "events",
+    "event_consumers",
 ];
 
 /// The tables that do not belong to one tenant: `tenants` itself, the global

@@ -1787,6 +1787,75 @@ impl MigrationTrait for Migration {
                 [Connections::TenantId, Connections::Status],
             ))
             .await?;
+
+        // events: the transactional outbox
+        manager
+            .create_table(
+                Table::create()
+                    .table(Events::Table)
+                    .col(uuid(Events::Id, false))
+                    .col(uuid(Events::TenantId, false))
+                    .col(big_integer(Events::Seq, false))
+                    .col(string(Events::EventType, 64, false))
+                    .col(integer(Events::Version, false))
+                    .col(string(Events::SubjectType, 64, false))
+                    .col(uuid(Events::SubjectId, true))
+                    .col(string(Events::DedupKey, 255, true))
+                    .col(json(Events::Payload, false))
+                    .col(timestamp(Events::CreatedAt, false))
+                    .primary_key(Index::create().col(Events::Id))
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_events_tenant_id",
+                        Events::Table,
+                        Events::TenantId,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_events_tenant_id_seq",
+                Events::Table,
+                [Events::TenantId, Events::Seq],
+            ))
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_events_tenant_id_dedup_key",
+                Events::Table,
+                [Events::TenantId, Events::DedupKey],
+            ))
+            .await?;
+
+        // event_consumers: one delivery cursor per tenant and consumer name
+        manager
+            .create_table(
+                Table::create()
+                    .table(EventConsumers::Table)
+                    .col(uuid(EventConsumers::Id, false))
+                    .col(uuid(EventConsumers::TenantId, false))
+                    .col(string(EventConsumers::Name, 100, false))
+                    .col(big_integer(EventConsumers::AckedSeq, false))
+                    .col(big_integer(EventConsumers::DeliveredSeq, false))
+                    .col(timestamp(EventConsumers::LeaseUntil, true))
+                    .col(timestamp(EventConsumers::CreatedAt, false))
+                    .col(timestamp(EventConsumers::UpdatedAt, false))
+                    .primary_key(Index::create().col(EventConsumers::Id))
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_event_consumers_tenant_id",
+                        EventConsumers::Table,
+                        EventConsumers::TenantId,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_event_consumers_tenant_id_name",
+                EventConsumers::Table,
+                [EventConsumers::TenantId, EventConsumers::Name],
+            ))
+            .await?;
         Ok(())
     }
 
@@ -2254,6 +2323,34 @@ enum ApprovalDecisions {
     Decision,
     Comment,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Events {
+    Table,
+    Id,
+    TenantId,
+    Seq,
+    EventType,
+    Version,
+    SubjectType,
+    SubjectId,
+    DedupKey,
+    Payload,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum EventConsumers {
+    Table,
+    Id,
+    TenantId,
+    Name,
+    AckedSeq,
+    DeliveredSeq,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
 }
 
 #[derive(DeriveIden)]

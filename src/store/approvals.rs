@@ -26,6 +26,7 @@ use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
 use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::tenant;
 use crate::entity::tenant_member::{self, MemberStatus};
+use crate::events::{NewEvent, approval_event, emit, types};
 use crate::id::{AgentId, ApprovalDecisionId, ApprovalRequestId, RoleId, UserId};
 use crate::policy::{ApprovalSettings, Quorum, Verdict, verdict};
 use crate::store::approvers::{active_among, escalate_if_due};
@@ -191,6 +192,7 @@ impl<'a> Approvals<'a> {
         request: approval_request::Model,
         status: ApprovalStatus,
         vote: Option<AuditEntry>,
+        escalated: Option<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<approval_request::Model> {
         let tenant = self.ctx.tenant;
@@ -287,6 +289,15 @@ impl<'a> Approvals<'a> {
         row.decided_at = Set(Some(now));
         row.updated_at = Set(now);
         let closed = row.update(txn).await?;
+        let event_type = if status == ApprovalStatus::Expired {
+            types::APPROVAL_EXPIRED
+        } else {
+            types::APPROVAL_DECIDED
+        };
+        if let Some(event) = escalated {
+            emit(txn, tenant, event, now).await?;
+        }
+        emit(txn, tenant, approval_event(event_type, &closed, None)?, now).await?;
         if let Some(vote) = vote {
             append(txn, tenant, vote, now).await?;
         }
@@ -324,7 +335,7 @@ impl Approvals<'_> {
         if current.status != ApprovalStatus::Pending || current.expires_at > now {
             return Ok(false);
         }
-        self.close(txn, current, ApprovalStatus::Expired, None, now)
+        self.close(txn, current, ApprovalStatus::Expired, None, None, now)
             .await?;
         Ok(true)
     }
@@ -343,6 +354,8 @@ impl Approvals<'_> {
         }
         let (request, role) = escalate_if_due(txn, current, now).await?;
         if let Some(role) = role {
+            let event = approval_event(types::APPROVAL_ESCALATED, &request, Some(role))?;
+            emit(txn, self.ctx.tenant, event, now).await?;
             append(
                 txn,
                 self.ctx.tenant,
@@ -499,7 +512,13 @@ impl ApprovalRepository for Approvals<'_> {
             let txn = self.ctx.begin_write().await?;
             let result = async {
                 let request = self.load(&txn, id, true).await?;
-                let (request, _) = escalate_if_due(&txn, request, now).await?;
+                // An escalation due now applies before the vote; its event is
+                // appended with the others, after the hold and its windows
+                // are locked (events and the audit chain come last).
+                let (request, role) = escalate_if_due(&txn, request, now).await?;
+                let escalated = role
+                    .map(|r| approval_event(types::APPROVAL_ESCALATED, &request, Some(r)))
+                    .transpose()?;
                 if request.status != ApprovalStatus::Pending {
                     return Err(Error::conflict(
                         "approval_request",
@@ -568,10 +587,13 @@ impl ApprovalRepository for Approvals<'_> {
                     active_among(&txn, self.ctx.tenant, &request.eligible_approvers.0).await?;
                 let request = match decide_votes(&request, &votes, &active) {
                     Some(status) => {
-                        self.close(&txn, request, status, Some(vote_entry), now)
+                        self.close(&txn, request, status, Some(vote_entry), escalated, now)
                             .await?
                     }
                     None => {
+                        if let Some(event) = escalated {
+                            emit(&txn, self.ctx.tenant, event, now).await?;
+                        }
                         append(&txn, self.ctx.tenant, vote_entry, now).await?;
                         request
                     }
@@ -628,8 +650,15 @@ impl ApprovalRepository for Approvals<'_> {
                             Canceller::Member(u) => u.as_uuid(),
                         }),
                     );
-                self.close(&txn, request, ApprovalStatus::Cancelled, Some(entry), now)
-                    .await
+                self.close(
+                    &txn,
+                    request,
+                    ApprovalStatus::Cancelled,
+                    Some(entry),
+                    None,
+                    now,
+                )
+                .await
             }
             .await;
             finish(txn, result).await
