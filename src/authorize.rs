@@ -475,6 +475,8 @@ impl Flow<'_> {
                 let hold = ReserveRequest::new(Money::new(amount, currency)?, expires_at)
                     .principal(request.principal)
                     .purchase_intent(intent_id);
+                // Alert thresholds this hold crosses, announced with it.
+                let crossings = crate::events::threshold_events(&windows, amount)?;
                 let known = (tz, windows.into_iter().map(|(b, _)| b).collect());
                 match reserve_with(self.txn, self.tenant, &hold, now, Some(known)).await? {
                     ReserveOutcome::Rejected { shortfalls } => {
@@ -489,9 +491,18 @@ impl Flow<'_> {
                     ReserveOutcome::Reserved { reservation, .. } => {
                         let reasons = decision.into_reasons();
                         if outcome == Outcome::Approved {
-                            self.approve(intent, reservation, &request, &merchant_name, now)
-                                .await
+                            self.approve(
+                                intent,
+                                reservation,
+                                &request,
+                                &merchant_name,
+                                crossings,
+                                now,
+                            )
+                            .await
                         } else {
+                            // Nothing below locks another row.
+                            crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
                             self.hold_for_approval(
                                 intent,
                                 reservation,
@@ -572,6 +583,7 @@ impl Flow<'_> {
         reservation: reservation::Model,
         request: &Request,
         merchant_name: &str,
+        crossings: Vec<crate::events::NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
         let domain = request
@@ -587,6 +599,7 @@ impl Flow<'_> {
         row.reservation_id = Set(Some(reservation.id));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
         self.audit(
             &intent,
             "purchase.approved",

@@ -41,6 +41,15 @@ pub mod types {
     pub const APPROVAL_ESCALATED: &str = "approval.escalated";
     /// A purchase was rejected by a policy or a budget.
     pub const PURCHASE_REJECTED: &str = "purchase.rejected";
+    /// A budget window's use (spent + reserved) reached one of the budget's
+    /// alert thresholds; once per window and threshold.
+    pub const BUDGET_THRESHOLD_CROSSED: &str = "budget.threshold_crossed";
+    /// A settled charge was posted beyond a budget's limit.
+    pub const BUDGET_OVERSPENT: &str = "budget.overspent";
+    /// A held reservation expired and its hold returned to the budgets.
+    pub const RESERVATION_EXPIRED: &str = "reservation.expired";
+    /// An agent's API key was revoked.
+    pub const KEY_REVOKED: &str = "key.revoked";
 }
 
 /// An event to append, inside the transaction of the change it announces.
@@ -374,4 +383,184 @@ pub(crate) fn rejection_event(
             reason_codes: reasons.iter().map(|r| r.code.clone()).collect(),
         },
     )
+}
+
+/// The payload of `budget.threshold_crossed` (version 1).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ThresholdPayload {
+    /// The budget.
+    pub budget_id: crate::id::BudgetId,
+    /// The window (period instance) whose use crossed the threshold.
+    pub budget_window_id: crate::id::BudgetWindowId,
+    /// The window's start.
+    pub period_start: DateTime<Utc>,
+    /// The window's end (`None` for a lifetime budget).
+    pub period_end: Option<DateTime<Utc>>,
+    /// The threshold crossed, in percent of the limit.
+    pub threshold_percent: u32,
+    /// The window's limit.
+    pub limit: rust_decimal::Decimal,
+    /// Spent plus reserved in the window once the crossing change committed.
+    pub used: rust_decimal::Decimal,
+    /// The budget's currency.
+    pub currency: crate::money::Currency,
+}
+
+/// The `budget.threshold_crossed` events of adding `amount` to each of
+/// `windows` (locked, as they stand before the addition): one per threshold
+/// of the budget that the use reaches now and did not reach before. Each
+/// carries a dedup key of its window and threshold, so it is written at most
+/// once per window.
+pub(crate) fn threshold_events(
+    windows: &[(
+        crate::entity::budget::Model,
+        crate::entity::budget_window::Model,
+    )],
+    amount: rust_decimal::Decimal,
+) -> Result<Vec<NewEvent>> {
+    use crate::entity::json::DEFAULT_ALERT_THRESHOLDS;
+    let mut out = Vec::new();
+    for (budget, window) in windows {
+        let limit = window.limit_amount.get();
+        let before = window.spent.get() + window.reserved.get();
+        let Some(after) = before.checked_add(amount) else {
+            continue;
+        };
+        let defaults = DEFAULT_ALERT_THRESHOLDS.to_vec();
+        let thresholds = budget.alert_thresholds.as_ref().map_or(&defaults, |t| &t.0);
+        for &percent in thresholds {
+            let Some(level) = limit.checked_mul(rust_decimal::Decimal::from(percent)) else {
+                continue;
+            };
+            let level = level / rust_decimal::Decimal::ONE_HUNDRED;
+            if !(limit > rust_decimal::Decimal::ZERO && before < level && after >= level) {
+                continue;
+            }
+            let mut event = NewEvent::new(
+                types::BUDGET_THRESHOLD_CROSSED,
+                "budget_window",
+                Some(window.id.as_uuid()),
+                &ThresholdPayload {
+                    budget_id: budget.id,
+                    budget_window_id: window.id,
+                    period_start: window.period_start,
+                    period_end: window.period_end,
+                    threshold_percent: percent,
+                    limit,
+                    used: after,
+                    currency: budget.currency,
+                },
+            )?;
+            event.dedup_key = Some(format!("budget.threshold_crossed:{}:{percent}", window.id));
+            out.push(event);
+        }
+    }
+    Ok(out)
+}
+
+/// Appends each of `events` (see [`emit`]).
+pub(crate) async fn emit_all(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    events: Vec<NewEvent>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    for event in events {
+        emit(conn, tenant, event, now).await?;
+    }
+    Ok(())
+}
+
+/// The payload of `reservation.expired` (version 1).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct ReservationExpiredPayload {
+    /// The reservation whose hold returned to the budgets.
+    pub reservation_id: crate::id::ReservationId,
+    /// The agent it was held for.
+    pub agent_id: Option<crate::id::AgentId>,
+    /// The purchase intent it was held for.
+    pub purchase_intent_id: Option<crate::id::PurchaseIntentId>,
+    /// The amount that was held.
+    pub amount: rust_decimal::Decimal,
+    /// Its currency.
+    pub currency: crate::money::Currency,
+}
+
+/// The `reservation.expired` event of `reservation`.
+pub(crate) fn reservation_expired_event(
+    reservation: &crate::entity::reservation::Model,
+) -> Result<NewEvent> {
+    NewEvent::new(
+        types::RESERVATION_EXPIRED,
+        "reservation",
+        Some(reservation.id.as_uuid()),
+        &ReservationExpiredPayload {
+            reservation_id: reservation.id,
+            agent_id: reservation.agent_id,
+            purchase_intent_id: reservation.purchase_intent_id,
+            amount: reservation.amount.get(),
+            currency: reservation.currency,
+        },
+    )
+}
+
+/// One budget a settled charge went over, in [`OverspentPayload`].
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct Overspend {
+    /// The budget.
+    pub budget_id: crate::id::BudgetId,
+    /// What was posted beyond its limit.
+    pub amount: rust_decimal::Decimal,
+}
+
+/// The payload of `budget.overspent` (version 1).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct OverspentPayload {
+    /// The reservation the charge settled.
+    pub reservation_id: crate::id::ReservationId,
+    /// The settled amount.
+    pub charged: rust_decimal::Decimal,
+    /// Its currency.
+    pub currency: crate::money::Currency,
+    /// Every budget it went over, with the excess.
+    pub overspend: Vec<Overspend>,
+}
+
+/// The `budget.overspent` event of a charge of `charged` on `reservation`.
+pub(crate) fn overspent_event(
+    reservation: crate::id::ReservationId,
+    charged: rust_decimal::Decimal,
+    currency: crate::money::Currency,
+    overspend: &[(crate::id::BudgetId, crate::money::Amount)],
+) -> Result<NewEvent> {
+    NewEvent::new(
+        types::BUDGET_OVERSPENT,
+        "reservation",
+        Some(reservation.as_uuid()),
+        &OverspentPayload {
+            reservation_id: reservation,
+            charged,
+            currency,
+            overspend: overspend
+                .iter()
+                .map(|(budget_id, amount)| Overspend {
+                    budget_id: *budget_id,
+                    amount: amount.get(),
+                })
+                .collect(),
+        },
+    )
+}
+
+/// The payload of `key.revoked` (version 1).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct KeyRevokedPayload {
+    /// The revoked key.
+    pub api_key_id: crate::id::ApiKeyId,
+    /// The agent it belonged to.
+    pub agent_id: crate::id::AgentId,
+    /// Its display prefix.
+    pub prefix: String,
+    /// When it was revoked.
+    pub revoked_at: DateTime<Utc>,
 }

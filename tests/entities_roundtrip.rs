@@ -241,6 +241,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         period: Period::Monthly,
         limit_amount: amount(),
         is_active: true,
+        alert_thresholds: Some(bursar::entity::json::AlertThresholds(vec![80, 90, 100])),
         created_at: ts(),
         updated_at: ts(),
     };

@@ -268,3 +268,205 @@ async fn concurrent_pollers_of_one_consumer_never_receive_the_same_event() {
         assert!(pollers_with_events >= 1);
     }
 }
+
+/// A tenant whose agent may buy anything in USD, under one monthly agent
+/// budget of `limit` with `thresholds` (default ones when `None`).
+async fn budget_world(backend: Backend, limit: &str, thresholds: Option<Vec<u32>>) -> World {
+    use bursar::policy::{Condition, Effect, Policy};
+    use bursar::store::{NewBudget, PolicyRepository};
+    let w = world(backend).await;
+    // A fresh agent without the world's controls: one allow policy and one budget.
+    let agent = w
+        .acme
+        .agents()
+        .create(NewAgent::new("metered"))
+        .await
+        .unwrap()
+        .id;
+    w.acme
+        .policies()
+        .create(
+            Policy::new("Allow", Effect::Allow, "OK", Condition::Always)
+                .scope(bursar::policy::PolicyScope::agent(agent)),
+        )
+        .await
+        .unwrap();
+    let mut budget = NewBudget::agent(agent).monthly(dec(limit), "USD");
+    if let Some(t) = thresholds {
+        budget = budget.alert_thresholds(t);
+    }
+    w.acme.budgets().create(budget).await.unwrap();
+    World { agent, ..w }
+}
+
+async fn thresholds_announced(acme: &TenantScope) -> Vec<u32> {
+    let mut out = Vec::new();
+    loop {
+        let batch = acme.events().poll("thresholds", 1000).await.unwrap();
+        let Some(last) = batch.last().map(|e| e.seq) else {
+            return out;
+        };
+        for e in batch {
+            if e.event_type == "budget.threshold_crossed" {
+                let p: bursar::events::ThresholdPayload =
+                    serde_json::from_value(e.payload).unwrap();
+                out.push(p.threshold_percent);
+            }
+        }
+        acme.events().ack("thresholds", last).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sixty_four_concurrent_reservations_cross_each_threshold_exactly_once() {
+    for backend in backends() {
+        let w = budget_world(backend, "64", None).await;
+        let acme = Arc::new(w.acme.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..64 {
+            let (acme, agent) = (acme.clone(), w.agent);
+            tasks.spawn(async move {
+                acme.authorize(Request::purchase(agent, dec("1"), Currency::USD, "GPU Co"))
+                    .await
+                    .unwrap()
+            });
+        }
+        let mut held = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let auth = done.unwrap();
+            assert_eq!(
+                auth.outcome,
+                Outcome::Approved,
+                "{backend:?}: {:?}",
+                auth.reasons
+            );
+            held.push(auth.reservation_id().unwrap());
+        }
+        let mut crossed = thresholds_announced(&acme).await;
+        crossed.sort_unstable();
+        assert_eq!(crossed, [50, 80, 100], "{backend:?}");
+        // Falling below and rising again in the same window announces nothing new.
+        for id in held.iter().take(40) {
+            acme.reservations().release(*id).await.unwrap();
+        }
+        for _ in 0..40 {
+            acme.authorize(Request::purchase(
+                w.agent,
+                dec("1"),
+                Currency::USD,
+                "GPU Co",
+            ))
+            .await
+            .unwrap();
+        }
+        assert!(thresholds_announced(&acme).await.is_empty(), "{backend:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_budget_announces_its_own_thresholds_and_refuses_bad_ones() {
+    use bursar::store::NewBudget;
+    for backend in backends() {
+        let w = budget_world(backend, "100", Some(vec![100, 90, 80])).await;
+        let buy = |amount: &str| Request::purchase(w.agent, dec(amount), Currency::USD, "GPU Co");
+        w.acme.authorize(buy("79")).await.unwrap();
+        assert!(
+            thresholds_announced(&w.acme).await.is_empty(),
+            "{backend:?}"
+        );
+        // One purchase from 79 to 95 crosses 80 and 90 at once.
+        w.acme.authorize(buy("16")).await.unwrap();
+        assert_eq!(thresholds_announced(&w.acme).await, [80, 90]);
+        w.acme.authorize(buy("5")).await.unwrap();
+        assert_eq!(thresholds_announced(&w.acme).await, [100]);
+        for bad in [vec![0], vec![80, 80], vec![1001], (1..=11).collect()] {
+            let err = w
+                .acme
+                .budgets()
+                .create(
+                    NewBudget::tenant()
+                        .monthly(dec("10"), "USD")
+                        .alert_thresholds(bad),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, Error::Invalid { ref field, .. } if field == "alert_thresholds"),
+                "{err:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn key_revocation_reservation_expiry_and_overspend_announce_themselves() {
+    use bursar::store::{AgentKeyRepository, ChargeStatus, TransactionEvent};
+    for backend in backends() {
+        let w = budget_world(backend, "100", Some(Vec::new())).await;
+        // A key revoked twice is announced once.
+        let (issued, _) = w
+            .acme
+            .agent_keys()
+            .issue(w.agent, None, None)
+            .await
+            .unwrap();
+        w.acme.agent_keys().revoke(issued.id).await.unwrap();
+        w.acme.agent_keys().revoke(issued.id).await.unwrap();
+        // A hold nobody captures expires.
+        let lapsed = w
+            .acme
+            .authorize(Request::purchase(
+                w.agent,
+                dec("10"),
+                Currency::USD,
+                "GPU Co",
+            ))
+            .await
+            .unwrap();
+        let later = noon() + Duration::hours(1);
+        assert_eq!(w.acme.reservations().expire_due(later).await.unwrap(), 1);
+        // A charge above the limit is posted as overspend.
+        let big = w
+            .acme
+            .authorize(Request::purchase(
+                w.agent,
+                dec("90"),
+                Currency::USD,
+                "GPU Co",
+            ))
+            .await
+            .unwrap();
+        w.acme
+            .payments()
+            .record_transaction(
+                TransactionEvent::new(
+                    "ch_1",
+                    ChargeStatus::Captured,
+                    bursar::money::Money::parse("130", "USD").unwrap(),
+                )
+                .intent(big.intent.id),
+            )
+            .await
+            .unwrap();
+        let events = w.acme.events().poll("host", 100).await.unwrap();
+        assert_eq!(
+            types(&events),
+            ["key.revoked", "reservation.expired", "budget.overspent"],
+            "{backend:?}"
+        );
+        let revoked: bursar::events::KeyRevokedPayload =
+            serde_json::from_value(events[0].payload.clone()).unwrap();
+        assert_eq!((revoked.api_key_id, revoked.agent_id), (issued.id, w.agent));
+        let expired: bursar::events::ReservationExpiredPayload =
+            serde_json::from_value(events[1].payload.clone()).unwrap();
+        assert_eq!(
+            expired.reservation_id,
+            lapsed.reservation.as_ref().unwrap().id
+        );
+        let over: bursar::events::OverspentPayload =
+            serde_json::from_value(events[2].payload.clone()).unwrap();
+        assert_eq!(over.charged, dec("130"));
+        assert_eq!(over.overspend.len(), 1);
+        assert_eq!(over.overspend[0].amount, dec("30"));
+    }
+}

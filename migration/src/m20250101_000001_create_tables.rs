@@ -529,6 +529,7 @@ impl MigrationTrait for Migration {
                     .col(string(Budgets::Period, 16, false))
                     .col(money(Budgets::LimitAmount, backend, false))
                     .col(boolean(Budgets::IsActive, false))
+                    .col(json(Budgets::AlertThresholds, true))
                     .col(timestamp(Budgets::CreatedAt, false))
                     .col(timestamp(Budgets::UpdatedAt, false))
                     .primary_key(Index::create().col(Budgets::Id))
@@ -2051,6 +2052,7 @@ enum Budgets {
     Period,
     LimitAmount,
     IsActive,
+    AlertThresholds,
     CreatedAt,
     UpdatedAt,
 }

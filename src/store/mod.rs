@@ -32,7 +32,7 @@ pub use approvals::{
 };
 pub(crate) use approvals::{approval_rule_of, approval_settings};
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
-pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use budgets::{BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
