@@ -5,6 +5,8 @@
 //! See `docs/events.md` for every event type and its payload, and
 //! [`Events`] for polling and acknowledging.
 
+pub mod signature;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::sea_query::LockType;
