@@ -703,3 +703,68 @@ fn approval_settings_are_validated_when_written() {
     let policy = Policy::from_json(json).unwrap();
     assert_eq!(policy.approval.unwrap().quorum, Quorum::AnyN { n: 2 });
 }
+
+#[tokio::test]
+async fn the_store_wide_sweep_escalates_and_expires_every_tenants_requests() {
+    for backend in backends() {
+        let w = world(backend, TenantSettings::default()).await;
+        let finance = w.role(builtin::FINANCE).await;
+        let admin = w.role(builtin::ADMIN).await;
+        w.controls(
+            ApprovalSettings::new(Quorum::Single)
+                .approver_role(finance)
+                .expires_after_secs(7200)
+                .escalate_after(3600, admin),
+        )
+        .await;
+        let first = w.pending("1500").await;
+        // A second tenant in the same store.
+        let t = w
+            .store
+            .tenants()
+            .create(NewTenant::new(
+                "Beta",
+                format!("t{}", uuid::Uuid::now_v7().simple()),
+            ))
+            .await
+            .unwrap();
+        let beta = w.store.tenant(t.id);
+        let bot = beta.agents().create(NewAgent::new("bot")).await.unwrap().id;
+        beta.apply_controls(
+            &SpendingControls::new(Currency::USD)
+                .agent(bot)
+                .monthly_limit(dec("100000"))
+                .approval_threshold(dec("1000"))
+                .approval_expires_after_secs(600)
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        let second = beta
+            .authorize(Request::purchase(bot, dec("1500"), Currency::USD, "GPU Co"))
+            .await
+            .unwrap()
+            .approval
+            .unwrap()
+            .id;
+        let sweep = w
+            .store
+            .expire_and_escalate_due_all(noon() + Duration::hours(1))
+            .await
+            .unwrap();
+        assert!(
+            sweep.failures.is_empty(),
+            "{backend:?}: {:?}",
+            sweep.failures
+        );
+        assert_eq!(
+            (sweep.escalated, sweep.expired),
+            (vec![first], vec![second])
+        );
+        assert_eq!(
+            beta.approvals().get(second).await.unwrap().request.status,
+            ApprovalStatus::Expired
+        );
+    }
+}

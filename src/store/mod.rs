@@ -73,6 +73,17 @@ pub struct Sweep {
     pub failures: Vec<(crate::id::TenantId, Error)>,
 }
 
+/// What [`Store::expire_and_escalate_due_all`] changed, over all tenants.
+#[derive(Debug, Default)]
+pub struct ApprovalSweepAll {
+    /// The requests escalated.
+    pub escalated: Vec<crate::id::ApprovalRequestId>,
+    /// The requests expired.
+    pub expired: Vec<crate::id::ApprovalRequestId>,
+    /// The tenants whose sweep failed, with the error; the others were swept.
+    pub failures: Vec<(crate::id::TenantId, Error)>,
+}
+
 impl Sweep {
     /// Whether every tenant was swept without error.
     #[must_use]
@@ -357,6 +368,43 @@ impl Store {
             sweep.tenants += 1;
             match self.tenant(tenant).reservations().expire_due(now).await {
                 Ok(n) => sweep.expired += n,
+                Err(error) => sweep.failures.push((tenant, error)),
+            }
+        }
+        Ok(sweep)
+    }
+
+    /// Escalates and expires every tenant's due approval requests (see
+    /// [`ApprovalRepository::expire_and_escalate_due`]), one tenant at a
+    /// time. A tenant that fails does not stop the sweep: its error is
+    /// reported in [`ApprovalSweepAll::failures`].
+    ///
+    /// # Errors
+    /// [`Error::Database`] only when the list of tenants cannot be read.
+    pub async fn expire_and_escalate_due_all(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ApprovalSweepAll> {
+        use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+        let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
+            .select_only()
+            .column(crate::entity::tenant::Column::Id)
+            .order_by_asc(crate::entity::tenant::Column::Id)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        let mut sweep = ApprovalSweepAll::default();
+        for tenant in tenants {
+            match self
+                .tenant(tenant)
+                .approvals()
+                .expire_and_escalate_due(now)
+                .await
+            {
+                Ok(done) => {
+                    sweep.escalated.extend(done.escalated);
+                    sweep.expired.extend(done.expired);
+                }
                 Err(error) => sweep.failures.push((tenant, error)),
             }
         }
