@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::audit::{AuditEntry, append};
 use crate::budget::Shortfall;
 use crate::codes;
-use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus, ApprovalSubjectKind};
+use crate::entity::approval_request::{self, ApprovalStatus, ApprovalSubjectKind};
 use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
@@ -567,7 +567,7 @@ impl Flow<'_> {
                 // tenant exempts from money budgets.
                 let reasons = decision.into_reasons();
                 if outcome == Outcome::Approved {
-                    self.approve(intent, None, &request, &merchant_name, now)
+                    self.approve(intent, None, &request, &merchant_name, Vec::new(), now)
                         .await
                 } else {
                     let expires_at = now + ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL);
@@ -585,6 +585,8 @@ impl Flow<'_> {
                 let hold = ReserveRequest::new(Money::new(amount, currency)?, expires_at)
                     .principal(request.principal)
                     .purchase_intent(intent_id);
+                // Alert thresholds this hold crosses, announced with it.
+                let crossings = crate::events::threshold_events(&windows, amount)?;
                 let known = (tz, windows.into_iter().map(|(b, _)| b).collect());
                 match reserve_with(self.txn, self.tenant, &hold, now, Some(known)).await? {
                     ReserveOutcome::Rejected { shortfalls } => {
@@ -599,9 +601,18 @@ impl Flow<'_> {
                     ReserveOutcome::Reserved { reservation, .. } => {
                         let reasons = decision.into_reasons();
                         if outcome == Outcome::Approved {
-                            self.approve(intent, Some(reservation), &request, &merchant_name, now)
-                                .await
+                            self.approve(
+                                intent,
+                                Some(reservation),
+                                &request,
+                                &merchant_name,
+                                crossings,
+                                now,
+                            )
+                            .await
                         } else {
+                            // Nothing below locks another row.
+                            crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
                             self.hold_for_approval(
                                 intent,
                                 Some(reservation),
@@ -661,6 +672,8 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        let event = crate::events::rejection_event(&intent, &reasons)?;
+        crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
             &intent,
             "rejected",
@@ -686,6 +699,7 @@ impl Flow<'_> {
         reservation: Option<reservation::Model>,
         request: &Request,
         merchant_name: &str,
+        crossings: Vec<crate::events::NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
         let domain = request
@@ -703,6 +717,7 @@ impl Flow<'_> {
         row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
         self.audit(&intent, "approved", AuditStatus::Success, &[], request, now)
             .await?;
         Ok(Authorization {
@@ -724,6 +739,30 @@ impl Flow<'_> {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
+        // The matching policies' approval settings, strictest first; the
+        // eligible approvers are fixed now, and the hold lives as long as the
+        // request.
+        let (settings, eligible) = crate::store::approval_settings(
+            self.txn,
+            self.tenant,
+            self.cache,
+            &reasons,
+            intent.agent_id,
+            self.clock,
+        )
+        .await?;
+        let expires_at = settings
+            .expires_after_secs
+            .map_or(expires_at, |s| now + Duration::seconds(i64::from(s)));
+        let reservation = match reservation {
+            Some(hold) if hold.expires_at != expires_at => {
+                let mut row: reservation::ActiveModel = hold.into();
+                row.expires_at = Set(expires_at);
+                Some(row.update(self.txn).await?)
+            }
+            other => other,
+        };
+        let (rule, required) = crate::store::approval_rule_of(settings.quorum, eligible.len());
         let approval = approval_request::ActiveModel {
             id: Set(ApprovalRequestId::new()),
             tenant_id: Set(self.tenant),
@@ -731,14 +770,18 @@ impl Flow<'_> {
             subject_id: Set(intent.id.as_uuid()),
             agent_id: Set(intent.agent_id),
             reservation_id: Set(reservation.as_ref().map(|r| r.id)),
-            rule: Set(ApprovalRule::Single),
-            required_approvals: Set(1),
-            approver_role_id: Set(None),
+            rule: Set(rule),
+            required_approvals: Set(required),
+            approver_role_id: Set(settings.approver_role),
+            eligible_approvers: Set(crate::entity::json::UserIdList(eligible)),
+            escalation_role_id: Set(settings.escalation.map(|e| e.role)),
             status: Set(ApprovalStatus::Pending),
             reasons: Set(ReasonList(reasons.clone())),
             requested_by: Set(intent.agent_id),
             expires_at: Set(expires_at),
-            escalate_at: Set(None),
+            escalate_at: Set(settings
+                .escalation
+                .map(|e| now + Duration::seconds(i64::from(e.after_secs)))),
             escalated_to: Set(None),
             decided_at: Set(None),
             created_at: Set(now),
@@ -753,6 +796,12 @@ impl Flow<'_> {
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = row.update(self.txn).await?;
+        let event = crate::events::approval_event(
+            crate::events::types::APPROVAL_REQUESTED,
+            &approval,
+            None,
+        )?;
+        crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
             &intent,
             "pending_approval",

@@ -45,6 +45,8 @@ pub const ORG_GUARDRAIL: &str = "ORG_GUARDRAIL";
 pub const WITHIN_CONTROLS: &str = "WITHIN_CONTROLS";
 /// An approver rejected the request.
 pub const APPROVAL_REJECTED: &str = "APPROVAL_REJECTED";
+/// The approval request was cancelled by the requesting side or an admin.
+pub const APPROVAL_CANCELLED: &str = "APPROVAL_CANCELLED";
 /// A budget that applies to the request is kept in another currency, so the
 /// request cannot be checked against it: refused rather than approved
 /// unchecked.

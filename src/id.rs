@@ -140,5 +140,9 @@ define_id!(/// Identifies an approver's decision.
     ApprovalDecisionId, "approval_decision");
 define_id!(/// Identifies an audit log entry.
     AuditLogId, "audit_log");
+define_id!(/// Identifies an event of the outbox.
+    EventId, "event");
+define_id!(/// Identifies an event consumer's cursor.
+    EventConsumerId, "event_consumer");
 define_id!(/// Identifies a connection to an external provider.
     ConnectionId, "connection");

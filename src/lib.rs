@@ -61,12 +61,15 @@
 //!   apply, fit checks.
 //! * [`money`]: exact amounts ([`rust_decimal::Decimal`], never floats), stored so
 //!   that SQLite and PostgreSQL both compare them exactly and numerically.
-//! * [`entity`]: the SeaORM entities of all 30 tables; the schema lives in the
+//! * [`entity`]: the SeaORM entities of all 32 tables; the schema lives in the
 //!   `bursar-migration` crate.
 //! * [`audit`]: the per-tenant hash chain, append-only in the database, with
 //!   signed checkpoints against dropped entries, search and export;
 //!   [`vault`]: connection credentials sealed with envelope encryption under
 //!   keys from a host's [`keys::KeyProvider`] — see `docs/security.md`.
+//! * [`events`]: the transactional outbox; every event is written in the
+//!   transaction of the change it announces, and polled and acknowledged per
+//!   consumer (`docs/events.md`). Approvals: `docs/approvals.md`.
 //!
 //! * [`Error`]: one error type with a stable [`Error::code`]; database faults
 //!   are classified (`contention`, `unavailable`, `storage_full`, `database`)
@@ -74,8 +77,8 @@
 //!   idempotency key — see [`error`] for the table of codes.
 //!
 //! The guides in `docs/` cover the policy language, budgets and reservations,
-//! the repositories, the schema and its mapping from the source schemas, and
-//! the measured performance.
+//! the repositories, approvals, events, the schema and its mapping from the
+//! source schemas, and the measured performance.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -86,6 +89,7 @@ pub mod clock;
 pub mod codes;
 pub mod entity;
 pub mod error;
+pub mod events;
 pub mod id;
 pub mod keys;
 pub mod money;
@@ -110,3 +114,13 @@ struct RunsDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/usage.md")]
 struct UsageDoctests;
+
+/// Compiles and runs the examples in `docs/approvals.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/approvals.md")]
+struct ApprovalsDoctests;
+
+/// Compiles and runs the examples in `docs/events.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/events.md")]
+struct EventsDoctests;

@@ -225,6 +225,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         reason_code: "reason_code-x".to_owned(),
         message: "message: ünïcode ✓".to_owned(),
         conditions: json!({"k": [1, "two", null]}),
+        approval: Some(json!({"quorum": {"type": "any_n", "n": 2}})),
         version: 7,
         created_by: Some(id_users),
         created_at: ts(),
@@ -241,6 +242,7 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         period: Period::Monthly,
         limit_amount: amount(),
         is_active: true,
+        alert_thresholds: Some(bursar::entity::json::AlertThresholds(vec![80, 90, 100])),
         created_at: ts(),
         updated_at: ts(),
     };
@@ -315,6 +317,8 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         rule: approval_request::ApprovalRule::Majority,
         required_approvals: 7,
         approver_role_id: Some(id_roles),
+        eligible_approvers: bursar::entity::json::UserIdList(vec![id_users]),
+        escalation_role_id: Some(id_roles),
         status: approval_request::ApprovalStatus::Cancelled,
         reasons: ReasonList(vec![Reason {
             code: "OVER_THRESHOLD".to_owned(),
@@ -556,6 +560,33 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         created_at: ts(),
     };
     roundtrip::<audit_log::Entity, audit_log::ActiveModel>(db, row).await;
+    let row = bursar::entity::event::Model {
+        id: EventId::new(),
+        tenant_id: id_tenants,
+        seq: 42,
+        event_type: "approval.requested".to_owned(),
+        version: 1,
+        subject_type: "approval_request".to_owned(),
+        subject_id: Some(Uuid::now_v7()),
+        dedup_key: Some("threshold:x:80".to_owned()),
+        payload: json!({"k": [1, "two", null]}),
+        created_at: ts(),
+    };
+    roundtrip::<bursar::entity::event::Entity, bursar::entity::event::ActiveModel>(db, row).await;
+    let row = bursar::entity::event_consumer::Model {
+        id: EventConsumerId::new(),
+        tenant_id: id_tenants,
+        name: "webhooks ✓".to_owned(),
+        acked_seq: 7,
+        delivered_seq: 9,
+        lease_until: Some(ts()),
+        created_at: ts(),
+        updated_at: ts(),
+    };
+    roundtrip::<bursar::entity::event_consumer::Entity, bursar::entity::event_consumer::ActiveModel>(
+        db, row,
+    )
+    .await;
     let row = connection::Model {
         id: id_connections,
         tenant_id: id_tenants,
@@ -625,7 +656,7 @@ async fn every_entity_roundtrips_on_sqlite() {
         .await
         .unwrap();
     assert!(left.is_empty(), "tables left after down: {}", left.len());
-    assert_eq!(TABLES.len(), 30);
+    assert_eq!(TABLES.len(), 32);
 }
 
 #[tokio::test]

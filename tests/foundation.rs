@@ -54,8 +54,8 @@ async fn up_down_up(url: &str) {
 }
 
 #[test]
-fn the_schema_has_all_30_tables() {
-    assert_eq!(TABLES.len(), 30);
+fn the_schema_has_all_32_tables() {
+    assert_eq!(TABLES.len(), 32);
     let expected = [
         "tenants",
         "users",
@@ -86,6 +86,8 @@ fn the_schema_has_all_30_tables() {
         "approval_decisions",
         "audit_logs",
         "connections",
+        "events",
+        "event_consumers",
         "model_prices",
     ];
     let mut expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();

@@ -217,6 +217,8 @@ async fn distinct_charges_on_one_purchase_add_up_and_a_replay_moves_nothing() {
 async fn a_hold_pending_approval_cannot_be_captured_and_its_charge_waits_for_attention() {
     for backend in backends() {
         let w = world(backend).await;
+        // Eligible approvers are fixed when the request is created.
+        let finance = finance_member(&w).await;
         let auth = w.buy("60").await;
         assert_eq!(auth.outcome, Outcome::PendingApproval);
         let err = auth.reservation_id().unwrap_err();
@@ -255,7 +257,6 @@ async fn a_hold_pending_approval_cannot_be_captured_and_its_charge_waits_for_att
                 .replayed
         );
         // Once approved, the next delivery posts it.
-        let finance = finance_member(&w).await;
         w.acme
             .approvals()
             .decide(

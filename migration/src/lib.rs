@@ -26,7 +26,7 @@ pub mod m20250101_000004_usage;
 pub mod widths;
 
 /// Every table, in creation order (parents before children).
-pub const TABLES: [&str; 30] = [
+pub const TABLES: [&str; 32] = [
     "tenants",
     "users",
     "tenant_members",
@@ -56,6 +56,8 @@ pub const TABLES: [&str; 30] = [
     "approval_decisions",
     "audit_logs",
     "connections",
+    "events",
+    "event_consumers",
     "model_prices",
 ];
 

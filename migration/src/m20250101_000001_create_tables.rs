@@ -480,6 +480,7 @@ impl MigrationTrait for Migration {
                     .col(string(Policies::ReasonCode, 64, false))
                     .col(text(Policies::Message, false))
                     .col(json(Policies::Conditions, false))
+                    .col(json(Policies::Approval, true))
                     .col(integer(Policies::Version, false))
                     .col(uuid(Policies::CreatedBy, true))
                     .col(timestamp(Policies::CreatedAt, false))
@@ -528,6 +529,7 @@ impl MigrationTrait for Migration {
                     .col(string(Budgets::Period, 16, false))
                     .col(money(Budgets::LimitAmount, backend, false))
                     .col(boolean(Budgets::IsActive, false))
+                    .col(json(Budgets::AlertThresholds, true))
                     .col(timestamp(Budgets::CreatedAt, false))
                     .col(timestamp(Budgets::UpdatedAt, false))
                     .primary_key(Index::create().col(Budgets::Id))
@@ -774,6 +776,8 @@ impl MigrationTrait for Migration {
                     .col(string(ApprovalRequests::Rule, 16, false))
                     .col(integer(ApprovalRequests::RequiredApprovals, false))
                     .col(uuid(ApprovalRequests::ApproverRoleId, true))
+                    .col(json(ApprovalRequests::EligibleApprovers, false))
+                    .col(uuid(ApprovalRequests::EscalationRoleId, true))
                     .col(string(ApprovalRequests::Status, 16, false))
                     .col(json(ApprovalRequests::Reasons, false))
                     .col(uuid(ApprovalRequests::RequestedBy, true))
@@ -1784,6 +1788,75 @@ impl MigrationTrait for Migration {
                 [Connections::TenantId, Connections::Status],
             ))
             .await?;
+
+        // events: the transactional outbox
+        manager
+            .create_table(
+                Table::create()
+                    .table(Events::Table)
+                    .col(uuid(Events::Id, false))
+                    .col(uuid(Events::TenantId, false))
+                    .col(big_integer(Events::Seq, false))
+                    .col(string(Events::EventType, 64, false))
+                    .col(integer(Events::Version, false))
+                    .col(string(Events::SubjectType, 64, false))
+                    .col(uuid(Events::SubjectId, true))
+                    .col(string(Events::DedupKey, 255, true))
+                    .col(json(Events::Payload, false))
+                    .col(timestamp(Events::CreatedAt, false))
+                    .primary_key(Index::create().col(Events::Id))
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_events_tenant_id",
+                        Events::Table,
+                        Events::TenantId,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_events_tenant_id_seq",
+                Events::Table,
+                [Events::TenantId, Events::Seq],
+            ))
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_events_tenant_id_dedup_key",
+                Events::Table,
+                [Events::TenantId, Events::DedupKey],
+            ))
+            .await?;
+
+        // event_consumers: one delivery cursor per tenant and consumer name
+        manager
+            .create_table(
+                Table::create()
+                    .table(EventConsumers::Table)
+                    .col(uuid(EventConsumers::Id, false))
+                    .col(uuid(EventConsumers::TenantId, false))
+                    .col(string(EventConsumers::Name, 100, false))
+                    .col(big_integer(EventConsumers::AckedSeq, false))
+                    .col(big_integer(EventConsumers::DeliveredSeq, false))
+                    .col(timestamp(EventConsumers::LeaseUntil, true))
+                    .col(timestamp(EventConsumers::CreatedAt, false))
+                    .col(timestamp(EventConsumers::UpdatedAt, false))
+                    .primary_key(Index::create().col(EventConsumers::Id))
+                    .foreign_key(&mut owned_by_tenant(
+                        "fk_event_consumers_tenant_id",
+                        EventConsumers::Table,
+                        EventConsumers::TenantId,
+                    ))
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(unique_index(
+                "ux_event_consumers_tenant_id_name",
+                EventConsumers::Table,
+                [EventConsumers::TenantId, EventConsumers::Name],
+            ))
+            .await?;
         Ok(())
     }
 
@@ -1960,6 +2033,7 @@ enum Policies {
     ReasonCode,
     Message,
     Conditions,
+    Approval,
     Version,
     CreatedBy,
     CreatedAt,
@@ -1978,6 +2052,7 @@ enum Budgets {
     Period,
     LimitAmount,
     IsActive,
+    AlertThresholds,
     CreatedAt,
     UpdatedAt,
 }
@@ -2056,6 +2131,8 @@ enum ApprovalRequests {
     Rule,
     RequiredApprovals,
     ApproverRoleId,
+    EligibleApprovers,
+    EscalationRoleId,
     Status,
     Reasons,
     RequestedBy,
@@ -2248,6 +2325,34 @@ enum ApprovalDecisions {
     Decision,
     Comment,
     CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Events {
+    Table,
+    Id,
+    TenantId,
+    Seq,
+    EventType,
+    Version,
+    SubjectType,
+    SubjectId,
+    DedupKey,
+    Payload,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum EventConsumers {
+    Table,
+    Id,
+    TenantId,
+    Name,
+    AckedSeq,
+    DeliveredSeq,
+    LeaseUntil,
+    CreatedAt,
+    UpdatedAt,
 }
 
 #[derive(DeriveIden)]

@@ -3,7 +3,7 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::json::ReasonList;
+use super::json::{ReasonList, UserIdList};
 use crate::id::{AgentId, ApprovalRequestId, ReservationId, RoleId, TenantId, UserId};
 
 /// A request for human approval of a purchase intent, tool call or run, decided by one or more approvers under a rule.
@@ -25,10 +25,17 @@ pub struct Model {
     pub reservation_id: Option<ReservationId>,
     /// How votes combine.
     pub rule: ApprovalRule,
-    /// Approvals needed under `any_n` (1 under `single`).
+    /// Approvals needed: `n` under `any_n`, 1 under `single`, and under
+    /// `unanimous` and `majority` the count for the eligible approvers at creation.
     pub required_approvals: i32,
     /// Members with this role may vote; `None` for any member with the approve permission.
     pub approver_role_id: Option<RoleId>,
+    /// The members who may vote, fixed when the request was created (and
+    /// extended by escalation).
+    #[sea_orm(column_type = "JsonBinary")]
+    pub eligible_approvers: UserIdList,
+    /// Members with this role (and the approve permission) become eligible at `escalate_at`.
+    pub escalation_role_id: Option<RoleId>,
     /// Lifecycle state.
     pub status: ApprovalStatus,
     /// Why approval is needed (the matching policies).
@@ -155,13 +162,13 @@ pub enum ApprovalRule {
     /// One approval decides. Stored as `single`.
     #[sea_orm(string_value = "single")]
     Single,
-    /// `required_approvals` approvals decide; any rejection rejects. Stored as `any_n`.
+    /// `required_approvals` approvals approve; rejected once they can no longer be reached. Stored as `any_n`.
     #[sea_orm(string_value = "any_n")]
     AnyN,
     /// Every eligible approver must approve. Stored as `unanimous`.
     #[sea_orm(string_value = "unanimous")]
     Unanimous,
-    /// More than half of the votes cast decide. Stored as `majority`.
+    /// More than half of the eligible approvers approve; rejected once that can no longer happen. Stored as `majority`.
     #[sea_orm(string_value = "majority")]
     Majority,
 }

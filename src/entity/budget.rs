@@ -31,6 +31,11 @@ pub struct Model {
     pub limit_amount: Amount,
     /// Inactive budgets are not applied.
     pub is_active: bool,
+    /// The percentages of the limit whose crossing is announced as
+    /// `budget.threshold_crossed`, once per window each; `None`:
+    /// [`DEFAULT_ALERT_THRESHOLDS`](super::json::DEFAULT_ALERT_THRESHOLDS).
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub alert_thresholds: Option<super::json::AlertThresholds>,
     /// When the row was created (UTC).
     pub created_at: DateTimeUtc,
     /// When the row was last changed (UTC).

@@ -21,6 +21,8 @@ pub mod blocked_attempt;
 pub mod budget;
 pub mod budget_window;
 pub mod connection;
+pub mod event;
+pub mod event_consumer;
 pub mod json;
 pub mod ledger_entry;
 pub mod member_role;
@@ -156,4 +158,6 @@ uuid_primary_key!(
     ApprovalDecisionId,
     AuditLogId,
     ConnectionId,
+    EventId,
+    EventConsumerId,
 );

@@ -38,6 +38,10 @@ pub struct Model {
     /// The condition tree, as written by the policy module (validated on write).
     #[sea_orm(column_type = "JsonBinary")]
     pub conditions: Json,
+    /// The approval settings of a `require_approval` policy (quorum, approver
+    /// role, expiry, escalation), as written by the policy module.
+    #[sea_orm(column_type = "JsonBinary", nullable)]
+    pub approval: Option<Json>,
     /// Incremented on every change (optimistic concurrency, cache invalidation).
     pub version: i32,
     /// The user who wrote the policy.

@@ -10,6 +10,8 @@ pub use super::blocked_attempt::Entity as BlockedAttempt;
 pub use super::budget::Entity as Budget;
 pub use super::budget_window::Entity as BudgetWindow;
 pub use super::connection::Entity as Connection;
+pub use super::event::Entity as Event;
+pub use super::event_consumer::Entity as EventConsumer;
 pub use super::ledger_entry::Entity as LedgerEntry;
 pub use super::member_role::Entity as MemberRole;
 pub use super::merchant::Entity as Merchant;

@@ -294,4 +294,7 @@ pub struct TenantSettings {
     /// LLM calls made with the tenant's own provider key (BYOK) are metered
     /// for tokens and rounds but hold and spend nothing on money budgets.
     pub byok_exempt_from_budgets: bool,
+    /// Separation of duties: the member who created an agent may not approve
+    /// that agent's requests.
+    pub separate_approver: bool,
 }

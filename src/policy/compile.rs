@@ -108,6 +108,8 @@ pub(crate) struct CompiledPolicy {
     pub(crate) limits: Box<[(Decimal, Currency)]>,
     /// The budget conditions in the tree (to name the exceeded budget).
     pub(crate) budget_filters: Box<[BudgetFilter]>,
+    /// The approval settings of a `require_approval` policy.
+    pub(crate) approval: Option<super::ApprovalSettings>,
 }
 
 /// Policy positions (into [`CompiledPolicies::policies`], which is in
@@ -253,6 +255,7 @@ impl CompiledPolicies {
                 root,
                 limits: limits.into_boxed_slice(),
                 budget_filters: budget_filters.into_boxed_slice(),
+                approval: p.approval,
             });
             match &p.scope {
                 PolicyScope::Tenant => out.tenant.push(p.effect, rank),
@@ -296,6 +299,16 @@ impl CompiledPolicies {
     #[must_use]
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
+    }
+
+    /// The approval settings of the compiled policy `id`, if it is enabled
+    /// and carries any.
+    #[must_use]
+    pub fn approval_settings(&self, id: crate::id::PolicyId) -> Option<&super::ApprovalSettings> {
+        self.policies
+            .iter()
+            .find(|p| p.id == id)
+            .and_then(|p| p.approval.as_ref())
     }
 
     /// The tenant's default effect.

@@ -3,11 +3,12 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use super::approval::{ApprovalSettings, Quorum};
 use super::model::{BudgetScopeKind, Condition, Effect, MccSpec, Policy, PolicyScope};
 use super::{ActionKind, validate};
 use crate::budget::{Period, Scope};
 use crate::codes;
-use crate::id::AgentId;
+use crate::id::{AgentId, RoleId};
 use crate::money::Currency;
 
 /// Priorities of the generated policies, in the order the controls are
@@ -127,6 +128,7 @@ pub struct SpendingControls {
     require_approval_above: Option<Decimal>,
     flag_all_new_vendors: bool,
     blocked_categories: Vec<MccSpec>,
+    approval: Option<ApprovalSettings>,
 }
 
 impl SpendingControls {
@@ -147,6 +149,7 @@ impl SpendingControls {
             require_approval_above: None,
             flag_all_new_vendors: false,
             blocked_categories: Vec::new(),
+            approval: None,
         }
     }
 
@@ -171,6 +174,44 @@ impl SpendingControls {
     /// Agent: a monthly budget.
     pub fn monthly_limit(mut self, limit: Decimal) -> Self {
         self.monthly_limit = Some(limit);
+        self
+    }
+
+    /// What approving takes, for every approval the controls require
+    /// (threshold, new vendor, organization guardrail): the whole settings.
+    pub fn approval(mut self, settings: ApprovalSettings) -> Self {
+        self.approval = Some(settings);
+        self
+    }
+
+    /// How approvers' votes combine (see [`Quorum`]).
+    pub fn approval_quorum(mut self, quorum: Quorum) -> Self {
+        self.approval
+            .get_or_insert_with(ApprovalSettings::default)
+            .quorum = quorum;
+        self
+    }
+
+    /// Only members holding `role` (and `approvals:write`) may approve.
+    pub fn approver_role(mut self, role: RoleId) -> Self {
+        self.approval
+            .get_or_insert_with(ApprovalSettings::default)
+            .approver_role = Some(role);
+        self
+    }
+
+    /// An approval request expires this many seconds after its creation.
+    pub fn approval_expires_after_secs(mut self, secs: u32) -> Self {
+        self.approval
+            .get_or_insert_with(ApprovalSettings::default)
+            .expires_after_secs = Some(secs);
+        self
+    }
+
+    /// After `secs`, members of `role` may approve too.
+    pub fn escalate_after(mut self, secs: u32, role: RoleId) -> Self {
+        let settings = self.approval.unwrap_or_default().escalate_after(secs, role);
+        self.approval = Some(settings);
         self
     }
 
@@ -273,14 +314,17 @@ impl SpendingControls {
         };
         let mut policies = Vec::new();
         let mut budgets = Vec::new();
+        let approval = self.approval;
         let mut add =
             |name: &str, effect, code: &str, prio, scope: &PolicyScope, message: &str, c| {
-                policies.push(
-                    Policy::new(name, effect, code, c)
-                        .scope(scope.clone())
-                        .priority(prio)
-                        .message(message),
-                );
+                let mut policy = Policy::new(name, effect, code, c)
+                    .scope(scope.clone())
+                    .priority(prio)
+                    .message(message);
+                if effect == Effect::RequireApproval {
+                    policy.approval = approval;
+                }
+                policies.push(policy);
             };
         let tenant = PolicyScope::Tenant;
         let budget_cond = |period, scope| {

@@ -38,6 +38,7 @@
 //! # Ok::<(), bursar::Error>(())
 //! ```
 
+mod approval;
 mod compile;
 mod controls;
 mod evaluate;
@@ -53,6 +54,10 @@ mod strict;
 mod template;
 mod validate;
 
+pub use approval::{
+    ApprovalSettings, Escalation, MAX_APPROVAL_TTL_SECS, MAX_REQUIRED_APPROVALS,
+    MIN_APPROVAL_TTL_SECS, Quorum, Verdict, verdict,
+};
 pub use compile::CompiledPolicies;
 pub use controls::{BudgetSpec, Controls, SpendingControls, priority};
 pub use evaluate::{BudgetDetail, Decision, Outcome, Reason, evaluate};

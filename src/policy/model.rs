@@ -495,6 +495,10 @@ pub struct Policy {
     pub message: String,
     /// When the policy matches.
     pub condition: Condition,
+    /// What approving takes, for a `require_approval` policy (refused on
+    /// other effects); `None`: one approval by any approver.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<super::approval::ApprovalSettings>,
 }
 
 impl Policy {
@@ -516,7 +520,15 @@ impl Policy {
             reason_code: reason_code.into(),
             message: String::new(),
             condition,
+            approval: None,
         }
+    }
+
+    /// Sets the approval settings of a `require_approval` policy.
+    #[must_use]
+    pub fn approval(mut self, settings: super::approval::ApprovalSettings) -> Self {
+        self.approval = Some(settings);
+        self
     }
 
     /// Sets the id.

@@ -49,6 +49,20 @@ pub fn validate(policy: &Policy) -> crate::Result<()> {
             return Err(bad("scope", format!("{n} ids, at most {MAX_SCOPE_IDS}")));
         }
     }
+    if let Some(settings) = &policy.approval {
+        if policy.effect != super::Effect::RequireApproval {
+            return Err(bad(
+                "approval",
+                format!(
+                    "approval settings need the require_approval effect, not {}",
+                    policy.effect.as_str()
+                ),
+            ));
+        }
+        settings
+            .check("approval")
+            .map_err(|(path, reason)| bad(path, reason))?;
+    }
     let mut nodes = 0;
     condition(&policy.condition, "condition", 1, &mut nodes)
 }

@@ -427,16 +427,31 @@ impl AgentKeys<'_> {
         if key.revoked_at.is_some() {
             return Ok(key);
         }
-        agent_api_key::Entity::update_many()
-            .col_expr(
-                agent_api_key::Column::RevokedAt,
-                Expr::value(self.ctx.now()),
-            )
+        let now = self.ctx.now();
+        let changed = agent_api_key::Entity::update_many()
+            .col_expr(agent_api_key::Column::RevokedAt, Expr::value(now))
             .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
             .filter(agent_api_key::Column::Id.eq(id))
             .filter(agent_api_key::Column::RevokedAt.is_null())
             .exec(&self.ctx.db)
             .await?;
+        // The revocation and its `key.revoked` event commit together (the
+        // caller runs this inside its transaction); a concurrent revocation of
+        // the same key announces it once.
+        if changed.rows_affected > 0 {
+            let event = crate::events::NewEvent::new(
+                crate::events::types::KEY_REVOKED,
+                "agent_api_key",
+                Some(id.as_uuid()),
+                &crate::events::KeyRevokedPayload {
+                    api_key_id: id,
+                    agent_id: key.agent_id,
+                    prefix: key.prefix.clone(),
+                    revoked_at: now,
+                },
+            )?;
+            crate::events::emit(&self.ctx.db, self.ctx.tenant, event, now).await?;
+        }
         self.get(id).await
     }
 }

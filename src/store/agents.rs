@@ -5,7 +5,7 @@ use sea_orm::{ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilte
 
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::json::Metadata;
-use crate::id::{AgentId, ProjectId, TeamId};
+use crate::id::{AgentId, ProjectId, TeamId, UserId};
 use crate::store::repo::{Ctx, list_page};
 use crate::store::teams::{
     ProjectRepository, Projects, TeamRepository, Teams, validate_description,
@@ -33,6 +33,7 @@ pub struct NewAgent {
     team: Option<TeamId>,
     project: Option<ProjectId>,
     metadata: Metadata,
+    created_by: Option<UserId>,
 }
 
 impl NewAgent {
@@ -46,7 +47,16 @@ impl NewAgent {
             team: None,
             project: None,
             metadata: Metadata::default(),
+            created_by: None,
         }
+    }
+
+    /// The member who created (and answers for) the agent: under the
+    /// tenant's `separate_approver` setting they may not approve its requests.
+    #[must_use]
+    pub fn created_by(mut self, user: UserId) -> Self {
+        self.created_by = Some(user);
+        self
     }
 
     /// A slug, unique in the tenant.
@@ -246,6 +256,11 @@ impl Agents<'_> {
         let description = validate_description(new.description.as_deref())?;
         validate_metadata(&new.metadata)?;
         self.check_groups(new.team, new.project).await?;
+        if let Some(user) = new.created_by {
+            crate::store::members::find_member(&self.ctx.db, self.ctx.tenant, user)
+                .await?
+                .ok_or_else(|| Error::not_found(UserId::ENTITY, user))?;
+        }
         let now = self.ctx.now();
         agent::ActiveModel {
             id: Set(AgentId::new()),
@@ -256,7 +271,7 @@ impl Agents<'_> {
             slug: Set(slug.clone()),
             description: Set(description),
             status: Set(AgentStatus::Active),
-            created_by: Set(None),
+            created_by: Set(new.created_by),
             metadata: Set(new.metadata),
             created_at: Set(now),
             updated_at: Set(now),

@@ -11,18 +11,25 @@ use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
 };
+use std::collections::BTreeSet;
+
 use serde::Serialize;
 
 use crate::audit::{AuditEntry, append};
 use crate::authorize::DEFAULT_RESERVATION_TTL;
+use crate::entity::agent;
 use crate::entity::approval_decision::{self, ApprovalVote};
+use crate::entity::approval_request::ApprovalSubjectKind;
 use crate::entity::approval_request::{self, ApprovalRule, ApprovalStatus};
 use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
 use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::tenant;
 use crate::entity::tenant_member::{self, MemberStatus};
-use crate::id::{ApprovalDecisionId, ApprovalRequestId, UserId};
+use crate::events::{NewEvent, approval_event, emit, types};
+use crate::id::{AgentId, ApprovalDecisionId, ApprovalRequestId, RoleId, UserId};
+use crate::policy::{ApprovalSettings, Quorum, Verdict, verdict};
+use crate::store::approvers::{active_among, escalate_if_due};
 use crate::store::merchants::record_seen;
 use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::reservations::end_hold_in;
@@ -58,14 +65,15 @@ pub trait ApprovalRepository {
     /// Casts `approver`'s vote. When the request's rule is satisfied it is
     /// decided: approved (the purchase intent becomes approved and its hold an
     /// ordinary reservation) or rejected (the hold is released and the intent
-    /// rejected with `APPROVAL_REJECTED`).
+    /// rejected with `APPROVAL_REJECTED`). A due escalation is applied first.
     ///
     /// # Errors
     /// [`Error::NotFound`] for an unknown request or an approver who is not an
     /// active member of the tenant; [`Error::Forbidden`] for a member without
     /// the `approvals:write` permission (the built-in admin and finance roles
-    /// have it); [`Error::Conflict`] when the request is no
-    /// longer pending, has expired, or the approver already voted;
+    /// have it); [`Error::Conflict`] when the request is no longer pending,
+    /// has expired, the approver is not among its eligible approvers (fixed
+    /// when it was created; see `docs/approvals.md`) or already voted;
     /// [`Error::Invalid`] for an over-long comment.
     async fn decide(
         &self,
@@ -80,6 +88,55 @@ pub trait ApprovalRepository {
     /// # Errors
     /// [`Error::Database`].
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Withdraws a pending request and releases its hold; its purchase
+    /// intent is rejected with `APPROVAL_CANCELLED`. Allowed to the
+    /// requesting agent, the member who created that agent, and any member
+    /// holding `members:write` (the built-in admin role).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown request; [`Error::Forbidden`] for
+    /// anyone else; [`Error::Conflict`] when it is no longer pending.
+    async fn cancel(&self, id: ApprovalRequestId, by: Canceller)
+    -> Result<approval_request::Model>;
+    /// The sweep the host calls on a timer: escalates every pending request
+    /// whose escalation is due, then expires every pending request past its
+    /// expiry (releasing its hold). Each request is handled in its own
+    /// transaction.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    async fn expire_and_escalate_due(&self, now: DateTime<Utc>) -> Result<ApprovalSweep>;
+    /// The pending, unexpired requests `member` can vote on now (eligible,
+    /// active, holding `approvals:write`, not yet voted), optionally of one
+    /// subject kind, oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a `limit` of 0 or above 1,000.
+    async fn decidable_by(
+        &self,
+        member: UserId,
+        subject: Option<ApprovalSubjectKind>,
+        limit: u64,
+    ) -> Result<Vec<approval_request::Model>>;
+}
+
+/// Who cancels an approval request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Canceller {
+    /// The agent that made the request.
+    Agent(AgentId),
+    /// A member: the one who created the requesting agent, or an admin.
+    Member(UserId),
+}
+
+/// What [`ApprovalRepository::expire_and_escalate_due`] changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApprovalSweep {
+    /// The requests escalated.
+    pub escalated: Vec<ApprovalRequestId>,
+    /// The requests expired.
+    pub expired: Vec<ApprovalRequestId>,
 }
 
 /// The SeaORM [`ApprovalRepository`]. Get it from
@@ -135,6 +192,7 @@ impl<'a> Approvals<'a> {
         request: approval_request::Model,
         status: ApprovalStatus,
         vote: Option<AuditEntry>,
+        escalated: Option<NewEvent>,
         now: DateTime<Utc>,
     ) -> Result<approval_request::Model> {
         let tenant = self.ctx.tenant;
@@ -216,8 +274,16 @@ impl<'a> Approvals<'a> {
             let mut row: purchase_intent::ActiveModel = intent.into();
             row.status = Set(intent_status);
             if intent_status == PurchaseIntentStatus::Rejected {
-                row.rejection_code = Set(Some(codes::APPROVAL_REJECTED.to_owned()));
-                row.rejection_reason = Set(Some("an approver rejected the request".to_owned()));
+                let (code, why) = if status == ApprovalStatus::Cancelled {
+                    (
+                        codes::APPROVAL_CANCELLED,
+                        "the approval request was cancelled",
+                    )
+                } else {
+                    (codes::APPROVAL_REJECTED, "an approver rejected the request")
+                };
+                row.rejection_code = Set(Some(code.to_owned()));
+                row.rejection_reason = Set(Some(why.to_owned()));
             }
             row.updated_at = Set(now);
             row.update(txn).await?;
@@ -228,6 +294,15 @@ impl<'a> Approvals<'a> {
         row.decided_at = Set(Some(now));
         row.updated_at = Set(now);
         let closed = row.update(txn).await?;
+        let event_type = if status == ApprovalStatus::Expired {
+            types::APPROVAL_EXPIRED
+        } else {
+            types::APPROVAL_DECIDED
+        };
+        if let Some(event) = escalated {
+            emit(txn, tenant, event, now).await?;
+        }
+        emit(txn, tenant, approval_event(event_type, &closed, None)?, now).await?;
         if let Some(vote) = vote {
             append(txn, tenant, vote, now).await?;
         }
@@ -265,41 +340,125 @@ impl Approvals<'_> {
         if current.status != ApprovalStatus::Pending || current.expires_at > now {
             return Ok(false);
         }
-        self.close(txn, current, ApprovalStatus::Expired, None, now)
+        self.close(txn, current, ApprovalStatus::Expired, None, None, now)
             .await?;
         Ok(true)
     }
+
+    /// Escalates one pending request whose escalation is due, inside the
+    /// caller's write transaction. Returns the role it escalated to.
+    pub(crate) async fn escalate_one(
+        &self,
+        txn: &DatabaseTransaction,
+        id: ApprovalRequestId,
+        now: DateTime<Utc>,
+    ) -> Result<Option<RoleId>> {
+        let current = self.load(txn, id, true).await?;
+        if current.status != ApprovalStatus::Pending || current.expires_at <= now {
+            return Ok(None);
+        }
+        let (request, role) = escalate_if_due(txn, current, now).await?;
+        if let Some(role) = role {
+            let event = approval_event(types::APPROVAL_ESCALATED, &request, Some(role))?;
+            emit(txn, self.ctx.tenant, event, now).await?;
+            append(
+                txn,
+                self.ctx.tenant,
+                AuditEntry::new("approval.escalated", "approval_request")
+                    .resource_id(request.id)
+                    .message(format!("escalated to role {role}")),
+                now,
+            )
+            .await?;
+        }
+        Ok(role)
+    }
+
+    /// Whether `by` may cancel `request`.
+    async fn may_cancel(
+        &self,
+        conn: &DatabaseTransaction,
+        request: &approval_request::Model,
+        by: Canceller,
+    ) -> Result<bool> {
+        match by {
+            Canceller::Agent(agent) => Ok(request.agent_id == Some(agent)),
+            Canceller::Member(user) => {
+                let creator = match request.agent_id {
+                    Some(a) => agent::Entity::find()
+                        .filter(agent::Column::TenantId.eq(self.ctx.tenant))
+                        .filter(agent::Column::Id.eq(a))
+                        .one(conn)
+                        .await?
+                        .and_then(|a| a.created_by),
+                    None => None,
+                };
+                let active = !active_among(conn, self.ctx.tenant, &[user])
+                    .await?
+                    .is_empty();
+                if !active {
+                    return Ok(false);
+                }
+                if creator == Some(user) {
+                    return Ok(true);
+                }
+                let roles = Roles::new(Ctx::new(conn, self.ctx.tenant, self.ctx.clock));
+                roles.can(user, permissions::MEMBERS_WRITE).await
+            }
+        }
+    }
 }
 
-/// Whether the votes decide the request, and how.
-fn verdict(
-    rule: ApprovalRule,
-    required: i32,
+/// Whether the votes decide the request, and how. The eligible count is the
+/// eligible approvers still active plus every one who voted: a member
+/// deactivated before voting loses the vote and no longer counts.
+fn decide_votes(
+    request: &approval_request::Model,
     votes: &[approval_decision::Model],
+    active: &BTreeSet<UserId>,
 ) -> Option<ApprovalStatus> {
+    let voters: BTreeSet<UserId> = votes.iter().map(|v| v.approver_id).collect();
+    let eligible = request
+        .eligible_approvers
+        .0
+        .iter()
+        .filter(|u| active.contains(u) || voters.contains(u))
+        .count();
     let approves = votes
         .iter()
         .filter(|v| v.decision == ApprovalVote::Approve)
         .count();
     let rejects = votes.len() - approves;
-    let required = usize::try_from(required.max(1)).unwrap_or(1);
-    match rule {
-        ApprovalRule::Single => votes.last().map(|v| match v.decision {
-            ApprovalVote::Approve => ApprovalStatus::Approved,
-            ApprovalVote::Reject => ApprovalStatus::Rejected,
-        }),
-        // Any rejection ends an any-n or unanimous request.
-        ApprovalRule::AnyN | ApprovalRule::Unanimous if rejects > 0 => {
-            Some(ApprovalStatus::Rejected)
-        }
-        ApprovalRule::AnyN | ApprovalRule::Unanimous => {
-            (approves >= required).then_some(ApprovalStatus::Approved)
-        }
-        // Majority of `required` eligible approvers.
-        ApprovalRule::Majority if approves * 2 > required => Some(ApprovalStatus::Approved),
-        ApprovalRule::Majority if rejects * 2 >= required => Some(ApprovalStatus::Rejected),
-        ApprovalRule::Majority => None,
+    let n = |x: usize| u32::try_from(x).unwrap_or(u32::MAX);
+    verdict(quorum_of(request), n(eligible), n(approves), n(rejects)).map(|v| match v {
+        Verdict::Approved => ApprovalStatus::Approved,
+        Verdict::Rejected => ApprovalStatus::Rejected,
+    })
+}
+
+/// The quorum a stored request carries.
+pub(crate) fn quorum_of(request: &approval_request::Model) -> Quorum {
+    match request.rule {
+        ApprovalRule::Single => Quorum::Single,
+        ApprovalRule::AnyN => Quorum::AnyN {
+            n: u32::try_from(request.required_approvals.max(1)).unwrap_or(1),
+        },
+        ApprovalRule::Unanimous => Quorum::Unanimous,
+        ApprovalRule::Majority => Quorum::Majority,
     }
+}
+
+/// The stored rule and required approvals of a quorum among `eligible`.
+pub(crate) fn approval_rule_of(quorum: Quorum, eligible: usize) -> (ApprovalRule, i32) {
+    let eligible = u32::try_from(eligible).unwrap_or(u32::MAX);
+    let required = i32::try_from(quorum.required(eligible)).unwrap_or(i32::MAX);
+    let rule = match quorum {
+        Quorum::AnyN { .. } => ApprovalRule::AnyN,
+        Quorum::Unanimous => ApprovalRule::Unanimous,
+        Quorum::Majority => ApprovalRule::Majority,
+        _ => ApprovalRule::Single,
+    };
+    (rule, required)
 }
 
 #[async_trait]
@@ -358,6 +517,13 @@ impl ApprovalRepository for Approvals<'_> {
             let txn = self.ctx.begin_write().await?;
             let result = async {
                 let request = self.load(&txn, id, true).await?;
+                // An escalation due now applies before the vote; its event is
+                // appended with the others, after the hold and its windows
+                // are locked (events and the audit chain come last).
+                let (request, role) = escalate_if_due(&txn, request, now).await?;
+                let escalated = role
+                    .map(|r| approval_event(types::APPROVAL_ESCALATED, &request, Some(r)))
+                    .transpose()?;
                 if request.status != ApprovalStatus::Pending {
                     return Err(Error::conflict(
                         "approval_request",
@@ -387,6 +553,14 @@ impl ApprovalRepository for Approvals<'_> {
                         permission: permissions::APPROVALS_WRITE,
                     });
                 }
+                if !request.eligible_approvers.0.contains(&approver) {
+                    return Err(Error::conflict(
+                        "approval_request",
+                        format!(
+                            "user {approver} is not an eligible approver of approval request {id} (eligible approvers are fixed when it is created)"
+                        ),
+                    ));
+                }
                 let mut votes = self.votes(&txn, id).await?;
                 if votes.iter().any(|v| v.approver_id == member.user_id) {
                     return Err(Error::conflict(
@@ -414,12 +588,17 @@ impl ApprovalRepository for Approvals<'_> {
                 votes.push(decision);
                 // Lock order: the request row (locked above), then its hold and
                 // windows (in `close`), then the audit chain last.
-                let request = match verdict(request.rule, request.required_approvals, &votes) {
+                let active =
+                    active_among(&txn, self.ctx.tenant, &request.eligible_approvers.0).await?;
+                let request = match decide_votes(&request, &votes, &active) {
                     Some(status) => {
-                        self.close(&txn, request, status, Some(vote_entry), now)
+                        self.close(&txn, request, status, Some(vote_entry), escalated, now)
                             .await?
                     }
                     None => {
+                        if let Some(event) = escalated {
+                            emit(&txn, self.ctx.tenant, event, now).await?;
+                        }
                         append(&txn, self.ctx.tenant, vote_entry, now).await?;
                         request
                     }
@@ -433,6 +612,146 @@ impl ApprovalRepository for Approvals<'_> {
             finish(txn, result).await
         })
         .await
+    }
+
+    async fn cancel(
+        &self,
+        id: ApprovalRequestId,
+        by: Canceller,
+    ) -> Result<approval_request::Model> {
+        let now = self.ctx.now();
+        crate::store::repo::retry_contention(|| async move {
+            let txn = self.ctx.begin_write().await?;
+            let result = async {
+                let request = self.load(&txn, id, true).await?;
+                if !self.may_cancel(&txn, &request, by).await? {
+                    let who = match by {
+                        Canceller::Agent(a) => a.to_string(),
+                        Canceller::Member(u) => u.to_string(),
+                    };
+                    return Err(Error::Forbidden {
+                        user: who,
+                        permission: permissions::MEMBERS_WRITE,
+                    });
+                }
+                if request.status != ApprovalStatus::Pending {
+                    return Err(Error::conflict(
+                        "approval_request",
+                        format!(
+                            "approval request {id} is {}, not pending",
+                            request.status.to_value()
+                        ),
+                    ));
+                }
+                let entry = AuditEntry::new("approval.cancel", "approval_request")
+                    .resource_id(id)
+                    .actor(
+                        match by {
+                            Canceller::Agent(_) => AuditActorType::Agent,
+                            Canceller::Member(_) => AuditActorType::User,
+                        },
+                        Some(match by {
+                            Canceller::Agent(a) => a.as_uuid(),
+                            Canceller::Member(u) => u.as_uuid(),
+                        }),
+                    );
+                self.close(
+                    &txn,
+                    request,
+                    ApprovalStatus::Cancelled,
+                    Some(entry),
+                    None,
+                    now,
+                )
+                .await
+            }
+            .await;
+            finish(txn, result).await
+        })
+        .await
+    }
+
+    async fn expire_and_escalate_due(&self, now: DateTime<Utc>) -> Result<ApprovalSweep> {
+        let mut sweep = ApprovalSweep::default();
+        let due = approval_request::Entity::find()
+            .filter(approval_request::Column::TenantId.eq(self.ctx.tenant))
+            .filter(approval_request::Column::Status.eq(ApprovalStatus::Pending))
+            .filter(approval_request::Column::EscalationRoleId.is_not_null())
+            .filter(approval_request::Column::EscalateAt.lte(now))
+            .order_by_asc(approval_request::Column::Id)
+            .all(&self.ctx.db)
+            .await?;
+        for request in due {
+            let txn = self.ctx.begin_write().await?;
+            let result = self.escalate_one(&txn, request.id, now).await;
+            if finish(txn, result).await?.is_some() {
+                sweep.escalated.push(request.id);
+            }
+        }
+        let due = approval_request::Entity::find()
+            .filter(approval_request::Column::TenantId.eq(self.ctx.tenant))
+            .filter(approval_request::Column::Status.eq(ApprovalStatus::Pending))
+            .filter(approval_request::Column::ExpiresAt.lte(now))
+            .order_by_asc(approval_request::Column::Id)
+            .all(&self.ctx.db)
+            .await?;
+        for request in due {
+            let txn = self.ctx.begin_write().await?;
+            let result = self.expire_one(&txn, request.id, now).await;
+            if finish(txn, result).await? {
+                sweep.expired.push(request.id);
+            }
+        }
+        Ok(sweep)
+    }
+
+    async fn decidable_by(
+        &self,
+        member: UserId,
+        subject: Option<ApprovalSubjectKind>,
+        limit: u64,
+    ) -> Result<Vec<approval_request::Model>> {
+        if limit == 0 || limit > 1_000 {
+            return Err(Error::invalid(
+                "limit",
+                format!("{limit}, must be 1 to 1000"),
+            ));
+        }
+        let now = self.ctx.now();
+        let conn = &self.ctx.db;
+        let roles = Roles::new(self.ctx.reborrow());
+        if active_among(conn, self.ctx.tenant, &[member])
+            .await?
+            .is_empty()
+            || !roles.can(member, permissions::APPROVALS_WRITE).await?
+        {
+            return Ok(Vec::new());
+        }
+        let mut query = approval_request::Entity::find()
+            .filter(approval_request::Column::TenantId.eq(self.ctx.tenant))
+            .filter(approval_request::Column::Status.eq(ApprovalStatus::Pending))
+            .filter(approval_request::Column::ExpiresAt.gt(now));
+        if let Some(kind) = subject {
+            query = query.filter(approval_request::Column::SubjectKind.eq(kind));
+        }
+        let pending = query
+            .order_by_asc(approval_request::Column::CreatedAt)
+            .order_by_asc(approval_request::Column::Id)
+            .all(conn)
+            .await?;
+        let voted: BTreeSet<ApprovalRequestId> = approval_decision::Entity::find()
+            .filter(approval_decision::Column::TenantId.eq(self.ctx.tenant))
+            .filter(approval_decision::Column::ApproverId.eq(member))
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|d| d.approval_request_id)
+            .collect();
+        Ok(pending
+            .into_iter()
+            .filter(|r| r.eligible_approvers.0.contains(&member) && !voted.contains(&r.id))
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .collect())
     }
 
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
@@ -452,4 +771,30 @@ impl ApprovalRepository for Approvals<'_> {
         }
         Ok(expired)
     }
+}
+
+/// The combined approval settings of the `require_approval` policies behind
+/// `reasons` (see [`ApprovalSettings::strictest`]) and the eligible approvers
+/// of a new request under them.
+pub(crate) async fn approval_settings(
+    txn: &DatabaseTransaction,
+    tenant: crate::id::TenantId,
+    cache: &crate::store::policies::PolicyCache,
+    reasons: &[crate::policy::Reason],
+    agent: Option<AgentId>,
+    clock: &dyn crate::clock::Clock,
+) -> Result<(ApprovalSettings, Vec<UserId>)> {
+    use crate::store::policies::{Policies, PolicyRepository};
+    let compiled = Policies::new(Ctx::new(txn, tenant, clock), cache)
+        .compiled()
+        .await?;
+    let all: Vec<ApprovalSettings> = reasons
+        .iter()
+        .filter_map(|r| r.policy_id)
+        .filter_map(|id| compiled.approval_settings(id).copied())
+        .collect();
+    let role = all.iter().find_map(|s| s.approver_role);
+    let eligible = crate::store::approvers::snapshot(txn, tenant, role, agent).await?;
+    let count = u32::try_from(eligible.len()).unwrap_or(u32::MAX);
+    Ok((ApprovalSettings::strictest(&all, |_| count), eligible))
 }

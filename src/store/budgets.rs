@@ -27,7 +27,13 @@ pub struct NewBudget {
     period: Period,
     limit: Decimal,
     currency: String,
+    alert_thresholds: Option<Vec<u32>>,
 }
+
+/// The most alert thresholds a budget may have.
+pub const MAX_ALERT_THRESHOLDS: usize = 10;
+/// The highest alert threshold, in percent of the limit.
+pub const MAX_ALERT_PERCENT: u32 = 1_000;
 
 impl NewBudget {
     fn scoped(scope: Scope) -> Self {
@@ -37,7 +43,18 @@ impl NewBudget {
             period: Period::Monthly,
             limit: Decimal::ZERO,
             currency: "USD".into(),
+            alert_thresholds: None,
         }
+    }
+
+    /// The percentages of the limit whose crossing is announced as a
+    /// `budget.threshold_crossed` event, once per window each (default 50,
+    /// 80, 100; above 100 for budgets that settlement may overspend; empty
+    /// for none).
+    #[must_use]
+    pub fn alert_thresholds(mut self, percents: impl IntoIterator<Item = u32>) -> Self {
+        self.alert_thresholds = Some(percents.into_iter().collect());
+        self
     }
 
     /// A budget on everything spent in the tenant.
@@ -226,6 +243,11 @@ impl<'a> Budgets<'a> {
             ));
         }
         let limit = Amount::new(new.limit).map_err(|e| Error::invalid("limit", e))?;
+        let thresholds = new
+            .alert_thresholds
+            .as_ref()
+            .map(|t| check_thresholds(t))
+            .transpose()?;
         let name = match &new.name {
             Some(name) => crate::store::tenants::validate_name("name", name)?,
             None => format!("{} {} budget", new.scope.kind(), new.period),
@@ -250,6 +272,7 @@ impl<'a> Budgets<'a> {
             period: Set(new.period),
             limit_amount: Set(limit),
             is_active: Set(true),
+            alert_thresholds: Set(thresholds),
             created_at: Set(now),
             updated_at: Set(now),
         };
@@ -328,4 +351,35 @@ impl<'a> Budgets<'a> {
         let balance = balance_of(&b, &w);
         Ok(BudgetStatus { budget: b, balance })
     }
+}
+
+/// Sorts the alert thresholds, refusing more than [`MAX_ALERT_THRESHOLDS`],
+/// duplicates, 0 and values above [`MAX_ALERT_PERCENT`].
+fn check_thresholds(percents: &[u32]) -> Result<crate::entity::json::AlertThresholds> {
+    if percents.len() > MAX_ALERT_THRESHOLDS {
+        return Err(Error::invalid(
+            "alert_thresholds",
+            format!(
+                "{} thresholds, at most {MAX_ALERT_THRESHOLDS}",
+                percents.len()
+            ),
+        ));
+    }
+    let mut sorted = percents.to_vec();
+    sorted.sort_unstable();
+    for pair in sorted.windows(2) {
+        if pair[0] == pair[1] {
+            return Err(Error::invalid(
+                "alert_thresholds",
+                format!("{} is listed twice", pair[0]),
+            ));
+        }
+    }
+    if let Some(bad) = sorted.iter().find(|p| **p == 0 || **p > MAX_ALERT_PERCENT) {
+        return Err(Error::invalid(
+            "alert_thresholds",
+            format!("{bad} is not a percentage from 1 to {MAX_ALERT_PERCENT}"),
+        ));
+    }
+    Ok(crate::entity::json::AlertThresholds(sorted))
 }

@@ -4,6 +4,7 @@
 mod agent_keys;
 mod agents;
 mod approvals;
+mod approvers;
 mod blocked_attempts;
 mod budgets;
 mod cards;
@@ -28,9 +29,12 @@ pub use agent_keys::{
     VerifiedKey,
 };
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
-pub use approvals::{ApprovalRepository, ApprovalState, Approvals, MAX_COMMENT_LEN};
+pub use approvals::{
+    ApprovalRepository, ApprovalState, ApprovalSweep, Approvals, Canceller, MAX_COMMENT_LEN,
+};
+pub(crate) use approvals::{approval_rule_of, approval_settings};
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
-pub use budgets::{BudgetStatus, Budgets, NewBudget};
+pub use budgets::{BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
@@ -75,6 +79,17 @@ pub struct Sweep {
     pub tenants: usize,
     /// Reservations expired, over all tenants.
     pub expired: u64,
+    /// The tenants whose sweep failed, with the error; the others were swept.
+    pub failures: Vec<(crate::id::TenantId, Error)>,
+}
+
+/// What [`Store::expire_and_escalate_due_all`] changed, over all tenants.
+#[derive(Debug, Default)]
+pub struct ApprovalSweepAll {
+    /// The requests escalated.
+    pub escalated: Vec<crate::id::ApprovalRequestId>,
+    /// The requests expired.
+    pub expired: Vec<crate::id::ApprovalRequestId>,
     /// The tenants whose sweep failed, with the error; the others were swept.
     pub failures: Vec<(crate::id::TenantId, Error)>,
 }
@@ -363,6 +378,43 @@ impl Store {
             sweep.tenants += 1;
             match self.tenant(tenant).reservations().expire_due(now).await {
                 Ok(n) => sweep.expired += n,
+                Err(error) => sweep.failures.push((tenant, error)),
+            }
+        }
+        Ok(sweep)
+    }
+
+    /// Escalates and expires every tenant's due approval requests (see
+    /// [`ApprovalRepository::expire_and_escalate_due`]), one tenant at a
+    /// time. A tenant that fails does not stop the sweep: its error is
+    /// reported in [`ApprovalSweepAll::failures`].
+    ///
+    /// # Errors
+    /// [`Error::Database`] only when the list of tenants cannot be read.
+    pub async fn expire_and_escalate_due_all(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<ApprovalSweepAll> {
+        use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+        let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
+            .select_only()
+            .column(crate::entity::tenant::Column::Id)
+            .order_by_asc(crate::entity::tenant::Column::Id)
+            .into_tuple()
+            .all(self.connection())
+            .await?;
+        let mut sweep = ApprovalSweepAll::default();
+        for tenant in tenants {
+            match self
+                .tenant(tenant)
+                .approvals()
+                .expire_and_escalate_due(now)
+                .await
+            {
+                Ok(done) => {
+                    sweep.escalated.extend(done.escalated);
+                    sweep.expired.extend(done.expired);
+                }
                 Err(error) => sweep.failures.push((tenant, error)),
             }
         }

@@ -125,6 +125,17 @@ fn to_policy(row: policy::Model) -> Result<Policy> {
         path: "condition".into(),
         reason: format!("stored condition of policy {} does not parse: {e}", row.id),
     })?;
+    let approval = row
+        .approval
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| Error::InvalidPolicy {
+            path: "approval".into(),
+            reason: format!(
+                "stored approval settings of policy {} do not parse: {e}",
+                row.id
+            ),
+        })?;
     Ok(Policy {
         id: row.id,
         name: row.name,
@@ -135,6 +146,7 @@ fn to_policy(row: policy::Model) -> Result<Policy> {
         reason_code: row.reason_code,
         message: row.message,
         condition,
+        approval,
     })
 }
 
@@ -329,6 +341,11 @@ impl Policies<'_> {
             reason_code: Set(policy.reason_code.clone()),
             message: Set(policy.message.clone()),
             conditions: Set(json_of("condition", &policy.condition)?),
+            approval: Set(policy
+                .approval
+                .as_ref()
+                .map(|a| json_of("approval", a))
+                .transpose()?),
             version: Set(1),
             created_by: Set(None),
             created_at: Set(now),
@@ -360,6 +377,11 @@ impl Policies<'_> {
         row.reason_code = Set(policy.reason_code.clone());
         row.message = Set(policy.message.clone());
         row.conditions = Set(json_of("condition", &policy.condition)?);
+        row.approval = Set(policy
+            .approval
+            .as_ref()
+            .map(|a| json_of("approval", a))
+            .transpose()?);
         row.version = Set(version);
         row.updated_at = Set(self.ctx.now());
         row.update(&self.ctx.db).await?;

@@ -439,7 +439,10 @@ impl<'a> Reservations<'a> {
                 if current.status != ReservationStatus::Held || current.expires_at > now {
                     return Ok(false);
                 }
-                end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Expired, now).await?;
+                let ended =
+                    end_hold_in(&txn, self.ctx.tenant, id, ReservationStatus::Expired, now).await?;
+                let event = crate::events::reservation_expired_event(&ended)?;
+                crate::events::emit(&txn, self.ctx.tenant, event, now).await?;
                 Ok(true)
             }
             .await;
@@ -1276,6 +1279,8 @@ pub(crate) async fn post_charge_in(
     row.updated_at = Set(now);
     let reservation = row.update(txn).await?;
     if !overspend.is_empty() {
+        let event = crate::events::overspent_event(id, amount.get(), currency, &overspend)?;
+        crate::events::emit(txn, tenant, event, now).await?;
         let summary = overspend
             .iter()
             .map(|(budget, excess)| format!("{excess} {currency} over budget {budget}"))

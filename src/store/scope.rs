@@ -245,6 +245,12 @@ impl TenantScope {
         crate::store::PurchaseIntents::new(self.ctx())
     }
 
+    /// The transactional outbox: poll and acknowledge the tenant's events.
+    #[must_use]
+    pub fn events(&self) -> crate::events::Events<'_> {
+        crate::events::Events::new(self.ctx())
+    }
+
     /// Approval requests: vote, decide, expire.
     #[must_use]
     pub fn approvals(&self) -> crate::store::Approvals<'_> {

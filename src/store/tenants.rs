@@ -78,8 +78,9 @@ impl NewTenant {
         self
     }
 
-    /// The tenant's settings (reservation and approval TTLs, whether every
-    /// action must name a run, BYOK budget exemption, …).
+    /// The tenant's settings (reservation and approval TTLs, separation of
+    /// duties, whether every action must name a run, BYOK budget exemption,
+    /// …).
     #[must_use]
     pub fn settings(mut self, settings: tenant::TenantSettings) -> Self {
         self.settings = settings;
