@@ -11,6 +11,7 @@ use bursar::entity::agent_run::RunStatus;
 use bursar::entity::approval_decision::ApprovalVote;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::entity::tenant::TenantSettings;
+use bursar::events::EventRepository as _;
 use bursar::id::{AgentId, UserId};
 use bursar::money::{Currency, Money};
 use bursar::policy::{ActionKind, Condition, Effect, Outcome, Policy, Request};
@@ -275,6 +276,19 @@ async fn the_kill_switch_releases_holds_and_refuses_everything_after() {
                 .any(|e| e.action == "run.killed" && e.actor_id == Some(admin.as_uuid())),
         );
         assert!(acme.reservations().reconcile().await.unwrap().is_clean());
+        // The kill is announced once, with the hold it released.
+        let events = acme.events().poll("ops", 100).await.unwrap();
+        let killed: Vec<_> = events
+            .iter()
+            .filter(|e| e.event_type == "run.killed")
+            .collect();
+        assert_eq!(killed.len(), 1, "{backend:?}");
+        assert!(
+            killed[0]
+                .payload
+                .to_string()
+                .contains(&held.reservation_id().unwrap().to_string())
+        );
         // A completed run admits nothing more either.
         let done = acme.runs().start(NewRun::new(agent)).await.unwrap();
         acme.runs().complete(done.id).await.unwrap();

@@ -52,6 +52,8 @@ pub mod types {
     pub const RESERVATION_EXPIRED: &str = "reservation.expired";
     /// An agent's API key was revoked.
     pub const KEY_REVOKED: &str = "key.revoked";
+    /// A run was killed (its holds released).
+    pub const RUN_KILLED: &str = "run.killed";
 }
 
 /// An event to append, inside the transaction of the change it announces.
@@ -565,4 +567,21 @@ pub struct KeyRevokedPayload {
     pub prefix: String,
     /// When it was revoked.
     pub revoked_at: DateTime<Utc>,
+}
+
+/// The payload of `run.killed` (version 1).
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
+pub struct RunKilledPayload {
+    /// The run.
+    pub run_id: crate::id::RunId,
+    /// Its agent.
+    pub agent_id: Option<crate::id::AgentId>,
+    /// The member who killed it.
+    pub killed_by: crate::id::UserId,
+    /// Why.
+    pub reason: String,
+    /// The holds released with it.
+    pub released: Vec<crate::id::ReservationId>,
+    /// When it was killed.
+    pub killed_at: DateTime<Utc>,
 }

@@ -413,6 +413,20 @@ impl<'a> Runs<'a> {
         row.completed_at = Set(Some(now));
         row.updated_at = Set(now);
         let run = row.update(txn).await?;
+        let event = crate::events::NewEvent::new(
+            crate::events::types::RUN_KILLED,
+            "agent_run",
+            Some(id.as_uuid()),
+            &crate::events::RunKilledPayload {
+                run_id: id,
+                agent_id: run.agent_id,
+                killed_by: by,
+                reason: reason.to_owned(),
+                released: held.iter().map(|r| r.id).collect(),
+                killed_at: now,
+            },
+        )?;
+        crate::events::emit(txn, tenant, event, now).await?;
         append(
             txn,
             tenant,
