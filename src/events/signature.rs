@@ -15,32 +15,26 @@
 //! ```
 
 use chrono::{DateTime, Duration, Utc};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::{Error, Result};
 
 /// The header name the HTTP example uses for the signature.
 pub const SIGNATURE_HEADER: &str = "bursar-signature";
 
-const BLOCK: usize = 64;
-
 /// HMAC-SHA256 (RFC 2104) of `message` under `key`.
 #[must_use]
 pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut block = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
+    use hmac::{Hmac, Mac};
+    // HMAC takes a key of any length (a long one is hashed first), so this
+    // cannot fail; the fallback keeps the function total without a panic.
+    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+        Ok(mut mac) => {
+            mac.update(message);
+            mac.finalize().into_bytes().into()
+        }
+        Err(_) => [0; 32],
     }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    inner.update(message);
-    let inner = inner.finalize();
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner);
-    outer.finalize().into()
 }
 
 fn mac(secret: &[u8], timestamp: i64, payload: &[u8]) -> [u8; 32] {
