@@ -620,3 +620,34 @@ async fn the_sweep_expires_pending_approvals_with_their_holds_and_goes_past_a_fa
         w.assert_clean().await;
     }
 }
+
+#[tokio::test]
+async fn settlements_and_direct_reservations_announce_the_thresholds_they_cross() {
+    use bursar::events::EventRepository;
+    for backend in backends() {
+        let w = world(backend).await;
+        // 40 held: below 50 %.
+        let auth = w.buy("40").await;
+        // Settled for 60: 20 more than held, 60 % used.
+        w.charge(auth.intent.id, "ch_t1", "60").await.unwrap();
+        // A second charge of 30: 90 % used.
+        w.charge(auth.intent.id, "ch_t2", "30").await.unwrap();
+        // A direct hold of 10 for the agent: 100 % used.
+        w.acme
+            .reservations()
+            .reserve(
+                ReserveRequest::new(usd("10"), noon() + Duration::hours(1))
+                    .principal(bursar::budget::Principal::agent(w.agent)),
+            )
+            .await
+            .unwrap();
+        let events = w.acme.events().poll("test", 100).await.unwrap();
+        let crossed: Vec<u64> = events
+            .iter()
+            .filter(|e| e.event_type == "budget.threshold_crossed")
+            .map(|e| e.payload["threshold_percent"].as_u64().unwrap())
+            .collect();
+        assert_eq!(crossed, [50, 80, 100], "{backend:?}");
+        w.assert_clean().await;
+    }
+}

@@ -422,9 +422,22 @@ pub(crate) fn threshold_events(
     )],
     amount: rust_decimal::Decimal,
 ) -> Result<Vec<NewEvent>> {
+    let moves: Vec<_> = windows.iter().map(|(b, w)| (b, w, amount)).collect();
+    threshold_crossings(&moves)
+}
+
+/// [`threshold_events`] for windows that each grow by their own amount (a
+/// settlement grows each window by the charge less what its line held).
+pub(crate) fn threshold_crossings(
+    moves: &[(
+        &crate::entity::budget::Model,
+        &crate::entity::budget_window::Model,
+        rust_decimal::Decimal,
+    )],
+) -> Result<Vec<NewEvent>> {
     use crate::entity::json::DEFAULT_ALERT_THRESHOLDS;
     let mut out = Vec::new();
-    for (budget, window) in windows {
+    for &(budget, window, amount) in moves {
         let limit = window.limit_amount.get();
         let before = window.spent.get() + window.reserved.get();
         let Some(after) = before.checked_add(amount) else {

@@ -1048,6 +1048,12 @@ pub(crate) async fn reserve_with(
         .await?;
     }
     append_ledger(txn, entries).await?;
+    if !run_checked {
+        // A direct reservation announces the thresholds its hold crossed
+        // (inside authorize, the flow announces them with its outcome).
+        let crossings = crate::events::threshold_events(&windows, amount.get())?;
+        crate::events::emit_all(txn, tenant, crossings, now).await?;
+    }
     Ok(ReserveOutcome::Reserved {
         reservation,
         lines,
@@ -1186,11 +1192,17 @@ pub(crate) async fn post_charge_in(
     let add = |a: Amount, b: Amount| a.checked_add(b).map_err(|e| Error::invalid("amount", e));
     let mut entries = Vec::new();
     let mut overspend = Vec::new();
+    // Windows whose spent + reserved grows (the charge is more than what the
+    // line held there): they may cross an alert threshold.
+    let mut growing = Vec::new();
     for w in &windows {
         let held_here = match lines.iter().find(|l| l.window_id == w.id) {
             Some(l) if holding => l.amount,
             _ => Amount::ZERO,
         };
+        if amount > held_here {
+            growing.push((w.clone(), amount.get() - held_here.get()));
+        }
         let reserved = w.reserved.saturating_sub(held_here);
         let covered = if amount < held_here {
             amount
@@ -1278,6 +1290,24 @@ pub(crate) async fn post_charge_in(
     row.captured_at = Set(Some(now));
     row.updated_at = Set(now);
     let reservation = row.update(txn).await?;
+    if !growing.is_empty() {
+        let budgets = budget::Entity::find()
+            .filter(budget::Column::TenantId.eq(tenant))
+            .filter(budget::Column::Id.is_in(growing.iter().map(|(w, _)| w.budget_id)))
+            .all(txn)
+            .await?;
+        let moves: Vec<_> = growing
+            .iter()
+            .filter_map(|(w, delta)| {
+                budgets
+                    .iter()
+                    .find(|b| b.id == w.budget_id)
+                    .map(|b| (b, w, *delta))
+            })
+            .collect();
+        let crossings = crate::events::threshold_crossings(&moves)?;
+        crate::events::emit_all(txn, tenant, crossings, now).await?;
+    }
     if !overspend.is_empty() {
         let event = crate::events::overspent_event(id, amount.get(), currency, &overspend)?;
         crate::events::emit(txn, tenant, event, now).await?;
