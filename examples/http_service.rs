@@ -10,8 +10,13 @@
 //! * `DATABASE_URL` — `sqlite://path.db?mode=rwc` or `postgres://user:pass@host/db`
 //!   (default `sqlite://bursar-http.db?mode=rwc`, a file in the working directory);
 //! * `BIND` — the address to listen on (default `127.0.0.1:8080`);
-//! * `WEBHOOK_SECRET` — the secret the card provider sends in `X-Webhook-Secret`
-//!   (default `demo-webhook-secret`, for trying the service out only).
+//! * `WEBHOOK_SECRET` — the demo tenant's secret the card provider signs its
+//!   webhooks with (default `demo-webhook-secret`, for trying the service out
+//!   only);
+//! * `EVENTS_URL` and `EVENTS_SECRET` — when both are set, the demo tenant's
+//!   events (`docs/events.md`) are POSTed to `EVENTS_URL`, a plain
+//!   `http://host:port/path` URL, each signed with `EVENTS_SECRET` (see
+//!   "Event delivery" below).
 //!
 //! On start, when the database has no tenant with the slug `demo`, the service
 //! creates one: a tenant "Demo", an agent `demo-bot` under spending controls
@@ -48,17 +53,40 @@
 //! provider's charge id: a captured event delivered five times captures once.
 //!
 //! ```text
-//! curl -s "localhost:8080/v1/webhooks/transactions?tenant=$TENANT" \
-//!   -H 'X-Webhook-Secret: demo-webhook-secret' -H 'Content-Type: application/json' \
-//!   -d '{"provider_charge_id":"ch_1","status":"captured",
+//! BODY='{"provider_charge_id":"ch_1","status":"captured",
 //!        "amount":{"amount":"29.50","currency":"USD"},"purchase_intent_id":"0197…"}'
+//! T=$(date +%s)
+//! V1=$(printf '%s.%s' "$T" "$BODY" | openssl dgst -sha256 -hmac demo-webhook-secret -r | cut -d' ' -f1)
+//! curl -s "localhost:8080/v1/webhooks/transactions?tenant=$TENANT" \
+//!   -H "Bursar-Signature: t=$T,v1=$V1" -H 'Content-Type: application/json' -d "$BODY"
 //! {"transaction_id":"0197…","status":"captured","replayed":false}
 //! ```
 //!
 //! The tenant is part of the URL registered with the provider for that
-//! tenant's account. A real deployment verifies the provider's own signature
-//! over the raw body (Stripe's `Stripe-Signature`, for instance); this example
-//! stands that in with a shared secret, compared in constant time.
+//! tenant's account, and each tenant has its own secret ([`WebhookSecrets`]).
+//! The provider signs the raw body Stripe-style
+//! ([`bursar::events::signature`]): `Bursar-Signature: t=<unix seconds>,v1=<hex
+//! HMAC-SHA256(secret, "<t>.<body>")>`. The service recomputes the MAC under
+//! the tenant's secret and compares it in constant time, and refuses a
+//! timestamp more than [`WEBHOOK_TOLERANCE`] (5 minutes) from its clock, so a
+//! captured request replayed later is refused. Every refusal is the same 401
+//! `unauthenticated`: a missing or malformed header, a wrong secret (or
+//! another tenant's), a changed body, a stale timestamp.
+//!
+//! # Event delivery
+//!
+//! With `EVENTS_URL` and `EVENTS_SECRET` set, [`EventDelivery`] runs beside
+//! the routes: it polls the demo tenant's events as consumer `webhooks`,
+//! POSTs each one as JSON (`id`, `tenant_id`, `seq`, `event_type`, `version`,
+//! `subject_type`, `subject_id`, `payload`, `created_at`) with a
+//! `Bursar-Signature` header made with `EVENTS_SECRET`, and acknowledges it
+//! when the receiver answers 2xx. A failed event stays first in line and is
+//! sent again after 0.5 s, doubling up to 30 s; events go out in `seq`
+//! order, at least once (a receiver deduplicates on `id` or `seq`). The
+//! receiver checks the signature with
+//! [`verify`](bursar::events::signature::verify). The example's client is a
+//! minimal HTTP/1.1 one: `http://` only (put a TLS proxy in front of an
+//! `https://` receiver).
 //!
 //! # Errors
 //!
@@ -89,6 +117,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bursar::entity::transaction::TransactionStatus;
+use bursar::events::signature::{SIGNATURE_HEADER, sign, verify};
 use bursar::id::{
     AgentId, ApprovalRequestId, ProjectId, PurchaseIntentId, ReservationId, RunId, TeamId,
     TenantId, TransactionId,
@@ -97,15 +126,18 @@ use bursar::money::Currency;
 use bursar::policy::{Merchant, Outcome, Reason, Request as PurchaseRequest};
 use bursar::store::TransactionEvent;
 use bursar::{Error, Store};
+use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-/// Longest `Authorization` header or webhook secret looked at, in bytes.
+/// Longest `Authorization` or signature header looked at, in bytes.
 const MAX_CREDENTIAL_LEN: usize = 512;
+/// How far a webhook's signed timestamp may be from the wall clock, either
+/// way: an older signature is a replay and refused.
+pub const WEBHOOK_TOLERANCE: Duration = Duration::minutes(5);
 
 // ---------------------------------------------------------------------------
 // State and authentication
@@ -144,55 +176,65 @@ impl Authenticator for Store {
     }
 }
 
-/// The provider's webhook secret. Compared in constant time; never printed.
-#[derive(Clone)]
-pub struct WebhookSecret(Arc<[u8; 32]>);
+/// Each tenant's secret for signing the card provider's webhooks: the
+/// provider signs every body with [`sign`](bursar::events::signature::sign)
+/// under the secret of the tenant it reports for. Never printed.
+#[derive(Clone, Default)]
+pub struct WebhookSecrets(BTreeMap<TenantId, Arc<[u8]>>);
 
-impl WebhookSecret {
-    /// The secret `secret`.
+impl WebhookSecrets {
+    /// No secrets: every webhook is refused.
     #[must_use]
-    pub fn new(secret: &str) -> Self {
-        Self(Arc::new(Sha256::digest(secret.as_bytes()).into()))
+    pub fn new() -> Self {
+        Self::default()
     }
 
-    /// Whether `presented` is the secret (an empty one never is). Compares
-    /// the SHA-256 of both in constant time, so neither the content nor the
-    /// length leaks through timing.
+    /// Adds (or replaces) `tenant`'s secret. An empty secret is ignored: the
+    /// tenant's webhooks stay refused.
     #[must_use]
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        let presented_hash: [u8; 32] = Sha256::digest(presented).into();
-        let differences = self
-            .0
-            .iter()
-            .zip(presented_hash.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        differences == 0 && !presented.is_empty()
+    pub fn tenant(mut self, tenant: TenantId, secret: &str) -> Self {
+        if !secret.is_empty() {
+            self.0.insert(tenant, Arc::from(secret.as_bytes()));
+        }
+        self
+    }
+
+    /// Whether `header` signs `body` under `tenant`'s secret with a timestamp
+    /// within [`WEBHOOK_TOLERANCE`] of `now`. [`verify`] compares the MAC in
+    /// constant time; a tenant without a secret is refused the same way.
+    fn verify(&self, tenant: TenantId, header: &str, body: &[u8], now: DateTime<Utc>) -> bool {
+        self.0
+            .get(&tenant)
+            .is_some_and(|secret| verify(secret, header, body, now, WEBHOOK_TOLERANCE).is_ok())
     }
 }
 
-impl std::fmt::Debug for WebhookSecret {
+impl std::fmt::Debug for WebhookSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WebhookSecret(..)")
+        f.debug_struct("WebhookSecrets")
+            .field("tenants", &self.0.len())
+            .finish_non_exhaustive()
     }
 }
 
-/// What every handler shares: the store, the key check and the webhook secret.
+/// What every handler shares: the store, the key check and the tenants'
+/// webhook secrets.
 #[derive(Clone)]
 pub struct AppState {
     store: Store,
     authenticator: Arc<dyn Authenticator>,
-    webhook_secret: WebhookSecret,
+    webhook_secrets: Arc<WebhookSecrets>,
 }
 
 impl AppState {
     /// A state serving `store`, checking agent keys against the store's and
-    /// provider webhooks against `webhook_secret`.
+    /// provider webhooks against `webhook_secrets`.
     #[must_use]
-    pub fn new(store: Store, webhook_secret: WebhookSecret) -> Self {
+    pub fn new(store: Store, webhook_secrets: WebhookSecrets) -> Self {
         Self {
             authenticator: Arc::new(store.clone()),
             store,
-            webhook_secret,
+            webhook_secrets: Arc::new(webhook_secrets),
         }
     }
 
@@ -349,15 +391,20 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state)
             .await
-            .map_err(|rejection| ApiError {
-                status: rejection.status(),
-                code: "invalid",
-                message: format!(
-                    "invalid body: {} (at most {MAX_BODY_BYTES} bytes)",
-                    rejection.body_text()
-                ),
-            })?;
+            .map_err(body_rejection)?;
         parse_json(&bytes).map(Self)
+    }
+}
+
+/// A body that could not be read (too large, cut off): 4xx `invalid`.
+fn body_rejection(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    ApiError {
+        status: rejection.status(),
+        code: "invalid",
+        message: format!(
+            "invalid body: {} (at most {MAX_BODY_BYTES} bytes)",
+            rejection.body_text()
+        ),
     }
 }
 
@@ -411,32 +458,26 @@ impl FromRequestParts<AppState> for Agent {
     }
 }
 
-/// A webhook call carrying the right `X-Webhook-Secret`, for the tenant named
-/// by the `tenant` query parameter.
-#[derive(Clone, Copy, Debug)]
-pub struct Provider {
+/// A webhook call for the tenant named by the `tenant` query parameter, its
+/// raw body signed under that tenant's secret in the [`SIGNATURE_HEADER`]
+/// header, with a timestamp within [`WEBHOOK_TOLERANCE`] of the wall clock.
+/// A missing, malformed or wrong signature, another tenant's secret, a
+/// tampered body and a replay outside the tolerance are all the same 401
+/// `unauthenticated`.
+#[derive(Clone, Debug)]
+pub struct SignedWebhook {
     /// The tenant the event is about.
     pub tenant_id: TenantId,
+    /// The raw body, as signed.
+    pub body: Bytes,
 }
 
-impl FromRequestParts<AppState> for Provider {
+impl FromRequest<AppState> for SignedWebhook {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get("x-webhook-secret")
-            .filter(|v| v.len() <= MAX_CREDENTIAL_LEN)
-            .map(HeaderValue::as_bytes)
-            .unwrap_or_default();
-        if !state.webhook_secret.matches(presented) {
-            return Err(Error::Unauthenticated.into());
-        }
-        let tenant = parts
-            .uri
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let tenant = req
+            .uri()
             .query()
             .unwrap_or_default()
             .split('&')
@@ -444,10 +485,26 @@ impl FromRequestParts<AppState> for Provider {
             .ok_or_else(|| {
                 ApiError::invalid("tenant", "the query parameter `tenant` is required")
             })?;
-        let tenant_id = tenant
+        let tenant_id: TenantId = tenant
             .parse()
             .map_err(|_| ApiError::invalid("tenant", format!("{tenant:?} is not a tenant id")))?;
-        Ok(Self { tenant_id })
+        let signature = req
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .filter(|v| v.len() <= MAX_CREDENTIAL_LEN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body = Bytes::from_request(req, state)
+            .await
+            .map_err(body_rejection)?;
+        if !state
+            .webhook_secrets
+            .verify(tenant_id, &signature, &body, Utc::now())
+        {
+            return Err(Error::Unauthenticated.into());
+        }
+        Ok(Self { tenant_id, body })
     }
 }
 
@@ -589,12 +646,12 @@ pub struct TransactionAnswer {
 
 async fn record_transaction(
     State(state): State<AppState>,
-    provider: Provider,
-    JsonBody(event): JsonBody<TransactionEvent>,
+    webhook: SignedWebhook,
 ) -> Result<Json<TransactionAnswer>, ApiError> {
+    let event: TransactionEvent = parse_json(&webhook.body)?;
     let recorded = state
         .store
-        .tenant(provider.tenant_id)
+        .tenant(webhook.tenant_id)
         .payments()
         .record_transaction(event)
         .await?;
@@ -603,6 +660,316 @@ async fn record_transaction(
         status: recorded.transaction.status,
         replayed: recorded.replayed,
     }))
+}
+
+// ---------------------------------------------------------------------------
+// Event delivery
+
+/// The consumer name the delivery loop polls events under.
+pub const EVENTS_CONSUMER: &str = "webhooks";
+/// The most events one poll of the delivery loop takes.
+pub const EVENTS_BATCH: u64 = 100;
+/// The first wait after a failed delivery; it doubles on each further
+/// failure, up to [`MAX_BACKOFF`].
+pub const MIN_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest wait between two attempts at one delivery.
+pub const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long one POST may take, connecting to reading the status line.
+pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longest status line read from the receiver, in bytes.
+const MAX_STATUS_LINE: usize = 1024;
+
+/// [`Error::Invalid`] on `field`.
+fn invalid_field(field: &str, reason: impl Into<String>) -> Error {
+    Error::Invalid {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Where events are POSTed: a plain `http://host:port/path` URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryTarget {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+impl DeliveryTarget {
+    /// Parses `url`, `http://host[:port][/path]` (port 80 and path `/` by
+    /// default).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] on `url` for another scheme (this minimal client
+    /// speaks no TLS: put a TLS-terminating proxy in front for `https://`),
+    /// a missing host or a bad port.
+    pub fn parse(url: &str) -> bursar::Result<Self> {
+        let Some(rest) = url.strip_prefix("http://") else {
+            let reason = if url.starts_with("https://") {
+                format!(
+                    "{url:?}: https is not supported by this example's client, use http:// (behind a TLS proxy)"
+                )
+            } else {
+                format!("{url:?} is not an http:// URL")
+            };
+            return Err(invalid_field("url", reason));
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((host, port)) => {
+                let port = port
+                    .parse()
+                    .map_err(|_| invalid_field("url", format!("{url:?}: bad port {port:?}")))?;
+                (host, port)
+            }
+            None => (authority, 80),
+        };
+        if host.is_empty() || host.contains(['@', ' ']) || path.contains([' ', '\r', '\n']) {
+            return Err(invalid_field("url", format!("{url:?}: bad host or path")));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+        })
+    }
+
+    /// POSTs `body` as JSON with `headers`, and returns the answer's status
+    /// code. Reads no more than the status line.
+    async fn post(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<u16, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let exchange = async {
+            let mut stream = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| format!("connect to {}:{}: {e}", self.host, self.port))?;
+            let mut request = format!(
+                "POST {} HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n",
+                self.path,
+                self.host,
+                self.port,
+                body.len()
+            );
+            for (name, value) in headers {
+                request.push_str(&format!("{name}: {value}\r\n"));
+            }
+            request.push_str("\r\n");
+            let mut bytes = request.into_bytes();
+            bytes.extend_from_slice(body);
+            stream
+                .write_all(&bytes)
+                .await
+                .map_err(|e| format!("send: {e}"))?;
+            let mut answer = Vec::new();
+            let mut chunk = [0u8; 256];
+            while !answer.windows(2).any(|w| w == b"\r\n") && answer.len() < MAX_STATUS_LINE {
+                let n = stream
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| format!("read: {e}"))?;
+                if n == 0 {
+                    break;
+                }
+                answer.extend_from_slice(&chunk[..n]);
+            }
+            // "HTTP/1.1 204 No Content"
+            let line = String::from_utf8_lossy(&answer);
+            let mut words = line.split_whitespace();
+            match (
+                words.next(),
+                words.next().and_then(|c| c.parse::<u16>().ok()),
+            ) {
+                (Some(version), Some(code)) if version.starts_with("HTTP/1.") => Ok(code),
+                _ => Err(format!(
+                    "not an HTTP answer: {:?}",
+                    line.lines().next().unwrap_or_default()
+                )),
+            }
+        };
+        tokio::time::timeout(DELIVERY_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {DELIVERY_TIMEOUT:?}"))?
+    }
+}
+
+/// The JSON body of one delivered event.
+#[derive(Debug, Serialize)]
+struct EventBody<'a> {
+    id: bursar::id::EventId,
+    tenant_id: TenantId,
+    seq: i64,
+    event_type: &'a str,
+    version: i32,
+    subject_type: &'a str,
+    subject_id: Option<uuid::Uuid>,
+    payload: &'a serde_json::Value,
+    created_at: DateTime<Utc>,
+}
+
+/// What one [`EventDelivery::deliver_once`] step did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeliveryStep {
+    /// No event was waiting.
+    Idle,
+    /// This many events were delivered and acknowledged.
+    Delivered(usize),
+    /// The receiver did not take the event `seq` (after `delivered` others
+    /// in this step): it stays first in line and is sent again after
+    /// `retry_in`.
+    Failed {
+        /// The event that was not taken.
+        seq: i64,
+        /// Events delivered in this step before it.
+        delivered: usize,
+        /// Why: the status code or the network error.
+        error: String,
+        /// The wait before the next attempt.
+        retry_in: std::time::Duration,
+    },
+}
+
+/// Delivers one tenant's events to a webhook, in order and at least once:
+/// polls them as consumer [`EVENTS_CONSUMER`], POSTs each as JSON signed
+/// with the tenant's secret in [`SIGNATURE_HEADER`], and acknowledges it on
+/// a 2xx answer. A failed event is kept and sent again (before any later
+/// one) after an exponential back-off, [`MIN_BACKOFF`] doubling up to
+/// [`MAX_BACKOFF`]. Events polled but never acknowledged (the process
+/// stopped) are handed out again once their lease ends.
+pub struct EventDelivery {
+    scope: bursar::TenantScope,
+    target: DeliveryTarget,
+    secret: Vec<u8>,
+    pending: std::collections::VecDeque<bursar::entity::event::Model>,
+    backoff: Option<std::time::Duration>,
+}
+
+impl std::fmt::Debug for EventDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventDelivery")
+            .field("tenant", &self.scope.tenant_id())
+            .field("target", &self.target)
+            .field("pending", &self.pending.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventDelivery {
+    /// Delivers `scope`'s events to `url`, signed with `secret`.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a URL [`DeliveryTarget::parse`] refuses, or an
+    /// empty secret.
+    pub fn new(scope: bursar::TenantScope, url: &str, secret: &str) -> bursar::Result<Self> {
+        if secret.is_empty() {
+            return Err(invalid_field("secret", "must not be empty"));
+        }
+        Ok(Self {
+            scope,
+            target: DeliveryTarget::parse(url)?,
+            secret: secret.as_bytes().to_vec(),
+            pending: std::collections::VecDeque::new(),
+            backoff: None,
+        })
+    }
+
+    /// One step: takes the next batch when nothing is pending, then POSTs
+    /// the pending events in order, acknowledging each one taken, and stops
+    /// at the first the receiver does not take.
+    ///
+    /// # Errors
+    /// What [`poll`](bursar::events::EventRepository::poll) and
+    /// [`ack`](bursar::events::EventRepository::ack) return.
+    pub async fn deliver_once(&mut self) -> bursar::Result<DeliveryStep> {
+        use bursar::events::EventRepository;
+        if self.pending.is_empty() {
+            self.pending = self
+                .scope
+                .events()
+                .poll(EVENTS_CONSUMER, EVENTS_BATCH)
+                .await?
+                .into();
+        }
+        if self.pending.is_empty() {
+            return Ok(DeliveryStep::Idle);
+        }
+        let mut delivered = 0;
+        while let Some(event) = self.pending.front() {
+            let seq = event.seq;
+            let body = serde_json::to_vec(&EventBody {
+                id: event.id,
+                tenant_id: event.tenant_id,
+                seq,
+                event_type: &event.event_type,
+                version: event.version,
+                subject_type: &event.subject_type,
+                subject_id: event.subject_id,
+                payload: &event.payload,
+                created_at: event.created_at,
+            })
+            .map_err(|e| invalid_field("payload", e.to_string()))?;
+            let signature = sign(&self.secret, Utc::now(), &body);
+            let outcome = self
+                .target
+                .post(&[(SIGNATURE_HEADER, &signature)], &body)
+                .await
+                .and_then(|code| {
+                    if (200..300).contains(&code) {
+                        Ok(())
+                    } else {
+                        Err(format!("the receiver answered {code}"))
+                    }
+                });
+            if let Err(error) = outcome {
+                let retry_in = self
+                    .backoff
+                    .map_or(MIN_BACKOFF, |b| (b * 2).min(MAX_BACKOFF));
+                self.backoff = Some(retry_in);
+                return Ok(DeliveryStep::Failed {
+                    seq,
+                    delivered,
+                    error,
+                    retry_in,
+                });
+            }
+            self.scope.events().ack(EVENTS_CONSUMER, seq).await?;
+            self.pending.pop_front();
+            self.backoff = None;
+            delivered += 1;
+        }
+        Ok(DeliveryStep::Delivered(delivered))
+    }
+
+    /// Delivers for ever: steps again at once after a delivery, after the
+    /// back-off after a failure, and a second after finding nothing (or a
+    /// database error, which is logged).
+    pub async fn run(mut self) {
+        let idle = std::time::Duration::from_secs(1);
+        loop {
+            let wait = match self.deliver_once().await {
+                Ok(DeliveryStep::Delivered(_)) => continue,
+                Ok(DeliveryStep::Idle) => idle,
+                Ok(DeliveryStep::Failed {
+                    seq,
+                    error,
+                    retry_in,
+                    ..
+                }) => {
+                    eprintln!(
+                        "http_service: event {seq} not delivered ({error}), retry in {retry_in:?}"
+                    );
+                    retry_in
+                }
+                Err(err) => {
+                    eprintln!("http_service: event delivery: {err}");
+                    idle
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -664,7 +1031,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(key) => println!("demo agent key (shown once, keep it): {key}"),
         None => println!("demo agent key: printed when the demo tenant was created"),
     }
-    let app = router(AppState::new(store, WebhookSecret::new(&webhook_secret)));
+    let secrets = WebhookSecrets::new().tenant(tenant, &webhook_secret);
+    match (std::env::var("EVENTS_URL"), std::env::var("EVENTS_SECRET")) {
+        (Ok(url), Ok(secret)) => {
+            let delivery = EventDelivery::new(store.tenant(tenant), &url, &secret)?;
+            println!("delivering the demo tenant's events to {url}");
+            tokio::spawn(delivery.run());
+        }
+        _ => println!("EVENTS_URL and EVENTS_SECRET are not both set: events are not delivered"),
+    }
+    let app = router(AppState::new(store, secrets));
     let listener = tokio::net::TcpListener::bind(&bind).await?;
     println!("listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;

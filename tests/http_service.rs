@@ -16,14 +16,16 @@ use bursar::codes;
 use bursar::entity::agent::AgentStatus;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::entity::{purchase_intent, transaction};
+use bursar::events::EventRepository;
+use bursar::events::signature::{SIGNATURE_HEADER, sign, verify};
 use bursar::id::{AgentId, PurchaseIntentId, ReservationId, TenantId};
 use bursar::money::Currency;
 use bursar::policy::SpendingControls;
 use bursar::store::{AgentKeyRepository, AgentRepository, FakeCardIssuer, NewAgent, NewTenant};
 use bursar::{Store, TenantScope};
-use chrono::{TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{Backend, backends, dec, fresh_postgres_schema};
-use http_service::{AppState, WebhookSecret, router};
+use http_service::{AppState, DeliveryStep, EventDelivery, WebhookSecrets, router};
 use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -99,7 +101,7 @@ async fn service(backend: Backend) -> Service {
     let (acme, agent, key) = new_tenant(&store).await;
     let app = router(AppState::new(
         store.clone(),
-        WebhookSecret::new(WEBHOOK_SECRET),
+        WebhookSecrets::new().tenant(acme.tenant_id(), WEBHOOK_SECRET),
     ));
     Service {
         app,
@@ -180,10 +182,23 @@ fn buy(amount: &str, merchant: &str) -> Value {
     json!({ "amount": amount, "currency": "USD", "merchant": { "name": merchant } })
 }
 
+/// A provider webhook for `tenant`, its body signed now with `secret`.
 async fn webhook(app: &Router, tenant: TenantId, secret: &str, event: &Value) -> Answer {
+    let body = event.to_string();
+    signed_webhook(
+        app,
+        tenant,
+        &sign(secret.as_bytes(), Utc::now(), body.as_bytes()),
+        body,
+    )
+    .await
+}
+
+/// A provider webhook for `tenant` with the signature header `signature`.
+async fn signed_webhook(app: &Router, tenant: TenantId, signature: &str, body: String) -> Answer {
     let request = post(&format!("/v1/webhooks/transactions?tenant={tenant}"))
-        .header("x-webhook-secret", secret)
-        .body(Body::from(event.to_string()))
+        .header(SIGNATURE_HEADER, signature)
+        .body(Body::from(body))
         .unwrap();
     send(app, request).await
 }
@@ -521,15 +536,32 @@ async fn webhooks_refuse_a_wrong_secret_and_never_reach_another_tenant() {
         );
         assert_eq!(answer.error_code(), "not_found");
 
-        // This tenant's intent, reported for another tenant, is not found there.
+        // Another tenant, with its own secret: this tenant's intent reported
+        // there is not found, and its secret does not sign for this tenant.
         let (other, _, _) = new_tenant(&s.store).await;
-        let answer = webhook(&s.app, other.tenant_id(), WEBHOOK_SECRET, &captured("ch_3")).await;
+        let app = router(AppState::new(
+            s.store.clone(),
+            WebhookSecrets::new()
+                .tenant(tenant, WEBHOOK_SECRET)
+                .tenant(other.tenant_id(), "other-secret"),
+        ));
+        let answer = webhook(&app, other.tenant_id(), "other-secret", &captured("ch_3")).await;
         assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
         assert_eq!(answer.error_code(), "not_found");
+        let answer = webhook(&app, tenant, "other-secret", &captured("ch_3")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
+        // A tenant without a secret takes no webhooks.
+        let (third, _, _) = new_tenant(&s.store).await;
+        let answer = webhook(&app, third.tenant_id(), WEBHOOK_SECRET, &captured("ch_3")).await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED);
 
+        let body = captured("ch_4").to_string();
         let no_tenant = post("/v1/webhooks/transactions")
-            .header("x-webhook-secret", WEBHOOK_SECRET)
-            .body(Body::from(captured("ch_4").to_string()))
+            .header(
+                SIGNATURE_HEADER,
+                sign(WEBHOOK_SECRET.as_bytes(), Utc::now(), body.as_bytes()),
+            )
+            .body(Body::from(body))
             .unwrap();
         let answer = send(&s.app, no_tenant).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST);
@@ -557,6 +589,267 @@ async fn webhooks_refuse_a_wrong_secret_and_never_reach_another_tenant() {
         assert_eq!(answer.body["replayed"], false);
         assert!(s.acme.reservations().reconcile().await.unwrap().is_clean());
     }
+}
+
+#[tokio::test]
+async fn a_signed_webhook_is_accepted_and_a_wrong_secret_tampered_body_or_stale_timestamp_refused()
+{
+    for backend in backends() {
+        let s = service(backend).await;
+        let tenant = s.acme.tenant_id();
+        let approved = purchase(&s.app, &s.key, buy("30.00", "GitHub")).await;
+        let body = json!({
+            "provider_charge_id": "ch_1",
+            "status": "captured",
+            "amount": { "amount": "30.00", "currency": "USD" },
+            "purchase_intent_id": approved.id("purchase_intent_id"),
+        })
+        .to_string();
+        let now = Utc::now();
+        let signed = |secret: &str, at: DateTime<Utc>, body: &str| {
+            sign(secret.as_bytes(), at, body.as_bytes())
+        };
+        let tampered = body.replace("30.00", "3.00");
+        assert_ne!(tampered, body);
+        let refusals = [
+            (
+                "wrong secret",
+                signed("not-the-secret", now, &body),
+                body.clone(),
+            ),
+            (
+                "tampered body",
+                signed(WEBHOOK_SECRET, now, &body),
+                tampered.clone(),
+            ),
+            (
+                "older than the tolerance",
+                signed(WEBHOOK_SECRET, now - Duration::minutes(6), &body),
+                body.clone(),
+            ),
+            (
+                "too far ahead",
+                signed(WEBHOOK_SECRET, now + Duration::minutes(6), &body),
+                body.clone(),
+            ),
+            ("malformed", "t=abc,v1=00".to_owned(), body.clone()),
+        ];
+        for (case, signature, sent) in refusals {
+            let answer = signed_webhook(&s.app, tenant, &signature, sent).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNAUTHORIZED,
+                "{backend:?} {case}"
+            );
+            assert_eq!(answer.error_code(), "unauthenticated", "{case}");
+        }
+        let reservation: ReservationId = approved.id("reservation_id").parse().unwrap();
+        let (held, _) = s.acme.reservations().get(reservation).await.unwrap();
+        assert_eq!(held.status, ReservationStatus::Held, "nothing was recorded");
+
+        // Signed four minutes ago: within the tolerance.
+        let answer = signed_webhook(
+            &s.app,
+            tenant,
+            &signed(WEBHOOK_SECRET, now - Duration::minutes(4), &body),
+            body.clone(),
+        )
+        .await;
+        assert_eq!(
+            answer.status,
+            StatusCode::OK,
+            "{backend:?}: {}",
+            answer.body
+        );
+        assert_eq!(answer.body["status"], "captured");
+        let (captured, _) = s.acme.reservations().get(reservation).await.unwrap();
+        assert_eq!(captured.status, ReservationStatus::Captured);
+    }
+}
+
+/// A webhook receiver on 127.0.0.1: checks each signature with `verify`,
+/// records the bodies it takes, and answers 500 while `failures` is above 0.
+#[derive(Clone, Default)]
+struct Receiver {
+    bodies: Arc<std::sync::Mutex<Vec<Value>>>,
+    failures: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const EVENTS_SECRET: &str = "events-secret";
+
+impl Receiver {
+    async fn start(&self) -> std::net::SocketAddr {
+        use axum::extract::State;
+        async fn take(
+            State(receiver): State<Receiver>,
+            headers: HeaderMap,
+            body: axum::body::Bytes,
+        ) -> StatusCode {
+            use std::sync::atomic::Ordering;
+            let signature = headers
+                .get(SIGNATURE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if verify(
+                EVENTS_SECRET.as_bytes(),
+                signature,
+                &body,
+                Utc::now(),
+                Duration::minutes(5),
+            )
+            .is_err()
+            {
+                return StatusCode::UNAUTHORIZED;
+            }
+            let failing = receiver
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let value = serde_json::from_slice(&body).unwrap();
+            receiver.bodies.lock().unwrap().push(value);
+            StatusCode::NO_CONTENT
+        }
+        let app = Router::new()
+            .route("/events", axum::routing::post(take))
+            .with_state(self.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    fn bodies(&self) -> Vec<Value> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    fn fail_next(&self, n: usize) {
+        self.failures.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_loop_posts_signed_events_acks_them_and_retries_a_failure() {
+    let receiver = Receiver::default();
+    let addr = receiver.start().await;
+    let url = format!("http://{addr}/events");
+    for backend in backends() {
+        let s = service(backend).await;
+        let seen = receiver.bodies().len();
+        let mut delivery = EventDelivery::new(s.acme.clone(), &url, EVENTS_SECRET).unwrap();
+        assert_eq!(delivery.deliver_once().await.unwrap(), DeliveryStep::Idle);
+
+        // Two rejected purchases: two purchase.rejected events.
+        for merchant in ["Facebook Ads", "facebook ads"] {
+            let answer = purchase(&s.app, &s.key, buy("40.00", merchant)).await;
+            assert_eq!(answer.body["outcome"], "rejected");
+        }
+        assert_eq!(
+            delivery.deliver_once().await.unwrap(),
+            DeliveryStep::Delivered(2),
+            "{backend:?}"
+        );
+        let bodies = receiver.bodies()[seen..].to_vec();
+        assert_eq!(bodies.len(), 2);
+        for body in &bodies {
+            assert_eq!(body["event_type"], "purchase.rejected");
+            assert_eq!(body["tenant_id"], json!(s.acme.tenant_id()));
+            assert_eq!(body["version"], 1);
+            assert_eq!(
+                body["payload"]["reason_codes"],
+                json!([codes::MERCHANT_BLOCKED])
+            );
+        }
+        let first = bodies[0]["seq"].as_i64().unwrap();
+        assert_eq!(bodies[1]["seq"].as_i64().unwrap(), first + 1, "in order");
+        // Acknowledged: nothing left to poll, nothing to deliver.
+        assert!(
+            s.acme
+                .events()
+                .poll("webhooks", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(delivery.deliver_once().await.unwrap(), DeliveryStep::Idle);
+
+        // The receiver fails twice: the event waits 0.5 s, then 1 s, and the
+        // next step delivers it.
+        purchase(&s.app, &s.key, buy("40.00", "Facebook Ads")).await;
+        receiver.fail_next(2);
+        let expected_seq = first + 2;
+        for retry_in in [500, 1000] {
+            match delivery.deliver_once().await.unwrap() {
+                DeliveryStep::Failed {
+                    seq,
+                    delivered,
+                    retry_in: wait,
+                    error,
+                } => {
+                    assert_eq!(seq, expected_seq);
+                    assert_eq!(delivered, 0);
+                    assert_eq!(wait, std::time::Duration::from_millis(retry_in));
+                    assert!(error.contains("500"), "{error}");
+                }
+                other => panic!("{backend:?}: {other:?}"),
+            }
+        }
+        assert_eq!(receiver.bodies().len(), seen + 2, "not taken yet");
+        assert_eq!(
+            delivery.deliver_once().await.unwrap(),
+            DeliveryStep::Delivered(1)
+        );
+        let bodies = receiver.bodies();
+        assert_eq!(bodies.len(), seen + 3);
+        assert_eq!(bodies[seen + 2]["seq"].as_i64().unwrap(), expected_seq);
+        assert!(
+            s.acme
+                .events()
+                .poll("webhooks", 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_loop_backs_off_to_30_seconds_and_refuses_https() {
+    let store = store_for(Backend::SqliteMemory).await;
+    let (acme, _, _) = new_tenant(&store).await;
+    let err =
+        EventDelivery::new(acme.clone(), "https://example.com/hook", EVENTS_SECRET).unwrap_err();
+    assert!(err.to_string().contains("https"), "{err}");
+    assert!(EventDelivery::new(acme.clone(), "http://127.0.0.1:1/x", "").is_err());
+    // Nobody listens on the port of a listener just closed.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let mut delivery = EventDelivery::new(
+        acme.clone(),
+        &format!("http://{addr}/events"),
+        EVENTS_SECRET,
+    )
+    .unwrap();
+    let mut waits = Vec::new();
+    // One event to deliver: a revoked key.
+    let bot = acme.agents().create(NewAgent::new("other")).await.unwrap();
+    let (key, _) = acme.agent_keys().issue(bot.id, None, None).await.unwrap();
+    acme.agent_keys().revoke(key.id).await.unwrap();
+    for _ in 0..9 {
+        match delivery.deliver_once().await.unwrap() {
+            DeliveryStep::Failed { retry_in, .. } => waits.push(retry_in.as_millis()),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        waits,
+        [
+            500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000
+        ]
+    );
 }
 
 #[tokio::test]
@@ -606,8 +899,11 @@ async fn a_locked_database_is_503_with_retry_after_and_the_same_request_then_suc
         .connect()
         .await
         .unwrap();
-    let (_, _, key) = new_tenant(&store).await;
-    let app = router(AppState::new(store, WebhookSecret::new(WEBHOOK_SECRET)));
+    let (scope, _, key) = new_tenant(&store).await;
+    let app = router(AppState::new(
+        store,
+        WebhookSecrets::new().tenant(scope.tenant_id(), WEBHOOK_SECRET),
+    ));
     // Another process holds the write lock.
     let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url).unwrap();
     let mut other = sqlx::SqliteConnection::connect_with(&options)
