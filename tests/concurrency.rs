@@ -13,8 +13,8 @@ use bursar::id::AgentId;
 use bursar::money::{Currency, Money};
 use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, MemberRepository, NewAgent, NewBudget, NewTenant, NewUser,
-    PolicyRepository, ReserveRequest, RoleRepository, builtin,
+    AgentRepository, ApprovalRepository, NewAgent, NewBudget, NewTenant, PolicyRepository,
+    ReserveRequest, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{Duration, Utc};
@@ -30,22 +30,6 @@ async fn tenant(store: &Store, default_allow: bool) -> TenantScope {
         .await
         .unwrap();
     store.tenant(t.id)
-}
-
-async fn finance(store: &Store, acme: &TenantScope) -> bursar::id::UserId {
-    let email = format!("f{}@example.com", uuid::Uuid::now_v7().simple());
-    let user = store
-        .users()
-        .create(NewUser::new(email, "Finance"))
-        .await
-        .unwrap();
-    acme.members()
-        .add(user.id, bursar::entity::tenant_member::SeatType::Pro)
-        .await
-        .unwrap();
-    let role = acme.roles().by_name(builtin::FINANCE).await.unwrap().id;
-    acme.roles().assign(user.id, role).await.unwrap();
-    user.id
 }
 
 fn buy(agent: AgentId, amount: &str) -> Request {
@@ -88,7 +72,7 @@ async fn approvals_and_authorizations_sharing_a_budget_never_deadlock_on_postgre
     )
     .await
     .unwrap();
-    let approver = finance(&store, &acme).await;
+    let approver = common::member(&store, &acme, builtin::FINANCE).await;
     let mut pending = Vec::with_capacity(ROUNDS);
     for _ in 0..ROUNDS {
         let auth = acme.authorize(buy(agent, "150")).await.unwrap();

@@ -12,12 +12,12 @@ use bursar::entity::approval_decision::ApprovalVote;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::entity::tenant::TenantSettings;
 use bursar::events::EventRepository as _;
-use bursar::id::{AgentId, UserId};
+use bursar::id::AgentId;
 use bursar::money::{Currency, Money};
 use bursar::policy::{ActionKind, Condition, Effect, Outcome, Policy, Request};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, MemberRepository, MeterRequest, NewAgent, NewPrice,
-    NewRun, NewTenant, NewUser, PolicyRepository, RoleRepository, Usage, UsageFilter, builtin,
+    AgentRepository, ApprovalRepository, MeterRequest, NewAgent, NewPrice, NewRun, NewTenant,
+    PolicyRepository, Usage, UsageFilter, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -53,22 +53,6 @@ async fn tenant(store: &Store, settings: TenantSettings) -> (TenantScope, AgentI
     let acme = store.tenant(t.id);
     let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
     (acme, agent)
-}
-
-async fn member(store: &Store, acme: &TenantScope, role: &str) -> UserId {
-    let email = format!("m{}@example.com", uuid::Uuid::now_v7().simple());
-    let user = store
-        .users()
-        .create(NewUser::new(email, "M"))
-        .await
-        .unwrap();
-    acme.members()
-        .add(user.id, bursar::entity::tenant_member::SeatType::Pro)
-        .await
-        .unwrap();
-    let role = acme.roles().by_name(role).await.unwrap().id;
-    acme.roles().assign(user.id, role).await.unwrap();
-    user.id
 }
 
 fn tool(agent: AgentId, name: &str) -> Request {
@@ -206,8 +190,8 @@ async fn the_kill_switch_releases_holds_and_refuses_everything_after() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_for(backend, clock.clone()).await;
         let (acme, agent) = tenant(&store, TenantSettings::default()).await;
-        let admin = member(&store, &acme, builtin::ADMIN).await;
-        let developer = member(&store, &acme, builtin::DEVELOPER).await;
+        let admin = common::member(&store, &acme, builtin::ADMIN).await;
+        let developer = common::member(&store, &acme, builtin::DEVELOPER).await;
         let run = acme
             .runs()
             .start(NewRun::new(agent).max_cost(usd("10")))
@@ -359,7 +343,7 @@ async fn tool_calls_and_actions_go_through_policies_and_approval() {
         let clock = Arc::new(ManualClock::new(noon()));
         let store = store_for(backend, clock.clone()).await;
         let (acme, agent) = tenant(&store, TenantSettings::default()).await;
-        let finance = member(&store, &acme, builtin::FINANCE).await;
+        let finance = common::member(&store, &acme, builtin::FINANCE).await;
         acme.policies()
             .create(Policy::new(
                 "no shell",

@@ -218,7 +218,7 @@ async fn a_hold_pending_approval_cannot_be_captured_and_its_charge_waits_for_att
     for backend in backends() {
         let w = world(backend).await;
         // Eligible approvers are fixed when the request is created.
-        let finance = finance_member(&w).await;
+        let finance = common::member(&w.store, &w.acme, bursar::store::builtin::FINANCE).await;
         let auth = w.buy("60").await;
         assert_eq!(auth.outcome, Outcome::PendingApproval);
         let err = auth.reservation_id().unwrap_err();
@@ -273,25 +273,6 @@ async fn a_hold_pending_approval_cannot_be_captured_and_its_charge_waits_for_att
         assert_eq!(w.balance().await, (dec("60"), dec("0")));
         w.assert_clean().await;
     }
-}
-
-async fn finance_member(w: &World) -> bursar::id::UserId {
-    use bursar::store::{MemberRepository, NewUser, RoleRepository, builtin};
-    let email = format!("f{}@example.com", uuid::Uuid::now_v7().simple());
-    let user = w
-        .store
-        .users()
-        .create(NewUser::new(email, "Finance"))
-        .await
-        .unwrap();
-    w.acme
-        .members()
-        .add(user.id, bursar::entity::tenant_member::SeatType::Pro)
-        .await
-        .unwrap();
-    let role = w.acme.roles().by_name(builtin::FINANCE).await.unwrap().id;
-    w.acme.roles().assign(user.id, role).await.unwrap();
-    user.id
 }
 
 #[tokio::test]

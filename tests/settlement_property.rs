@@ -23,8 +23,8 @@ use bursar::id::{AgentId, ApprovalRequestId, PurchaseIntentId, UserId};
 use bursar::money::{Currency, Money};
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, ChargeStatus, MemberRepository, NewAgent, NewTenant,
-    NewUser, RoleRepository, TransactionEvent, builtin,
+    AgentRepository, ApprovalRepository, ChargeStatus, NewAgent, NewTenant, TransactionEvent,
+    builtin,
 };
 use bursar::{Store, TenantScope};
 use chrono::{Duration, TimeZone, Utc};
@@ -210,25 +210,12 @@ async fn run_case(store: &Store, clock: &Arc<ManualClock>, seed: u64, coverage: 
     )
     .await
     .unwrap();
-    let user = store
-        .users()
-        .create(NewUser::new(
-            format!("a{}@example.com", t.id.as_uuid().simple()),
-            "A",
-        ))
-        .await
-        .unwrap();
-    acme.members()
-        .add(user.id, bursar::entity::tenant_member::SeatType::Pro)
-        .await
-        .unwrap();
-    let role = acme.roles().by_name(builtin::FINANCE).await.unwrap().id;
-    acme.roles().assign(user.id, role).await.unwrap();
+    let approver = common::member(store, &acme, builtin::FINANCE).await;
     let mut case = Case {
         acme,
         clock: clock.clone(),
         agent,
-        approver: user.id,
+        approver,
         intents: Vec::new(),
         pending: Vec::new(),
         sent: Vec::new(),

@@ -10,13 +10,12 @@ use std::sync::Arc;
 use bursar::clock::ManualClock;
 use bursar::codes;
 use bursar::entity::approval_decision::ApprovalVote;
-use bursar::entity::tenant_member::SeatType;
-use bursar::id::{AgentId, UserId};
+use bursar::id::AgentId;
 use bursar::money::Currency;
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    AgentKeyRepository, ApprovalRepository, MemberRepository, NewTenant, NewUser, PageRequest,
-    RoleRepository, TenantUpdate, builtin, permissions,
+    AgentKeyRepository, ApprovalRepository, NewTenant, PageRequest, RoleRepository, TenantUpdate,
+    builtin, permissions,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
@@ -66,18 +65,7 @@ fn buy(agent: AgentId, amount: &str) -> Request {
     Request::purchase(agent, dec(amount), Currency::USD, "GitHub")
 }
 
-async fn member(store: &Store, acme: &TenantScope, role: &str) -> UserId {
-    let email = format!("{}@example.com", uuid::Uuid::now_v7().simple());
-    let user = store
-        .users()
-        .create(NewUser::new(email, "Someone"))
-        .await
-        .unwrap();
-    acme.members().add(user.id, SeatType::Pro).await.unwrap();
-    let role = acme.roles().by_name(role).await.unwrap();
-    acme.roles().assign(user.id, role.id).await.unwrap();
-    user.id
-}
+use common::member;
 
 async fn actions(acme: &TenantScope) -> Vec<String> {
     acme.audit_log()

@@ -96,3 +96,31 @@ pub async fn agent(
     }
     scope.agents().create(new).await.expect("agent").id
 }
+
+/// Creates a user, makes them an active member of the scope's tenant and gives
+/// them the built-in role `role` (e.g. `bursar::store::builtin::FINANCE`).
+pub async fn member(
+    store: &bursar::Store,
+    scope: &bursar::TenantScope,
+    role: &str,
+) -> bursar::id::UserId {
+    use bursar::store::{MemberRepository, NewUser, RoleRepository};
+    let email = format!("m{}@example.com", uuid::Uuid::now_v7().simple());
+    let user = store
+        .users()
+        .create(NewUser::new(email, "Member"))
+        .await
+        .expect("user");
+    scope
+        .members()
+        .add(user.id, bursar::entity::tenant_member::SeatType::Pro)
+        .await
+        .expect("member");
+    let role = scope.roles().by_name(role).await.expect("role").id;
+    scope
+        .roles()
+        .assign(user.id, role)
+        .await
+        .expect("role assigned");
+    user.id
+}
