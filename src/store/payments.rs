@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Datelike, Utc};
-use rust_decimal::Decimal;
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QuerySelect, Set,
@@ -24,7 +23,9 @@ use crate::entity::virtual_card::{self, VirtualCardStatus};
 use crate::id::{PurchaseIntentId, TransactionId, VirtualCardId};
 use crate::money::{Amount, Money};
 use crate::store::repo::Ctx;
-use crate::store::reservations::{end_hold_in, load, post_charge_in, refund_in};
+use crate::store::reservations::{
+    end_hold_in, intent_of, load, post_charge_in, refund_in, settled_amount,
+};
 use crate::{Error, Result};
 
 /// Longest provider id (card id, charge id), in characters: the width of the
@@ -412,13 +413,7 @@ impl<'a> Payments<'a> {
     /// attention) or a refund of a charge with no recorded capture.
     pub async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
         let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
-        if event.amount.amount() < Decimal::ZERO {
-            return Err(Error::invalid(
-                "amount",
-                format!("must not be negative, got {}", event.amount.amount()),
-            ));
-        }
-        let amount = Amount::new(event.amount.amount()).map_err(|e| Error::invalid("amount", e))?;
+        let amount = settled_amount("amount", &event.amount)?;
         if event.status == ChargeStatus::Refunded && amount.is_zero() {
             return Err(Error::invalid("amount", "a refund must be positive, got 0"));
         }
@@ -633,16 +628,7 @@ impl<'a> Payments<'a> {
             Some(id) => Some(load(txn, tenant, id, true).await?),
             None => None,
         };
-        let intent = match current.purchase_intent_id {
-            Some(id) => {
-                purchase_intent::Entity::find()
-                    .filter(purchase_intent::Column::TenantId.eq(tenant))
-                    .filter(purchase_intent::Column::Id.eq(id))
-                    .one(txn)
-                    .await?
-            }
-            None => None,
-        };
+        let intent = intent_of(txn, tenant, current.purchase_intent_id).await?;
         let approved = intent
             .as_ref()
             .is_some_and(|i| i.status == PurchaseIntentStatus::Approved);
@@ -689,15 +675,9 @@ impl<'a> Payments<'a> {
         let tenant = self.ctx.tenant;
         if let Some(id) = current.reservation_id {
             let reservation = load(txn, tenant, id, true).await?;
-            let intent_approved = match current.purchase_intent_id {
-                Some(intent) => purchase_intent::Entity::find()
-                    .filter(purchase_intent::Column::TenantId.eq(tenant))
-                    .filter(purchase_intent::Column::Id.eq(intent))
-                    .one(txn)
-                    .await?
-                    .is_some_and(|i| i.status == PurchaseIntentStatus::Approved),
-                None => false,
-            };
+            let intent_approved = intent_of(txn, tenant, current.purchase_intent_id)
+                .await?
+                .is_some_and(|i| i.status == PurchaseIntentStatus::Approved);
             if intent_approved && reservation.status == ReservationStatus::Held {
                 end_hold_in(txn, tenant, id, ReservationStatus::Released, incoming.now).await?;
             }
@@ -847,22 +827,21 @@ impl<'a> Payments<'a> {
         append(
             txn,
             self.ctx.tenant,
-            AuditEntry::new(
-                format!("transaction.{}", status_name(status)),
-                "transaction",
-            )
-            .resource_id(transaction.id)
-            .level(if warn {
-                AuditLevel::Warn
-            } else {
-                AuditLevel::Info
-            })
-            .status(match status {
-                TransactionStatus::Failed | TransactionStatus::NeedsAttention => AuditStatus::Error,
-                _ => AuditStatus::Success,
-            })
-            .correlation_id(incoming.charge_id.clone())
-            .message(message),
+            AuditEntry::new(format!("transaction.{}", status.to_value()), "transaction")
+                .resource_id(transaction.id)
+                .level(if warn {
+                    AuditLevel::Warn
+                } else {
+                    AuditLevel::Info
+                })
+                .status(match status {
+                    TransactionStatus::Failed | TransactionStatus::NeedsAttention => {
+                        AuditStatus::Error
+                    }
+                    _ => AuditStatus::Success,
+                })
+                .correlation_id(incoming.charge_id.clone())
+                .message(message),
             incoming.now,
         )
         .await?;
@@ -923,8 +902,4 @@ fn charge_status_name(s: ChargeStatus) -> &'static str {
         ChargeStatus::Failed => "failed",
         ChargeStatus::Refunded => "refunded",
     }
-}
-
-fn status_name(s: TransactionStatus) -> String {
-    s.to_value()
 }

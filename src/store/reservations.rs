@@ -926,7 +926,7 @@ pub(crate) async fn reserve_with(
         }
     }
     let currency = request.amount.currency();
-    let run_checked = known.is_some();
+    let inside_authorize = known.is_some();
     let (tz, budgets) = match known {
         Some(known) => known,
         None => (
@@ -944,7 +944,7 @@ pub(crate) async fn reserve_with(
     }
     let run_id = request.principal.and_then(|p| p.run_id);
     // Inside authorize the run was locked and checked already.
-    if let (Some(run), false) = (run_id, run_checked) {
+    if let (Some(run), false) = (run_id, inside_authorize) {
         // A run of another tenant is reported exactly like a missing one.
         let found = crate::entity::agent_run::Entity::find()
             .filter(crate::entity::agent_run::Column::TenantId.eq(tenant))
@@ -1048,7 +1048,7 @@ pub(crate) async fn reserve_with(
         .await?;
     }
     append_ledger(txn, entries).await?;
-    if !run_checked {
+    if !inside_authorize {
         // A direct reservation announces the thresholds its hold crossed
         // (inside authorize, the flow announces them with its outcome).
         let crossings = crate::events::threshold_events(&windows, amount.get())?;
@@ -1093,6 +1093,22 @@ fn same_currency(reservation: &reservation::Model, money: &Money) -> Result<()> 
     Ok(())
 }
 
+/// The purchase intent `id` names, if any (the one lookup every settlement
+/// path uses to ask whether a hold may be spent).
+pub(crate) async fn intent_of(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    id: Option<PurchaseIntentId>,
+) -> Result<Option<crate::entity::purchase_intent::Model>> {
+    use crate::entity::purchase_intent;
+    let Some(id) = id else { return Ok(None) };
+    Ok(purchase_intent::Entity::find()
+        .filter(purchase_intent::Column::TenantId.eq(tenant))
+        .filter(purchase_intent::Column::Id.eq(id))
+        .one(conn)
+        .await?)
+}
+
 /// Refuses to spend a hold whose purchase intent is not approved: a hold
 /// waiting for a human (or one a human rejected) is not the agent's to spend.
 async fn ensure_spendable(
@@ -1100,16 +1116,11 @@ async fn ensure_spendable(
     tenant: TenantId,
     reservation: &reservation::Model,
 ) -> Result<()> {
-    use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
+    use crate::entity::purchase_intent::PurchaseIntentStatus;
     let Some(intent_id) = reservation.purchase_intent_id else {
         return Ok(());
     };
-    let intent = purchase_intent::Entity::find()
-        .filter(purchase_intent::Column::TenantId.eq(tenant))
-        .filter(purchase_intent::Column::Id.eq(intent_id))
-        .one(conn)
-        .await?;
-    match intent {
+    match intent_of(conn, tenant, Some(intent_id)).await? {
         Some(i) if i.status != PurchaseIntentStatus::Approved => Err(Error::conflict(
             "reservation",
             format!(
