@@ -161,12 +161,37 @@ async fn every_run_cap_refuses_with_its_code_and_names_the_cap() {
                 .unwrap()
                 .is_approved()
         );
-        clock.advance(Duration::minutes(5));
+        // A maximum duration counts from the run's start.
+        let timed = acme
+            .runs()
+            .start(NewRun::new(agent).max_duration(std::time::Duration::from_secs(120)))
+            .await
+            .unwrap();
+        clock.advance(Duration::minutes(1));
+        assert!(
+            acme.authorize(tool(agent, "search").run(timed.id))
+                .await
+                .unwrap()
+                .is_approved()
+        );
+        clock.advance(Duration::minutes(1));
+        let over = acme
+            .authorize(tool(agent, "search").run(timed.id))
+            .await
+            .unwrap();
+        assert_eq!(over.codes().collect::<Vec<_>>(), [codes::RUN_EXPIRED]);
+        clock.advance(Duration::minutes(3));
         let late = acme
             .authorize(tool(agent, "search").run(run.id))
             .await
             .unwrap();
         assert_eq!(late.codes().collect::<Vec<_>>(), [codes::RUN_EXPIRED]);
+        let err = acme
+            .runs()
+            .start(NewRun::new(agent).deadline(noon()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "deadline"));
 
         // Bad caps are refused, naming the field.
         let err = acme
@@ -202,6 +227,8 @@ async fn the_kill_switch_releases_holds_and_refuses_everything_after() {
             .await
             .unwrap();
         assert!(held.is_approved());
+        let err = acme.runs().kill(run.id, admin, "  ").await.unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "reason"));
         let err = acme
             .runs()
             .kill(run.id, developer, "runaway loop")
@@ -456,6 +483,20 @@ async fn metered_calls_hold_the_estimate_and_capture_what_was_used() {
         };
         let record = acme.meter().finish(first.intent.id, used).await.unwrap();
         assert_eq!(record.cost.get(), dec("0.024"));
+        // Cached tokens are part of the input: more is refused.
+        let err = acme
+            .meter()
+            .finish(
+                first.intent.id,
+                Usage {
+                    input_tokens: 10,
+                    cached_input_tokens: 11,
+                    ..Usage::default()
+                },
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "cached_input_tokens"));
         // Finishing again records once.
         let again = acme.meter().finish(first.intent.id, used).await.unwrap();
         assert_eq!(again.id, record.id);

@@ -161,6 +161,7 @@ pub struct RunCaps {
     /// Most tokens (input + output) the run may use.
     pub max_tokens: Option<i64>,
     /// Longest the run may last, in seconds.
+    /// (Refused with `RUN_EXPIRED` once `started_at` plus this has passed.)
     pub max_duration_secs: Option<u64>,
     /// Tools the run may call; `None` for no restriction.
     pub allowed_tools: Option<Vec<String>>,

@@ -113,6 +113,14 @@ impl NewRun {
         self
     }
 
+    /// The longest the run may last from its start; after that every action
+    /// is refused (`RUN_EXPIRED`).
+    #[must_use]
+    pub fn max_duration(mut self, duration: std::time::Duration) -> Self {
+        self.caps.max_duration_secs = Some(duration.as_secs());
+        self
+    }
+
     /// After this instant every action is refused (`RUN_EXPIRED`).
     #[must_use]
     pub fn deadline(mut self, at: DateTime<Utc>) -> Self {
@@ -199,6 +207,12 @@ impl<'a> Runs<'a> {
         }
         if new.max_rounds == Some(0) {
             return Err(Error::invalid("max_rounds", "must be at least 1, got 0"));
+        }
+        if new.caps.max_duration_secs == Some(0) {
+            return Err(Error::invalid(
+                "max_duration",
+                "must be at least 1 second, got 0",
+            ));
         }
         if new.caps.max_tokens == Some(0) {
             return Err(Error::invalid("max_tokens", "must be at least 1, got 0"));
@@ -595,7 +609,11 @@ pub(crate) fn refusal(
             );
         }
     }
-    if let Some(deadline) = run.caps.deadline {
+    // The deadline is the earlier of the fixed one and start + max duration.
+    let by_duration = run.caps.max_duration_secs.map(|secs| {
+        run.started_at + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(i64::MAX))
+    });
+    if let Some(deadline) = [run.caps.deadline, by_duration].into_iter().flatten().min() {
         if now >= deadline {
             return refuse(
                 codes::RUN_EXPIRED,
