@@ -15,7 +15,7 @@
 //! 16 alternating rounds of about 0.15 s each, compared on their medians:
 //!
 //! ```text
-//! metering sqlite-memory: metered 310/s (3226 µs) vs reserve+capture 700/s (1428 µs) = 44.3%
+//! metering sqlite-memory: metered 140/s (7134 µs) vs reserve+capture 473/s (2112 µs) = 29.6%
 //! ```
 //!
 //! Backends: in-memory SQLite, file SQLite (WAL) and, when

@@ -235,9 +235,10 @@ pub(crate) struct Extra {
     pub(crate) tokens: u64,
     /// A refusal decided before any policy runs (e.g. no price for the model).
     pub(crate) refusal: Option<Reason>,
-    /// Hold and spend nothing on money budgets (a BYOK call the tenant
-    /// exempts).
-    pub(crate) skip_budgets: bool,
+    /// Made with the tenant's own provider key: it holds and spends nothing
+    /// on money budgets when the tenant setting `byok_exempt_from_budgets` is
+    /// on.
+    pub(crate) byok: bool,
 }
 
 /// Locks a run for an agent's action. A run of another agent (or tenant) is
@@ -347,8 +348,8 @@ impl Flow<'_> {
 
     /// Decides and records one request; the caller commits. `extra` is what
     /// metering adds: the tokens a call may use (checked against its run's
-    /// token cap), a refusal decided before any policy runs, and whether money
-    /// budgets are skipped (BYOK).
+    /// token cap), a refusal decided before any policy runs, and whether the call
+    /// is BYOK (then the tenant setting decides whether money budgets apply).
     pub(crate) async fn run_with(
         &self,
         mut request: Request,
@@ -562,7 +563,7 @@ impl Flow<'_> {
                 self.reject(intent, decision.into_reasons(), &request, now)
                     .await
             }
-            outcome if cost.is_none() || extra.skip_budgets => {
+            outcome if cost.is_none() || (extra.byok && settings.byok_exempt_from_budgets) => {
                 // Nothing to hold: an action without a cost, or a call the
                 // tenant exempts from money budgets.
                 let reasons = decision.into_reasons();

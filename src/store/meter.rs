@@ -367,10 +367,6 @@ impl<'a> Meter<'a> {
         let model = name("model", &call.model, MAX_MODEL_LEN)?;
         let ctx = self.ctx();
         let now = ctx.now();
-        let tenant = crate::entity::tenant::Entity::find_by_id(ctx.tenant)
-            .one(&ctx.db)
-            .await?
-            .ok_or_else(|| Error::not_found(crate::id::TenantId::ENTITY, ctx.tenant))?;
         let price = price_at(&ctx.db, ctx.tenant, &provider, &model, now).await?;
         let mut request = Request::new(call.agent, crate::policy::ActionKind::LlmUsage)
             .model(model.clone())
@@ -386,7 +382,7 @@ impl<'a> Meter<'a> {
                 .input_tokens
                 .saturating_add(call.max_output_tokens.unwrap_or(0)),
             refusal: None,
-            skip_budgets: call.byok && tenant.settings.byok_exempt_from_budgets,
+            byok: call.byok,
         };
         match (&price, call.max_output_tokens) {
             (Some(price), Some(max_output)) => {
