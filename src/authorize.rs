@@ -26,7 +26,7 @@ use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, Reservati
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
 use crate::store::merchants::{is_known_vendor, record_seen};
-use crate::store::policies::{Policies, PolicyCache, PolicyRepository};
+use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
     ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
@@ -494,7 +494,9 @@ impl Flow<'_> {
         // Facts. Locks are taken in the one global order (docs/budgets.md,
         // "Lock order"): the budget windows by ascending id, then the agent
         // row, then merchants, then the audit chain last.
-        let policies = Policies::new(self.ctx(), self.cache).compiled().await?;
+        let policies = Policies::new(self.ctx(), self.cache)
+            .compiled_with(tenant_row.default_effect)
+            .await?;
         let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
         // A budget in another currency cannot evaluate the request: it is
         // refused below, never approved unchecked.
@@ -588,8 +590,7 @@ impl Flow<'_> {
                     .purchase_intent(intent_id);
                 // Alert thresholds this hold crosses, announced with it.
                 let crossings = crate::events::threshold_events(&windows, amount)?;
-                let known = (tz, windows.into_iter().map(|(b, _)| b).collect());
-                match reserve_with(self.txn, self.tenant, &hold, now, Some(known)).await? {
+                match reserve_with(self.txn, self.tenant, &hold, now, Some(windows)).await? {
                     ReserveOutcome::Rejected { shortfalls } => {
                         // Another request took the room between evaluation and
                         // reservation: a rejection, never an overspend.

@@ -857,3 +857,68 @@ async fn the_token_cap_admits_a_call_only_when_its_bound_fits_what_is_left() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_call_is_charged_at_the_prices_it_began_with_and_finished_once_when_raced() {
+    for backend in backends() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let store = store_for(backend, clock.clone()).await;
+        let (acme, agent) = priced_tenant(&store, TenantSettings::default()).await;
+        let begun = acme
+            .meter()
+            .begin(MeterRequest::new(agent, "acme-ai", "small", 10_000).max_output_tokens(2_000))
+            .await
+            .unwrap();
+        assert!(begun.is_approved(), "{backend:?}: {:?}", begun.reasons);
+        assert_eq!(
+            begun
+                .intent
+                .metadata
+                .0
+                .get("price.output_per_million")
+                .map(String::as_str),
+            Some("10"),
+            "{backend:?}: the intent records the prices it was estimated at"
+        );
+        // The table changes while the call is in flight, even backdated to
+        // before the call began: the call keeps the prices it began with.
+        acme.prices()
+            .set(
+                NewPrice::new("acme-ai", "small", "USD", dec("200"), dec("1000"))
+                    .effective_from(noon() - Duration::hours(1)),
+            )
+            .await
+            .unwrap();
+        let used = Usage {
+            input_tokens: 10_000,
+            output_tokens: 1_000,
+            ..Usage::default()
+        };
+        // Eight concurrent finishes of the same call: one record, one charge.
+        let finishes = (0..8).map(|_| {
+            let acme = acme.clone();
+            let id = begun.intent.id;
+            tokio::spawn(async move { acme.meter().finish(id, used).await })
+        });
+        let mut ids = std::collections::BTreeSet::new();
+        for finished in finishes {
+            let record = finished.await.unwrap().unwrap();
+            // 10,000 × 2 / 1M + 1,000 × 10 / 1M = 0.02 + 0.01.
+            assert_eq!(record.cost.get(), dec("0.03"), "{backend:?}");
+            ids.insert(record.id);
+        }
+        assert_eq!(ids.len(), 1, "{backend:?}: one usage record");
+        let reservation = acme
+            .reservations()
+            .get(begun.reservation.as_ref().unwrap().id)
+            .await
+            .unwrap();
+        assert_eq!(
+            reservation.0.captured_amount.get(),
+            dec("0.03"),
+            "{backend:?}"
+        );
+        let totals = acme.meter().totals(UsageFilter::default()).await.unwrap();
+        assert_eq!(totals.calls, 1, "{backend:?}");
+    }
+}

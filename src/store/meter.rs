@@ -23,7 +23,8 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -212,6 +213,66 @@ async fn price_at(
         .await?)
 }
 
+/// The prices per million tokens a call is charged at, carried in its
+/// intent's metadata from [`Meter::begin`] to [`Meter::finish`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rates {
+    currency: Currency,
+    input_per_million: Amount,
+    output_per_million: Amount,
+    cached_input_per_million: Amount,
+    reasoning_per_million: Amount,
+}
+
+/// The metadata keys [`Rates`] are recorded under.
+const RATE_KEYS: [&str; 5] = [
+    "price.currency",
+    "price.input_per_million",
+    "price.output_per_million",
+    "price.cached_input_per_million",
+    "price.reasoning_per_million",
+];
+
+impl Rates {
+    fn of(price: &model_price::Model) -> Self {
+        Self {
+            currency: price.currency,
+            input_per_million: price.input_per_million,
+            output_per_million: price.output_per_million,
+            cached_input_per_million: price.cached_input_per_million,
+            reasoning_per_million: price.reasoning_per_million,
+        }
+    }
+
+    /// The rates recorded on an intent; `None` when any is missing or does
+    /// not parse (the caller then reads the price table).
+    fn from_metadata(metadata: &Metadata) -> Option<Self> {
+        let get = |key: &str| metadata.0.get(key);
+        let amount = |key: &str| {
+            get(key)
+                .and_then(|v| v.parse::<Decimal>().ok())
+                .and_then(|d| Amount::new(d).ok())
+        };
+        Some(Self {
+            currency: get(RATE_KEYS[0])?.parse().ok()?,
+            input_per_million: amount(RATE_KEYS[1])?,
+            output_per_million: amount(RATE_KEYS[2])?,
+            cached_input_per_million: amount(RATE_KEYS[3])?,
+            reasoning_per_million: amount(RATE_KEYS[4])?,
+        })
+    }
+}
+
+fn rates_into(request: Request, price: &model_price::Model) -> Request {
+    let rates = Rates::of(price);
+    request
+        .metadata(RATE_KEYS[0], rates.currency.to_string())
+        .metadata(RATE_KEYS[1], rates.input_per_million.to_string())
+        .metadata(RATE_KEYS[2], rates.output_per_million.to_string())
+        .metadata(RATE_KEYS[3], rates.cached_input_per_million.to_string())
+        .metadata(RATE_KEYS[4], rates.reasoning_per_million.to_string())
+}
+
 /// Tokens × price per million, rounded up to the storable scale (6 places),
 /// so an estimate never under-holds.
 fn cost_of(tokens: u64, per_million: Amount) -> Decimal {
@@ -384,6 +445,11 @@ impl<'a> Meter<'a> {
             refusal: None,
             byok: call.byok,
         };
+        if let Some(price) = &price {
+            // The prices the call is estimated at travel with it, so `finish`
+            // charges at the same prices without reading them again.
+            request = rates_into(request, price);
+        }
         match (&price, call.max_output_tokens) {
             (Some(price), Some(max_output)) => {
                 let estimate = cost_of(call.input_tokens, price.input_per_million)
@@ -452,12 +518,24 @@ impl<'a> Meter<'a> {
         now: DateTime<Utc>,
     ) -> Result<usage_record::Model> {
         let tenant = ctx.tenant;
-        let intent = purchase_intent::Entity::find()
+        // The call and its usage record (when it was finished before), in one
+        // read.
+        let usage_of_intent: sea_orm::RelationDef =
+            usage_record::Entity::belongs_to(purchase_intent::Entity)
+                .from(usage_record::Column::PurchaseIntentId)
+                .to(purchase_intent::Column::Id)
+                .into();
+        let (intent, finished) = purchase_intent::Entity::find()
+            .select_also(usage_record::Entity)
+            .join_rev(JoinType::LeftJoin, usage_of_intent)
             .filter(purchase_intent::Column::TenantId.eq(tenant))
             .filter(purchase_intent::Column::Id.eq(handle))
             .one(txn)
             .await?
             .ok_or_else(|| Error::not_found(PurchaseIntentId::ENTITY, handle))?;
+        if let Some(found) = finished.filter(|u| u.tenant_id == tenant) {
+            return Ok(found);
+        }
         if intent.action_kind != crate::policy::ActionKind::LlmUsage.to_string() {
             return Err(Error::conflict(
                 "purchase_intent",
@@ -472,14 +550,6 @@ impl<'a> Meter<'a> {
             Some(run) => Some(crate::store::runs::lock_run_row(txn, tenant, run).await?),
             None => None,
         };
-        if let Some(found) = usage_record::Entity::find()
-            .filter(usage_record::Column::TenantId.eq(tenant))
-            .filter(usage_record::Column::PurchaseIntentId.eq(handle))
-            .one(txn)
-            .await?
-        {
-            return Ok(found);
-        }
         if intent.status != PurchaseIntentStatus::Approved {
             return Err(Error::conflict(
                 "purchase_intent",
@@ -496,20 +566,25 @@ impl<'a> Meter<'a> {
             .cloned()
             .unwrap_or_default();
         let is_byok = intent.metadata.0.get("byok").is_some_and(|v| v == "true");
-        let price = price_at(
-            txn,
-            tenant,
-            &provider,
-            &intent.merchant_name,
-            intent.created_at,
-        )
-        .await?
-        .ok_or_else(|| {
-            Error::conflict(
-                "model_price",
-                format!("the price of {:?} is gone", intent.merchant_name),
+        let price = match Rates::from_metadata(&intent.metadata) {
+            Some(rates) => rates,
+            // Recorded without its prices: the price in force when it began.
+            None => price_at(
+                txn,
+                tenant,
+                &provider,
+                &intent.merchant_name,
+                intent.created_at,
             )
-        })?;
+            .await?
+            .map(|p| Rates::of(&p))
+            .ok_or_else(|| {
+                Error::conflict(
+                    "model_price",
+                    format!("the price of {:?} is gone", intent.merchant_name),
+                )
+            })?,
+        };
         let fresh_input = usage.input_tokens - usage.cached_input_tokens;
         let mut cost = cost_of(fresh_input, price.input_per_million)
             + cost_of(usage.cached_input_tokens, price.cached_input_per_million);
@@ -554,7 +629,15 @@ impl<'a> Meter<'a> {
             created_at: Set(now),
         }
         .insert(txn)
-        .await?;
+        .await
+        .map_err(|e| match Error::from(e) {
+            // A concurrent `finish` of the same call recorded it first: run
+            // again, this call returns that record.
+            Error::Conflict { .. } => Error::Contention {
+                reason: format!("metered call {handle} was finished concurrently"),
+            },
+            other => other,
+        })?;
         append(
             txn,
             tenant,

@@ -204,6 +204,13 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
+        let effect = default_effect(&self.ctx.db, self.ctx.tenant).await?;
+        self.stamp_with(effect).await
+    }
+
+    /// The cache stamp, for a caller that has read the tenant's default
+    /// effect already (in the same transaction).
+    async fn stamp_with(&self, effect: DefaultEffect) -> Result<Stamp> {
         let (count, versions, newest): (i64, Option<i64>, Option<DateTime<Utc>>) =
             policy::Entity::find()
                 .select_only()
@@ -221,7 +228,6 @@ impl<'a> Policies<'a> {
                 .one(&self.ctx.db)
                 .await?
                 .unwrap_or((0, None, None));
-        let effect = default_effect(&self.ctx.db, self.ctx.tenant).await?;
         Ok((count, versions.unwrap_or(0), newest, effect))
     }
 }
@@ -305,6 +311,23 @@ impl PolicyRepository for Policies<'_> {
 
     async fn compiled(&self) -> Result<Arc<CompiledPolicies>> {
         let stamp = self.stamp().await?;
+        self.compiled_at(stamp).await
+    }
+}
+
+impl Policies<'_> {
+    /// [`PolicyRepository::compiled`] for a caller that holds the tenant row
+    /// (read in the same transaction), so its default effect is not read
+    /// again.
+    pub(crate) async fn compiled_with(
+        &self,
+        effect: DefaultEffect,
+    ) -> Result<Arc<CompiledPolicies>> {
+        let stamp = self.stamp_with(effect).await?;
+        self.compiled_at(stamp).await
+    }
+
+    async fn compiled_at(&self, stamp: Stamp) -> Result<Arc<CompiledPolicies>> {
         if let Some(hit) = self.cache.get(self.ctx.tenant, &stamp) {
             return Ok(hit);
         }

@@ -905,7 +905,7 @@ pub(crate) async fn reserve_with(
     tenant: TenantId,
     request: &ReserveRequest,
     now: DateTime<Utc>,
-    known: Option<(chrono_tz::Tz, Vec<budget::Model>)>,
+    known: Option<Vec<(budget::Model, budget_window::Model)>>,
 ) -> Result<ReserveOutcome> {
     let amount = positive_amount("amount", &request.amount)?;
     if request.expires_at <= now {
@@ -927,21 +927,24 @@ pub(crate) async fn reserve_with(
     }
     let currency = request.amount.currency();
     let inside_authorize = known.is_some();
-    let (tz, budgets) = match known {
-        Some(known) => known,
-        None => (
-            tenant_timezone(txn, tenant).await?,
-            applicable_budgets(txn, tenant, request.principal.as_ref()).await?,
-        ),
+    // Inside authorize, the windows were read and locked (in the lock order)
+    // by this transaction, and a budget in another currency refused the
+    // request already; they are not read again.
+    let to_read = match known {
+        Some(windows) => Ok(windows),
+        None => {
+            let budgets = applicable_budgets(txn, tenant, request.principal.as_ref()).await?;
+            // A budget in another currency cannot evaluate the amount:
+            // refused, never skipped.
+            let mismatched = currency_mismatches(&budgets, currency);
+            if !mismatched.is_empty() {
+                return Ok(ReserveOutcome::Rejected {
+                    shortfalls: mismatched,
+                });
+            }
+            Err((tenant_timezone(txn, tenant).await?, budgets))
+        }
     };
-    // A budget in another currency cannot evaluate the amount: refused, never
-    // skipped.
-    let mismatched = currency_mismatches(&budgets, currency);
-    if !mismatched.is_empty() {
-        return Ok(ReserveOutcome::Rejected {
-            shortfalls: mismatched,
-        });
-    }
     let run_id = request.principal.and_then(|p| p.run_id);
     // Inside authorize the run was locked and checked already.
     if let (Some(run), false) = (run_id, inside_authorize) {
@@ -991,7 +994,10 @@ pub(crate) async fn reserve_with(
         other => other,
     })?;
 
-    let windows = current_windows(txn, tenant, budgets, tz, now, true).await?;
+    let windows = match to_read {
+        Ok(windows) => windows,
+        Err((tz, budgets)) => current_windows(txn, tenant, budgets, tz, now, true).await?,
+    };
 
     let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
     if let crate::budget::Fit::Exceeds(shortfalls) = check_fit(&balances, amount.get())? {
