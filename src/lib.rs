@@ -76,9 +76,13 @@
 //!   and [`Error::is_transient`] says what is safe to retry with the same
 //!   idempotency key — see [`error`] for the table of codes.
 //!
-//! The guides in `docs/` cover the policy language, budgets and reservations,
-//! the repositories, approvals, events, the schema and its mapping from the
-//! source schemas, and the measured performance.
+//! The guides in `docs/` cover the authorize flow (`authorize.md`), the
+//! policy language (`policies.md`), budgets, reservations and the ledger
+//! (`budgets.md`), approvals, payments and settlement (`payments.md`), runs,
+//! LLM metering (`usage.md`), events, the audit log (`audit.md`), sweeps and
+//! scheduling (`sweeps.md`), the repositories, security, the schema and its
+//! mapping from the source schemas, and the measured performance. Every Rust
+//! example in them is compiled and run as a doctest against in-memory SQLite.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
