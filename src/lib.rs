@@ -76,9 +76,13 @@
 //!   and [`Error::is_transient`] says what is safe to retry with the same
 //!   idempotency key — see [`error`] for the table of codes.
 //!
-//! The guides in `docs/` cover the policy language, budgets and reservations,
-//! the repositories, approvals, events, the schema and its mapping from the
-//! source schemas, and the measured performance.
+//! The guides in `docs/` cover the authorize flow (`authorize.md`), the
+//! policy language (`policies.md`), budgets, reservations and the ledger
+//! (`budgets.md`), approvals, payments and settlement (`payments.md`), runs,
+//! LLM metering (`usage.md`), events, the audit log (`audit.md`), sweeps and
+//! scheduling (`sweeps.md`), the repositories, security, the schema and its
+//! mapping from the source schemas, and the measured performance. Every Rust
+//! example in them is compiled and run as a doctest against in-memory SQLite.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -105,6 +109,31 @@ pub use store::{Store, TenantScope};
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+/// Compiles and runs the examples in `docs/authorize.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/authorize.md")]
+struct AuthorizeDoctests;
+
+/// Compiles and runs the examples in `docs/policies.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/policies.md")]
+struct PoliciesDoctests;
+
+/// Compiles and runs the examples in `docs/budgets.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/budgets.md")]
+struct BudgetsDoctests;
+
+/// Compiles and runs the examples in `docs/approvals.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/approvals.md")]
+struct ApprovalsDoctests;
+
+/// Compiles and runs the examples in `docs/payments.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/payments.md")]
+struct PaymentsDoctests;
+
 /// Compiles and runs the examples in `docs/runs.md`.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/runs.md")]
@@ -115,12 +144,37 @@ struct RunsDoctests;
 #[doc = include_str!("../docs/usage.md")]
 struct UsageDoctests;
 
-/// Compiles and runs the examples in `docs/approvals.md`.
-#[cfg(doctest)]
-#[doc = include_str!("../docs/approvals.md")]
-struct ApprovalsDoctests;
-
 /// Compiles and runs the examples in `docs/events.md`.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/events.md")]
 struct EventsDoctests;
+
+/// Compiles and runs the examples in `docs/audit.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/audit.md")]
+struct AuditDoctests;
+
+/// Compiles and runs the examples in `docs/sweeps.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/sweeps.md")]
+struct SweepsDoctests;
+
+/// Compiles and runs the examples in `docs/repositories.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/repositories.md")]
+struct RepositoriesDoctests;
+
+/// Compiles and runs the examples in `docs/schema.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/schema.md")]
+struct SchemaDoctests;
+
+/// Compiles and runs the examples in `docs/security.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/security.md")]
+struct SecurityDoctests;
+
+/// Compiles and runs the examples in `docs/performance.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/performance.md")]
+struct PerformanceDoctests;

@@ -34,19 +34,21 @@ pub struct Model {
     /// Further caps (tokens, duration, tools).
     #[sea_orm(column_type = "JsonBinary")]
     pub caps: RunCaps,
-    /// Cost so far.
+    /// What the run's finished metered LLM calls cost so far. Other costs are
+    /// on the run's cost-cap budget ([`RunState`](crate::store::RunState)
+    /// reads it).
     pub cost: Amount,
-    /// Tokens used so far.
+    /// Tokens used so far by its finished metered calls.
     pub total_tokens: i64,
-    /// Rounds completed so far.
+    /// Actions admitted so far (approved, or sent to approval).
     pub rounds: i32,
     /// When the run started.
     pub started_at: DateTimeUtc,
-    /// When the run finished.
+    /// When the run was completed.
     pub completed_at: Option<DateTimeUtc>,
     /// When the run was killed.
     pub killed_at: Option<DateTimeUtc>,
-    /// Who killed it: a user id, `admin` or `system`.
+    /// The id of the member who killed it.
     #[sea_orm(column_type = "String(StringLen::N(255))")]
     pub killed_by: Option<String>,
     /// Why it was killed.
@@ -140,16 +142,23 @@ pub enum RunStatus {
     /// Running. Stored as `active`.
     #[sea_orm(string_value = "active")]
     Active,
-    /// Paused; requests are refused until resumed. Stored as `paused`.
+    /// Paused: every action naming it is refused with `RUN_EXPIRED`. bursar
+    /// has no call that pauses or resumes a run; this state is for the host
+    /// to write. Stored as `paused`.
     #[sea_orm(string_value = "paused")]
     Paused,
-    /// Finished normally. Stored as `completed`.
+    /// Finished normally ([`Runs::complete`](crate::store::Runs::complete));
+    /// every action naming it is refused with `RUN_EXPIRED`. Stored as `completed`.
     #[sea_orm(string_value = "completed")]
     Completed,
-    /// Finished with an error. Stored as `failed`.
+    /// Finished with an error: every action naming it is refused with
+    /// `RUN_EXPIRED`. bursar has no call that marks a run failed; this state
+    /// is for the host to write. Stored as `failed`.
     #[sea_orm(string_value = "failed")]
     Failed,
-    /// Stopped by the kill switch or a cap. Stored as `killed`.
+    /// Stopped by the kill switch ([`Runs::kill`](crate::store::Runs::kill));
+    /// every action naming it is refused with `RUN_KILLED`. A cap refuses the
+    /// actions that pass it and leaves the run active. Stored as `killed`.
     #[sea_orm(string_value = "killed")]
     Killed,
 }

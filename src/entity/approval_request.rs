@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use super::json::{ReasonList, UserIdList};
 use crate::id::{AgentId, ApprovalRequestId, ReservationId, RoleId, TenantId, UserId};
 
-/// A request for human approval of a purchase intent, tool call or run, decided by one or more approvers under a rule.
+/// A request for human approval of a purchase intent (of any action kind: a
+/// purchase, a tool call, an LLM call or a host action), decided by one or
+/// more approvers under a rule.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
 #[sea_orm(table_name = "approval_requests")]
 pub struct Model {
@@ -17,7 +19,8 @@ pub struct Model {
     pub tenant_id: TenantId,
     /// What is to be approved.
     pub subject_kind: ApprovalSubjectKind,
-    /// The id of the subject (a purchase intent, a run, or the host's tool-call id).
+    /// The id of the subject: the purchase intent, for every request bursar
+    /// opens.
     pub subject_id: Uuid,
     /// The agent whose request needs approval.
     pub agent_id: Option<AgentId>,
@@ -26,7 +29,9 @@ pub struct Model {
     /// How votes combine.
     pub rule: ApprovalRule,
     /// Approvals needed: `n` under `any_n`, 1 under `single`, and under
-    /// `unanimous` and `majority` the count for the eligible approvers at creation.
+    /// `unanimous` and `majority` the count for the eligible approvers at
+    /// creation. For those two it is a record only: each vote recounts the
+    /// eligible approvers who still count (see [`ApprovalRule`]).
     pub required_approvals: i32,
     /// Members with this role may vote; `None` for any member with the approve permission.
     pub approver_role_id: Option<RoleId>,
@@ -47,7 +52,9 @@ pub struct Model {
     pub expires_at: DateTimeUtc,
     /// When an undecided request is escalated.
     pub escalate_at: Option<DateTimeUtc>,
-    /// The user it was escalated to.
+    /// Always `None`: escalation makes the escalation role's members
+    /// eligible (they are added to `eligible_approvers`) and names no single
+    /// user.
     pub escalated_to: Option<UserId>,
     /// When the outcome was reached.
     pub decided_at: Option<DateTimeUtc>,
@@ -144,10 +151,11 @@ pub enum ApprovalSubjectKind {
     /// A purchase intent. Stored as `purchase_intent`.
     #[sea_orm(string_value = "purchase_intent")]
     PurchaseIntent,
-    /// A tool call of the host. Stored as `tool_call`.
+    /// A tool call of the host. bursar opens no request of this kind (a tool
+    /// call is approved through its purchase intent). Stored as `tool_call`.
     #[sea_orm(string_value = "tool_call")]
     ToolCall,
-    /// An agent run. Stored as `run`.
+    /// An agent run. bursar opens no request of this kind. Stored as `run`.
     #[sea_orm(string_value = "run")]
     Run,
 }
@@ -165,10 +173,14 @@ pub enum ApprovalRule {
     /// `required_approvals` approvals approve; rejected once they can no longer be reached. Stored as `any_n`.
     #[sea_orm(string_value = "any_n")]
     AnyN,
-    /// Every eligible approver must approve. Stored as `unanimous`.
+    /// Every eligible approver who still counts must approve; one rejection
+    /// rejects. An eligible approver stops counting once no longer an active
+    /// member of the tenant, unless they already voted. Stored as `unanimous`.
     #[sea_orm(string_value = "unanimous")]
     Unanimous,
-    /// More than half of the eligible approvers approve; rejected once that can no longer happen. Stored as `majority`.
+    /// More than half of the eligible approvers who still count (as under
+    /// `unanimous`) approve; rejected once that can no longer happen, so a
+    /// tie rejects. Stored as `majority`.
     #[sea_orm(string_value = "majority")]
     Majority,
 }

@@ -211,7 +211,8 @@ pub enum PurchaseIntentStatus {
     /// Not decided yet. Stored as `pending`.
     #[sea_orm(string_value = "pending")]
     Pending,
-    /// Approved; a reservation holds the amount. Stored as `approved`.
+    /// Approved; for an action with a cost, a reservation holds the amount.
+    /// Stored as `approved`.
     #[sea_orm(string_value = "approved")]
     Approved,
     /// Rejected; see the reasons. Stored as `rejected`.
@@ -220,10 +221,13 @@ pub enum PurchaseIntentStatus {
     /// Waiting for a human. Stored as `pending_approval`.
     #[sea_orm(string_value = "pending_approval")]
     PendingApproval,
-    /// Approval or capture did not happen in time. Stored as `expired`.
+    /// Its approval request expired undecided. (An approved intent whose
+    /// reservation expires uncaptured stays `approved`.) Stored as `expired`.
     #[sea_orm(string_value = "expired")]
     Expired,
-    /// Withdrawn by the agent or host. Stored as `cancelled`.
+    /// Withdrawn. bursar does not write this state: cancelling an approval
+    /// request rejects its intent with `APPROVAL_CANCELLED`. Stored as
+    /// `cancelled`.
     #[sea_orm(string_value = "cancelled")]
     Cancelled,
 }

@@ -22,14 +22,16 @@ pub struct Model {
     /// The host's plan name, e.g. `trial` or `pro`.
     #[sea_orm(column_type = "String(StringLen::N(50))")]
     pub plan: String,
-    /// When the current plan (e.g. a trial) ends.
+    /// When the current plan (e.g. a trial) ends. For the host's own use:
+    /// bursar writes `None` when it creates a tenant and never reads it.
     pub plan_expires_at: Option<DateTimeUtc>,
     /// Soft-delete / suspension flag; an inactive tenant's requests are refused.
     pub is_active: bool,
     /// IANA time-zone name (e.g. `Europe/Berlin`) in which budget periods are computed.
     #[sea_orm(column_type = "String(StringLen::N(64))")]
     pub timezone: String,
-    /// Currency used when a request or budget names none.
+    /// The currency recorded on the purchase intent of an action that
+    /// carries no cost (its amount is zero in this currency).
     pub default_currency: Currency,
     /// What happens when no policy matches a request (deny unless set otherwise).
     pub default_effect: crate::policy::DefaultEffect,
@@ -284,9 +286,13 @@ pub struct TenantSettings {
     pub reservation_ttl_secs: Option<u32>,
     /// How long an approval request waits for votes, in seconds (`None`: bursar's default).
     pub approval_ttl_secs: Option<u32>,
-    /// Require approval for every merchant the tenant has not bought from before.
+    /// Stored for the host; `authorize` does not read it. To require approval
+    /// for every merchant the tenant has not bought from before, add a
+    /// `new_vendor` policy, e.g. with
+    /// [`SpendingControls::flag_all_new_vendors`](crate::policy::SpendingControls::flag_all_new_vendors).
     pub flag_all_new_vendors: bool,
-    /// Where approval and budget notifications go, if the host sends any.
+    /// Where the host sends approval and budget notifications, if it sends
+    /// any; bursar itself sends nothing.
     pub notification_email: Option<String>,
     /// Every agent action must name an active run of its agent; without one
     /// it is rejected with `RUN_REQUIRED`.

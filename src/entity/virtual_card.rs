@@ -101,7 +101,9 @@ impl Related<super::transaction::Entity> for Entity {
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// A virtual card's state.
+/// A virtual card's state. bursar records every card as `active` and never
+/// changes it; the other states are for the host to write as its provider
+/// reports them.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]

@@ -285,14 +285,17 @@ impl TenantUpdate {
         self
     }
 
-    /// Require approval for every merchant the tenant has not bought from before.
+    /// Sets the stored `flag_all_new_vendors` setting. `authorize` does not
+    /// read it; a `new_vendor` policy
+    /// ([`SpendingControls::flag_all_new_vendors`](crate::policy::SpendingControls::flag_all_new_vendors))
+    /// is what requires approval for new merchants.
     #[must_use]
     pub fn flag_all_new_vendors(mut self, flag: bool) -> Self {
         self.flag_all_new_vendors = Some(flag);
         self
     }
 
-    /// Where notifications go; `None` clears it.
+    /// Where the host sends notifications (bursar sends none); `None` clears it.
     #[must_use]
     pub fn notification_email(mut self, email: Option<String>) -> Self {
         self.notification_email = Some(email);
