@@ -360,6 +360,7 @@ impl<'a> AuditLog<'a> {
     /// # Errors
     /// [`Error::Invalid`] for an empty or over-long action or resource type;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.record", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn record(&self, entry: AuditEntry) -> Result<audit_log::Model> {
         let txn = self.ctx.begin_write().await?;
         let result = append(&txn, self.ctx.tenant, entry, self.ctx.now()).await;
@@ -371,6 +372,7 @@ impl<'a> AuditLog<'a> {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad page size or status; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.list", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
         self.search(&AuditFilter::new(), page).await
     }
@@ -380,6 +382,7 @@ impl<'a> AuditLog<'a> {
     ///
     /// # Errors
     /// As [`AuditLog::list`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.search", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn search(
         &self,
         filter: &AuditFilter,
@@ -436,6 +439,7 @@ impl<'a> AuditLog<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.verify", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn verify(&self) -> Result<ChainReport> {
         const BATCH: u64 = 1_000;
         let mut expected_prev = GENESIS_HASH.to_owned();
@@ -590,6 +594,7 @@ impl AuditLog<'_> {
     /// # Errors
     /// [`Error::Crypto`] when the provider lacks its current key;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.checkpoint", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint> {
         let head = audit_log::Entity::find()
             .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
@@ -623,6 +628,7 @@ impl AuditLog<'_> {
     /// with the provider's key (or the key is missing);
     /// [`Error::Invalid`] (field `checkpoint`) for another tenant's checkpoint;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.verify_against", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn verify_against(
         &self,
         checkpoint: &Checkpoint,
@@ -703,6 +709,7 @@ impl AuditLog<'_> {
     /// # Errors
     /// [`Error::Invalid`] (field `export`) when writing to `out` fails;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.export", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn export(
         &self,
         from_seq: i64,

@@ -241,6 +241,11 @@ pub(crate) struct Extra {
     pub(crate) byok: bool,
 }
 
+/// Whole microseconds, for span fields.
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// Locks a run for an agent's action. A run of another agent (or tenant) is
 /// reported exactly like a missing one.
 async fn lock_run(
@@ -355,6 +360,7 @@ impl Flow<'_> {
         mut request: Request,
         extra: Extra,
     ) -> Result<Authorization> {
+        let started = std::time::Instant::now();
         request.validate()?;
         stored_widths(&request)?;
         let now = self.clock.now();
@@ -549,7 +555,13 @@ impl Flow<'_> {
             }
         }
 
+        let span = tracing::Span::current();
+        let evaluating = std::time::Instant::now();
+        span.record("load_us", micros(evaluating - started));
         let decision = evaluate(&policies, &request, &facts);
+        let evaluated = std::time::Instant::now();
+        span.record("evaluate_us", micros(evaluated - evaluating));
+        let mut reserving = std::time::Duration::ZERO;
         if !mismatched.is_empty() {
             let mut reasons = if decision.outcome() == Outcome::Rejected {
                 decision.into_reasons()
@@ -590,7 +602,11 @@ impl Flow<'_> {
                     .purchase_intent(intent_id);
                 // Alert thresholds this hold crosses, announced with it.
                 let crossings = crate::events::threshold_events(&windows, amount)?;
-                match reserve_with(self.txn, self.tenant, &hold, now, Some(windows)).await? {
+                let reserve_started = std::time::Instant::now();
+                let reserved = reserve_with(self.txn, self.tenant, &hold, now, Some(windows)).await;
+                reserving = reserve_started.elapsed();
+                span.record("reserve_us", micros(reserving));
+                match reserved? {
                     ReserveOutcome::Rejected { shortfalls } => {
                         // Another request took the room between evaluation and
                         // reservation: a rejection, never an overspend.
@@ -634,6 +650,10 @@ impl Flow<'_> {
         if let (Some(run), false) = (&run, authorization.outcome == Outcome::Rejected) {
             crate::store::runs::count_round(self.txn, run, now).await?;
         }
+        span.record(
+            "record_us",
+            micros(evaluated.elapsed().saturating_sub(reserving)),
+        );
         Ok(authorization)
     }
 

@@ -330,6 +330,7 @@ impl<'a> Vault<'a> {
     /// already has a connection with this provider and label;
     /// [`Error::Crypto`] when the provider lacks its current key;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.create", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn create(&self, new: NewConnection, secret: Secret) -> Result<connection::Model> {
         let provider = crate::store::tenants::validate_name("provider", &new.provider)?;
         check_width("provider", &provider, MAX_PROVIDER_LEN)?;
@@ -384,6 +385,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.get", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn get(&self, id: ConnectionId) -> Result<connection::Model> {
         self.row(id).await
     }
@@ -392,6 +394,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.list", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn list(&self) -> Result<Vec<connection::Model>> {
         Ok(connection::Entity::find()
             .filter(connection::Column::TenantId.eq(self.ctx.tenant))
@@ -407,6 +410,7 @@ impl<'a> Vault<'a> {
     /// [`Error::NotFound`]; [`Error::Conflict`] for a connection that is not
     /// active; [`Error::Crypto`] when the record does not open (a missing key
     /// version, or a ciphertext that was changed or moved); [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.with_secret", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn with_secret<R>(
         &self,
         id: ConnectionId,
@@ -439,6 +443,7 @@ impl<'a> Vault<'a> {
     /// # Errors
     /// [`Error::Invalid`] (field `secret`); [`Error::NotFound`];
     /// [`Error::Crypto`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.replace_secret", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn replace_secret(
         &self,
         id: ConnectionId,
@@ -495,6 +500,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.set_status", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn set_status(
         &self,
         id: ConnectionId,
@@ -510,6 +516,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// As [`Vault::set_status`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.disable", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn disable(&self, id: ConnectionId) -> Result<connection::Model> {
         self.set_status(id, ConnectionStatus::Inactive).await
     }
@@ -519,6 +526,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.delete", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn delete(&self, id: ConnectionId) -> Result<()> {
         retry_contention(|| async {
             let txn = self.ctx.begin_write().await?;
@@ -548,6 +556,7 @@ impl<'a> Vault<'a> {
     /// [`Error::Invalid`] (field `batch`) for 0 or more than
     /// [`MAX_ROTATION_BATCH`]; [`Error::Crypto`] when a record does not open
     /// or the provider lacks a version; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.rotate_batch", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn rotate_batch(&self, version: u32, batch: u64) -> Result<RotationProgress> {
         if batch == 0 || batch > MAX_ROTATION_BATCH {
             return Err(Error::invalid(
@@ -617,6 +626,7 @@ impl<'a> Vault<'a> {
     ///
     /// # Errors
     /// As [`Vault::rotate_batch`].
+    #[tracing::instrument(level = "debug", name = "bursar.vault.rotate_to", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn rotate_to(&self, version: u32, batch: u64) -> Result<u64> {
         let mut total = 0;
         loop {

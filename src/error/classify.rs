@@ -51,19 +51,19 @@ pub(super) fn classify(err: DbErr) -> Error {
             }
         }
         Class::Unavailable(reason) => {
-            tracing::warn!(target: "bursar::error", error = %err, "database unavailable");
+            tracing::error!(target: "bursar::error", error = %err, "database unavailable");
             Error::Unavailable {
                 reason: reason.into(),
             }
         }
         Class::StorageFull(reason) => {
-            tracing::warn!(target: "bursar::error", error = %err, "database storage full");
+            tracing::error!(target: "bursar::error", error = %err, "database storage full");
             Error::StorageFull {
                 reason: reason.into(),
             }
         }
         Class::Permanent => {
-            tracing::warn!(target: "bursar::error", error = %err, "database error");
+            tracing::error!(target: "bursar::error", error = %err, "database error");
             Error::Database(err)
         }
     }

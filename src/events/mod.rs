@@ -216,6 +216,7 @@ fn check_consumer(consumer: &str) -> Result<()> {
 
 #[async_trait]
 impl EventRepository for Events<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.events.poll", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn poll(&self, consumer: &str, limit: u64) -> Result<Vec<event::Model>> {
         check_consumer(consumer)?;
         if limit == 0 || limit > MAX_POLL {
@@ -257,6 +258,7 @@ impl EventRepository for Events<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.events.ack", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn ack(&self, consumer: &str, seq: i64) -> Result<()> {
         check_consumer(consumer)?;
         let now = self.ctx.now();

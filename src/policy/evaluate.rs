@@ -32,6 +32,19 @@ pub enum Outcome {
     Rejected,
 }
 
+impl Outcome {
+    /// The outcome's stable name, as serialized: `approved`,
+    /// `pending_approval` or `rejected`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Approved => "approved",
+            Self::PendingApproval => "pending_approval",
+            Self::Rejected => "rejected",
+        }
+    }
+}
+
 /// The budget behind a reason: which one would be exceeded, and by how much room.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BudgetDetail {

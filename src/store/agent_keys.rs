@@ -269,6 +269,7 @@ impl Store {
     /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
     /// key, an agent that is not active, or an agent of a deactivated tenant;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
     pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(self.connection(), None, secret, self.clock().now()).await
     }
@@ -276,6 +277,7 @@ impl Store {
 
 #[async_trait]
 impl AgentKeyRepository for AgentKeys<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.agent_keys.issue", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn issue(
         &self,
         agent: AgentId,
@@ -355,6 +357,7 @@ impl AgentKeyRepository for AgentKeys<'_> {
         ))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agent_keys.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
         agent_api_key::Entity::find()
             .filter(agent_api_key::Column::TenantId.eq(self.ctx.tenant))
@@ -364,6 +367,7 @@ impl AgentKeyRepository for AgentKeys<'_> {
             .ok_or_else(|| Error::not_found(ApiKeyId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agent_keys.revoke", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn revoke(&self, id: ApiKeyId) -> Result<agent_api_key::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -373,6 +377,7 @@ impl AgentKeyRepository for AgentKeys<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agent_keys.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, agent: AgentId, page: PageRequest) -> Result<Page<agent_api_key::Model>> {
         Agents::new(self.ctx.reborrow()).get(agent).await?;
         let now = self.ctx.now();
@@ -415,6 +420,7 @@ impl AgentKeyRepository for AgentKeys<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agent_keys.verify", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn verify(&self, secret: &str) -> Result<VerifiedKey> {
         verify_in(&self.ctx.db, Some(self.ctx.tenant), secret, self.ctx.now()).await
     }

@@ -182,6 +182,7 @@ impl<'a> Agents<'a> {
 
 #[async_trait]
 impl AgentRepository for Agents<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.agents.create", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn create(&self, new: NewAgent) -> Result<agent::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -190,6 +191,7 @@ impl AgentRepository for Agents<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agents.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: AgentId) -> Result<agent::Model> {
         agent::Entity::find()
             .filter(agent::Column::TenantId.eq(self.ctx.tenant))
@@ -199,6 +201,7 @@ impl AgentRepository for Agents<'_> {
             .ok_or_else(|| Error::not_found(AgentId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agents.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<agent::Model>> {
         let mut query = agent::Entity::find().filter(agent::Column::TenantId.eq(self.ctx.tenant));
         if let Some(status) = page.status_filter() {
@@ -220,6 +223,7 @@ impl AgentRepository for Agents<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agents.set_status", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn set_status(&self, id: AgentId, status: AgentStatus) -> Result<agent::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -230,6 +234,7 @@ impl AgentRepository for Agents<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.agents.assign", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn assign(
         &self,
         id: AgentId,

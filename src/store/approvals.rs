@@ -463,12 +463,14 @@ pub(crate) fn approval_rule_of(quorum: Quorum, eligible: usize) -> (ApprovalRule
 
 #[async_trait]
 impl ApprovalRepository for Approvals<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.approvals.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: ApprovalRequestId) -> Result<ApprovalState> {
         let request = self.load(&self.ctx.db, id, false).await?;
         let decisions = self.votes(&self.ctx.db, id).await?;
         Ok(ApprovalState { request, decisions })
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.approvals.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<approval_request::Model>> {
         let mut query = approval_request::Entity::find()
             .filter(approval_request::Column::TenantId.eq(self.ctx.tenant));
@@ -493,6 +495,7 @@ impl ApprovalRepository for Approvals<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "bursar.approvals.decide", skip_all, fields(tenant = %self.ctx.tenant, approval = %id))]
     async fn decide(
         &self,
         id: ApprovalRequestId,
@@ -614,6 +617,7 @@ impl ApprovalRepository for Approvals<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "bursar.approvals.cancel", skip_all, fields(tenant = %self.ctx.tenant, approval = %id))]
     async fn cancel(
         &self,
         id: ApprovalRequestId,
@@ -671,6 +675,7 @@ impl ApprovalRepository for Approvals<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "info", name = "bursar.approvals.expire_and_escalate_due", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn expire_and_escalate_due(&self, now: DateTime<Utc>) -> Result<ApprovalSweep> {
         let mut sweep = ApprovalSweep::default();
         let due = approval_request::Entity::find()
@@ -705,6 +710,7 @@ impl ApprovalRepository for Approvals<'_> {
         Ok(sweep)
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.approvals.decidable_by", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn decidable_by(
         &self,
         member: UserId,
@@ -754,6 +760,7 @@ impl ApprovalRepository for Approvals<'_> {
             .collect())
     }
 
+    #[tracing::instrument(level = "info", name = "bursar.approvals.expire_due", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
         let due = approval_request::Entity::find()
             .filter(approval_request::Column::TenantId.eq(self.ctx.tenant))

@@ -54,6 +54,7 @@ fn is_reason_code(code: &str) -> bool {
 
 #[async_trait]
 impl BlockedAttemptRepository for BlockedAttempts<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.blocked_attempts.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: BlockedAttemptId) -> Result<blocked_attempt::Model> {
         blocked_attempt::Entity::find()
             .filter(blocked_attempt::Column::TenantId.eq(self.ctx.tenant))
@@ -63,6 +64,7 @@ impl BlockedAttemptRepository for BlockedAttempts<'_> {
             .ok_or_else(|| Error::not_found(BlockedAttemptId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.blocked_attempts.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<blocked_attempt::Model>> {
         let mut query = blocked_attempt::Entity::find()
             .filter(blocked_attempt::Column::TenantId.eq(self.ctx.tenant));

@@ -226,6 +226,7 @@ impl<'a> Budgets<'a> {
     /// [`Error::Invalid`] for a limit that is negative or not storable, an
     /// unknown currency or a bad name; [`Error::NotFound`] when the scope names
     /// a row this tenant does not have; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.create", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn create(&self, new: NewBudget) -> Result<budget::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -283,6 +284,7 @@ impl<'a> Budgets<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist in this tenant.
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.get", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn get(&self, id: BudgetId) -> Result<budget::Model> {
         budget::Entity::find()
             .filter(budget::Column::TenantId.eq(self.ctx.tenant))
@@ -296,6 +298,7 @@ impl<'a> Budgets<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.list", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn list(&self) -> Result<Vec<budget::Model>> {
         Ok(budget::Entity::find()
             .filter(budget::Column::TenantId.eq(self.ctx.tenant))
@@ -308,6 +311,7 @@ impl<'a> Budgets<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.set_active", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -337,6 +341,7 @@ impl<'a> Budgets<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.status", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn status(&self, id: BudgetId) -> Result<BudgetStatus> {
         let b = self.get(id).await?;
         let now = self.ctx.now();

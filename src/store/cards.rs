@@ -42,6 +42,7 @@ impl<'a> Cards<'a> {
 
 #[async_trait]
 impl CardRepository for Cards<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.cards.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: VirtualCardId) -> Result<virtual_card::Model> {
         virtual_card::Entity::find()
             .filter(virtual_card::Column::TenantId.eq(self.ctx.tenant))
@@ -51,6 +52,7 @@ impl CardRepository for Cards<'_> {
             .ok_or_else(|| Error::not_found(VirtualCardId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.cards.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<virtual_card::Model>> {
         let mut query =
             virtual_card::Entity::find().filter(virtual_card::Column::TenantId.eq(self.ctx.tenant));

@@ -128,6 +128,7 @@ impl Users {
     /// [`Error::Invalid`] naming the field (`email`, `name`,
     /// `auth_provider`, `external_id`); [`Error::Conflict`] when the email is
     /// taken; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.users.create", skip_all)]
     pub async fn create(&self, new: NewUser) -> Result<user::Model> {
         let email = normalize_email(&new.email)?;
         let name = validate_name("name", &new.name)?;
@@ -170,6 +171,7 @@ impl Users {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
     pub async fn get(&self, id: UserId) -> Result<user::Model> {
         user::Entity::find_by_id(id)
             .one(self.store.connection())
@@ -185,6 +187,7 @@ impl Users {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.users.deactivate", skip_all)]
     pub async fn deactivate(&self, id: UserId) -> Result<user::Model> {
         self.set_active(id, false).await
     }
@@ -193,6 +196,7 @@ impl Users {
     ///
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.users.reactivate", skip_all)]
     pub async fn reactivate(&self, id: UserId) -> Result<user::Model> {
         self.set_active(id, true).await
     }
@@ -245,6 +249,7 @@ impl Users {
     /// # Errors
     /// [`Error::Invalid`] for a malformed address; [`Error::NotFound`];
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.users.by_email", skip_all)]
     pub async fn by_email(&self, email: &str) -> Result<user::Model> {
         let email = normalize_email(email)?;
         user::Entity::find()
@@ -324,6 +329,7 @@ pub(crate) async fn find_member(
 
 #[async_trait]
 impl MemberRepository for Members<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.members.add", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn add(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -332,12 +338,14 @@ impl MemberRepository for Members<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.members.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, user: UserId) -> Result<tenant_member::Model> {
         find_member(&self.ctx.db, self.ctx.tenant, user)
             .await?
             .ok_or_else(|| Error::not_found("member", user))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.members.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<tenant_member::Model>> {
         let mut query =
             MemberEntity::find().filter(tenant_member::Column::TenantId.eq(self.ctx.tenant));
@@ -355,6 +363,7 @@ impl MemberRepository for Members<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.members.set_status", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn set_status(&self, user: UserId, status: MemberStatus) -> Result<tenant_member::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -368,6 +377,7 @@ impl MemberRepository for Members<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.members.set_seat", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn set_seat(&self, user: UserId, seat: SeatType) -> Result<tenant_member::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -376,6 +386,7 @@ impl MemberRepository for Members<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.members.remove", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn remove(&self, user: UserId) -> Result<()> {
         crate::audit::audited_write!(
             &self.ctx,

@@ -214,6 +214,7 @@ impl<'a> Merchants<'a> {
 
 #[async_trait]
 impl MerchantRepository for Merchants<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.merchants.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: MerchantId) -> Result<merchant::Model> {
         merchant::Entity::find()
             .filter(merchant::Column::TenantId.eq(self.ctx.tenant))
@@ -223,6 +224,7 @@ impl MerchantRepository for Merchants<'_> {
             .ok_or_else(|| Error::not_found(MerchantId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.merchants.by_name", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn by_name(&self, name: &str) -> Result<merchant::Model> {
         let (_, normalized) = checked_name(name)?;
         find_by_normalized(&self.ctx.db, self.ctx.tenant, &normalized)
@@ -230,6 +232,7 @@ impl MerchantRepository for Merchants<'_> {
             .ok_or_else(|| Error::not_found(MerchantId::ENTITY, normalized))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.merchants.is_known", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn is_known(&self, name: &str) -> Result<bool> {
         let (_, normalized) = checked_name(name)?;
         Ok(
@@ -239,6 +242,7 @@ impl MerchantRepository for Merchants<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.merchants.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<merchant::Model>> {
         if let Some(status) = page.status_filter() {
             return Err(Error::invalid(

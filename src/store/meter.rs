@@ -152,6 +152,7 @@ impl<'a> Prices<'a> {
     /// unknown currency, a negative or unstorable price; [`Error::Conflict`]
     /// for a second price of the model from the same instant;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.prices.set", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn set(&self, new: NewPrice) -> Result<model_price::Model> {
         let provider = name("provider", &new.provider, MAX_PROVIDER_LEN)?;
         let model = name("model", &new.model, MAX_MODEL_LEN)?;
@@ -186,6 +187,7 @@ impl<'a> Prices<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.prices.at", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn at(
         &self,
         provider: &str,
@@ -423,6 +425,7 @@ impl<'a> Meter<'a> {
     /// # Errors
     /// As [`TenantScope::authorize`](crate::store::TenantScope::authorize);
     /// [`Error::Invalid`] for a blank or over-long provider or model.
+    #[tracing::instrument(level = "info", name = "bursar.meter.begin", skip_all, fields(tenant = %self.scope.tenant_id()))]
     pub async fn begin(&self, call: MeterRequest) -> Result<Authorization> {
         let provider = name("provider", &call.provider, MAX_PROVIDER_LEN)?;
         let model = name("model", &call.model, MAX_MODEL_LEN)?;
@@ -485,6 +488,7 @@ impl<'a> Meter<'a> {
     /// [`Error::NotFound`] for an unknown handle; [`Error::Conflict`] for a
     /// call that was not approved or is not an LLM call; [`Error::Invalid`]
     /// when the cached tokens exceed the input; [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.meter.finish", skip_all, fields(tenant = %self.scope.tenant_id(), intent = %handle))]
     pub async fn finish(
         &self,
         handle: PurchaseIntentId,
@@ -662,6 +666,7 @@ impl<'a> Meter<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.meter.totals", skip_all, fields(tenant = %self.scope.tenant_id()))]
     pub async fn totals(&self, filter: UsageFilter) -> Result<UsageTotals> {
         let ctx = self.ctx();
         let mut query =

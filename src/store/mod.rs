@@ -364,6 +364,7 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`] only when the list of tenants cannot be read.
+    #[tracing::instrument(level = "info", name = "bursar.store.expire_due_all", skip_all)]
     pub async fn expire_due_all(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Sweep> {
         use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
         let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
@@ -391,6 +392,11 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Database`] only when the list of tenants cannot be read.
+    #[tracing::instrument(
+        level = "info",
+        name = "bursar.store.expire_and_escalate_due_all",
+        skip_all
+    )]
     pub async fn expire_and_escalate_due_all(
         &self,
         now: chrono::DateTime<chrono::Utc>,

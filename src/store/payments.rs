@@ -281,6 +281,7 @@ impl<'a> Payments<'a> {
     /// intent is not approved, its reservation is no longer held, or the
     /// provider card id is already recorded; [`Error::Invalid`] for a malformed
     /// provider card.
+    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn issue_card(
         &self,
         intent: PurchaseIntentId,
@@ -359,6 +360,7 @@ impl<'a> Payments<'a> {
     ///
     /// # Errors
     /// As [`Payments::issue_card`], and whatever the issuer returns.
+    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card_with", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn issue_card_with(
         &self,
         intent: PurchaseIntentId,
@@ -411,6 +413,7 @@ impl<'a> Payments<'a> {
     /// the intent's, or a refund above what is left of the charge;
     /// [`Error::Conflict`] for a conflicting repeat delivery (recorded for
     /// attention) or a refund of a charge with no recorded capture.
+    #[tracing::instrument(level = "info", name = "bursar.payments.record_transaction", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
         let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
         let amount = settled_amount("amount", &event.amount)?;

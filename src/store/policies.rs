@@ -234,6 +234,7 @@ impl<'a> Policies<'a> {
 
 #[async_trait]
 impl PolicyRepository for Policies<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.policies.create", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn create(&self, policy: Policy) -> Result<Policy> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -246,10 +247,12 @@ impl PolicyRepository for Policies<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: PolicyId) -> Result<Policy> {
         to_policy(self.row(id).await?)
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<Policy>> {
         let mut query = policy::Entity::find().filter(policy::Column::TenantId.eq(self.ctx.tenant));
         match page.status_filter() {
@@ -281,6 +284,7 @@ impl PolicyRepository for Policies<'_> {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.update", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn update(&self, policy: Policy) -> Result<Policy> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -295,12 +299,14 @@ impl PolicyRepository for Policies<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.set_enabled", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn set_enabled(&self, id: PolicyId, enabled: bool) -> Result<Policy> {
         let mut policy = self.get(id).await?;
         policy.enabled = enabled;
         self.update(policy).await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.delete", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn delete(&self, id: PolicyId) -> Result<()> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -309,6 +315,7 @@ impl PolicyRepository for Policies<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.policies.compiled", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn compiled(&self) -> Result<Arc<CompiledPolicies>> {
         let stamp = self.stamp().await?;
         self.compiled_at(stamp).await

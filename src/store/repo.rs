@@ -134,7 +134,7 @@ where
     loop {
         match attempt().await {
             Err(Error::Contention { .. }) if tries < MAX_CONTENTION_ATTEMPTS => {
-                tracing::debug!(target: "bursar::store", tries, "contention; running the transaction again");
+                tracing::warn!(target: "bursar::store", tries, "contention; running the transaction again");
                 tokio::time::sleep(std::time::Duration::from_millis(u64::from(tries) * 5)).await;
                 tries += 1;
             }

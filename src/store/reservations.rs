@@ -242,6 +242,7 @@ impl<'a> Reservations<'a> {
     /// different request (amount, currency, agent, run or purchase intent);
     /// [`Error::Contention`] when the database stayed contended through
     /// every retry; [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.reserve", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
         retry_contention(|| self.reserve_once(&request)).await
     }
@@ -301,6 +302,7 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist in this tenant.
+    #[tracing::instrument(level = "debug", name = "bursar.reservations.get", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn get(
         &self,
         id: ReservationId,
@@ -316,6 +318,7 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad page or status; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.reservations.list", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn list(&self, page: PageRequest) -> Result<Page<reservation::Model>> {
         let mut query =
             reservation::Entity::find().filter(reservation::Column::TenantId.eq(self.ctx.tenant));
@@ -362,6 +365,7 @@ impl<'a> Reservations<'a> {
     /// cannot be captured) or it was captured for another amount;
     /// [`Error::Invalid`] (a negative or unstorable amount, or a currency
     /// other than the reservation's); [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.capture", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
     pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
         let now = self.ctx.now();
         retry_contention(|| async {
@@ -378,6 +382,7 @@ impl<'a> Reservations<'a> {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Conflict`] when it was captured or expired,
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.release", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
     pub async fn release(&self, id: ReservationId) -> Result<reservation::Model> {
         let now = self.ctx.now();
         retry_contention(|| async {
@@ -398,6 +403,7 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.expire_due", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
         use crate::entity::approval_request::{self, ApprovalStatus};
         let due: Vec<ReservationId> = reservation::Entity::find()
@@ -465,6 +471,7 @@ impl<'a> Reservations<'a> {
     /// reservation; [`Error::Invalid`] for a zero, negative or unstorable
     /// amount, a refund larger than what is left to refund, a blank or
     /// over-long refund id, or another currency; [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.refund", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
     pub async fn refund(
         &self,
         id: ReservationId,
@@ -488,6 +495,7 @@ impl<'a> Reservations<'a> {
     ///
     /// # Errors
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.reservations.reconcile", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn reconcile(&self) -> Result<Reconciliation> {
         reconcile_in(&self.ctx.db, self.ctx.tenant).await
     }

@@ -467,12 +467,14 @@ pub(crate) async fn ensure_builtin_in(
 
 #[async_trait]
 impl RoleRepository for Roles<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.roles.ensure_builtin", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn ensure_builtin(&self) -> Result<Vec<role::Model>> {
         let txn = self.ctx.begin_write().await?;
         let result = ensure_builtin_in(&txn, self.ctx.tenant, self.ctx.now()).await;
         finish(txn, result).await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.create", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn create(&self, new: NewRole) -> Result<role::Model> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -481,6 +483,7 @@ impl RoleRepository for Roles<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: RoleId) -> Result<role::Model> {
         role::Entity::find()
             .filter(role::Column::TenantId.eq(self.ctx.tenant))
@@ -490,12 +493,14 @@ impl RoleRepository for Roles<'_> {
             .ok_or_else(|| Error::not_found(RoleId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.by_name", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn by_name(&self, name: &str) -> Result<role::Model> {
         find_role_by_name(&self.ctx.db, self.ctx.tenant, name)
             .await?
             .ok_or_else(|| Error::not_found(RoleId::ENTITY, name))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<role::Model>> {
         let query = role::Entity::find().filter(role::Column::TenantId.eq(self.ctx.tenant));
         list_page(
@@ -508,6 +513,7 @@ impl RoleRepository for Roles<'_> {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.permissions_of", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn permissions_of(&self, id: RoleId) -> Result<Vec<String>> {
         self.get(id).await?;
         let granted: Vec<PermissionId> = role_permission::Entity::find()
@@ -529,6 +535,7 @@ impl RoleRepository for Roles<'_> {
         Ok(codes)
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.assign", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn assign(&self, user: UserId, role: RoleId) -> Result<()> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -539,6 +546,7 @@ impl RoleRepository for Roles<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.revoke", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn revoke(&self, user: UserId, role: RoleId) -> Result<()> {
         crate::audit::audited_write!(
             &self.ctx,
@@ -549,6 +557,7 @@ impl RoleRepository for Roles<'_> {
         )
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.roles_of", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn roles_of(&self, user: UserId) -> Result<Vec<role::Model>> {
         self.check_member(user).await?;
         let ids = held_role_ids(&self.ctx.db, self.ctx.tenant, user).await?;
@@ -561,6 +570,7 @@ impl RoleRepository for Roles<'_> {
         Ok(roles)
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.roles.can", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn can(&self, user: UserId, permission: &str) -> Result<bool> {
         let code = validate_code(permission)?;
         let conn = &self.ctx.db;

@@ -196,6 +196,7 @@ impl<'a> Runs<'a> {
     /// [`Error::Invalid`] for a cap that is zero, negative or out of bounds, a
     /// deadline not after now, or a blank or over-long tool or model name;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.runs.start", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn start(&self, new: NewRun) -> Result<agent_run::Model> {
         if let Some(cap) = &new.max_cost {
             if cap.amount() <= Decimal::ZERO {
@@ -311,6 +312,7 @@ impl<'a> Runs<'a> {
     ///
     /// # Errors
     /// [`Error::NotFound`] when it is not this tenant's; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.runs.get", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn get(&self, id: RunId) -> Result<RunState> {
         let run = agent_run::Entity::find()
             .filter(agent_run::Column::TenantId.eq(self.ctx.tenant))
@@ -331,6 +333,7 @@ impl<'a> Runs<'a> {
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad page or status; [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.runs.list", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn list(
         &self,
         agent: Option<AgentId>,
@@ -365,6 +368,7 @@ impl<'a> Runs<'a> {
     /// [`Error::Forbidden`] without `runs:write`; [`Error::Conflict`] for a
     /// run that already completed or failed; [`Error::Invalid`] for a blank or
     /// over-long reason; [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.runs.kill", skip_all, fields(tenant = %self.ctx.tenant, run = %id))]
     pub async fn kill(&self, id: RunId, by: UserId, reason: &str) -> Result<agent_run::Model> {
         let reason = reason.trim();
         if reason.is_empty() || reason.chars().count() > MAX_KILL_REASON_LEN {
@@ -463,6 +467,7 @@ impl<'a> Runs<'a> {
     /// # Errors
     /// [`Error::NotFound`]; [`Error::Conflict`] for a killed or failed run;
     /// [`Error::Database`].
+    #[tracing::instrument(level = "info", name = "bursar.runs.complete", skip_all, fields(tenant = %self.ctx.tenant, run = %id))]
     pub async fn complete(&self, id: RunId) -> Result<agent_run::Model> {
         let now = self.ctx.now();
         retry_contention(|| async {

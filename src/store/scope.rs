@@ -1,5 +1,7 @@
 //! [`TenantScope`]: every repository of one tenant.
 
+use tracing::Instrument;
+
 use crate::Result;
 use crate::authorize::{Authorization, AuthorizeHook, Flow, NoHook};
 use crate::id::TenantId;
@@ -21,6 +23,54 @@ use crate::store::reservations::Reservations;
 use crate::store::roles::Roles;
 use crate::store::teams::{Projects, Teams};
 use crate::store::transactions::Transactions;
+
+/// The `bursar.authorize` span: who asked for what, never the request's
+/// metadata, merchant details or idempotency key. The flow fills in the time
+/// spent in each step; [`record_outcome`] the result.
+fn authorize_span(tenant: TenantId, request: &Request) -> tracing::Span {
+    tracing::info_span!(
+        target: "bursar::authorize",
+        "bursar.authorize",
+        tenant = %tenant,
+        agent = %request.principal.agent_id,
+        run = request.principal.run_id.map(tracing::field::display),
+        action = %request.action,
+        outcome = tracing::field::Empty,
+        reasons = tracing::field::Empty,
+        replayed = tracing::field::Empty,
+        intent = tracing::field::Empty,
+        load_us = tracing::field::Empty,
+        evaluate_us = tracing::field::Empty,
+        reserve_us = tracing::field::Empty,
+        record_us = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
+}
+
+/// Records an authorization's outcome on its span, with an event: a
+/// rejection is `info`, a failure is recorded with its error kind.
+fn record_outcome(span: &tracing::Span, result: &Result<Authorization>) {
+    match result {
+        Ok(a) => {
+            let codes = a.codes().collect::<Vec<_>>().join(",");
+            span.record("outcome", a.outcome.as_str());
+            span.record("reasons", codes.as_str());
+            span.record("replayed", a.replayed);
+            span.record("intent", tracing::field::display(a.intent.id));
+            if a.outcome == crate::policy::Outcome::Rejected {
+                tracing::info!(
+                    target: "bursar::authorize",
+                    parent: span,
+                    reasons = codes.as_str(),
+                    "request rejected"
+                );
+            }
+        }
+        Err(err) => {
+            span.record("error", err.code());
+        }
+    }
+}
 
 /// Everything bursar knows about one tenant, and nothing about any other.
 ///
@@ -127,9 +177,14 @@ impl TenantScope {
         request: Request,
         hook: &dyn AuthorizeHook,
     ) -> Result<Authorization> {
+        let span = authorize_span(self.tenant, &request);
         // A deadlock or serialization failure rolled everything back: the
         // whole flow runs again (a bounded number of times).
-        crate::store::repo::retry_contention(|| self.authorize_once(&request, hook)).await
+        let result = crate::store::repo::retry_contention(|| self.authorize_once(&request, hook))
+            .instrument(span.clone())
+            .await;
+        record_outcome(&span, &result);
+        result
     }
 
     /// [`TenantScope::authorize`] with what metering adds (a token estimate,
@@ -139,10 +194,14 @@ impl TenantScope {
         request: Request,
         extra: crate::authorize::Extra,
     ) -> Result<Authorization> {
-        crate::store::repo::retry_contention(|| {
+        let span = authorize_span(self.tenant, &request);
+        let result = crate::store::repo::retry_contention(|| {
             self.authorize_once_with(&request, &NoHook, extra.clone())
         })
-        .await
+        .instrument(span.clone())
+        .await;
+        record_outcome(&span, &result);
+        result
     }
 
     async fn authorize_once(

@@ -52,6 +52,7 @@ impl<'a> Transactions<'a> {
 
 #[async_trait]
 impl TransactionRepository for Transactions<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.transactions.get", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn get(&self, id: TransactionId) -> Result<transaction::Model> {
         transaction::Entity::find()
             .filter(transaction::Column::TenantId.eq(self.ctx.tenant))
@@ -61,6 +62,7 @@ impl TransactionRepository for Transactions<'_> {
             .ok_or_else(|| Error::not_found(TransactionId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.transactions.by_provider_charge_id", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn by_provider_charge_id(&self, charge_id: &str) -> Result<transaction::Model> {
         if charge_id.is_empty() || charge_id.chars().count() > MAX_CHARGE_ID_LEN {
             return Err(Error::invalid(
@@ -76,6 +78,7 @@ impl TransactionRepository for Transactions<'_> {
             .ok_or_else(|| Error::not_found(TransactionId::ENTITY, charge_id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.transactions.list", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn list(&self, page: PageRequest) -> Result<Page<transaction::Model>> {
         let mut query =
             transaction::Entity::find().filter(transaction::Column::TenantId.eq(self.ctx.tenant));
