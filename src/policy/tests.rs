@@ -862,3 +862,18 @@ fn compiled_policies_are_send_and_sync() {
     assert_send_sync::<CompiledPolicies>();
     assert_send_sync::<Decision>();
 }
+
+#[test]
+fn an_outcome_is_named_as_it_is_serialized() {
+    for outcome in [
+        Outcome::Approved,
+        Outcome::PendingApproval,
+        Outcome::Rejected,
+    ] {
+        assert_eq!(
+            serde_json::to_value(outcome).unwrap(),
+            serde_json::Value::String(outcome.as_str().to_owned())
+        );
+    }
+    assert_ne!(Outcome::Approved.as_str(), Outcome::Rejected.as_str());
+}
