@@ -531,7 +531,7 @@ asking again unchanged is rejected again. \
         description = "Your budgets and what is left of them in the current period. For each budget \
 that applies to you (yours, your team's, your project's, the whole organisation's): `limit`, \
 `spent` (charged), `held` (reserved by approved or pending requests not charged yet) and \
-`remaining` = limit - spent - held, as decimal strings, with the period's start and end. \
+`remaining` = limit - spent - held, as decimal strings. \
 A purchase must fit the remaining amount of every budget in its currency. \
 `period`: \"daily\", \"weekly\", \"monthly\" or \"all\" (default).",
         input_schema = schema::<BudgetArgs>()
@@ -763,18 +763,12 @@ impl BursarMcp {
         let intent = self
             .own_intent(&scope, caller, &args.call_id, "tool_call")
             .await?;
-        let reservation = intent.reservation_id.ok_or_else(|| {
-            invalid(
-                "call_id",
-                format!(
-                    "tool call {} holds no cost (it was {} without an estimated cost, or rejected)",
-                    intent.id,
-                    serde_json::to_value(intent.status)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                ),
-            )
+        let reservation = intent.reservation_id.ok_or_else(|| Error::Conflict {
+            entity: "purchase_intent",
+            reason: format!(
+                "tool call {} holds no cost to settle: it was asked without an estimated cost, or rejected",
+                intent.id
+            ),
         })?;
         let money =
             Money::new(cost, intent.currency).map_err(|e| invalid("actual_cost", e.to_string()))?;

@@ -526,7 +526,7 @@ async fn tool_calls_and_llm_calls_are_governed_and_metered_in_a_run() {
             json!({ "call_id": shell["call_id"], "actual_cost": "0" }),
         )
         .await;
-        assert_eq!(kind, "invalid");
+        assert_eq!(kind, "conflict");
 
         // A metered LLM call: 10,000 × 3 / 1M + 2,000 × 15 / 1M held,
         // 10,000 × 3 / 1M + 500 × 15 / 1M spent.
