@@ -61,6 +61,28 @@ fn evaluation(c: &mut Criterion) {
     }
     group.finish();
 
+    // The same evaluation with a host's usual subscriber installed (formatted
+    // lines at INFO into a sink): the pure core emits nothing, so this shows
+    // what an installed subscriber costs it.
+    let compiled = workload::compile(&workload::tenant(10));
+    let mut group = c.benchmark_group("evaluate_traced");
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(std::io::sink)
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
+    group.bench_function("agent_10_policies/ordinary_purchase", |b| {
+        b.iter(|| {
+            bursar::policy::evaluate(
+                black_box(&compiled),
+                black_box(&ordinary.request),
+                black_box(&ordinary.facts),
+            )
+        })
+    });
+    drop(guard);
+    group.finish();
+
     let mut group = c.benchmark_group("compile");
     group.sample_size(10);
     let tenant = workload::tenant(10_000);

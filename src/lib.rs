@@ -154,6 +154,11 @@ struct EventsDoctests;
 #[doc = include_str!("../docs/audit.md")]
 struct AuditDoctests;
 
+/// Compiles and runs the examples in `docs/tracing.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/tracing.md")]
+struct TracingDoctests;
+
 /// Compiles and runs the examples in `docs/sweeps.md`.
 #[cfg(doctest)]
 #[doc = include_str!("../docs/sweeps.md")]

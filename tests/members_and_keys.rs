@@ -662,3 +662,32 @@ async fn listings_page_by_offset_until_the_last_row() {
         assert_eq!(distinct.len(), 5, "{backend:?}: no row twice");
     }
 }
+
+#[tokio::test]
+async fn a_keys_use_is_written_at_most_once_a_minute() {
+    for backend in backends() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let store = store_at(backend, clock.clone()).await;
+        let acme = tenant(&store, "acme").await;
+        let bot = common::agent(&acme, "bot", None).await;
+        let keys = acme.agent_keys();
+        let (key, _) = keys.issue(bot, None, None).await.unwrap();
+        let used = || async { keys.get(key.id).await.unwrap().last_used_at };
+
+        store.authenticate_agent(&key.secret).await.unwrap();
+        assert_eq!(used().await, Some(noon()), "{backend:?}: the first use");
+        // Within a minute of the recorded use, verifying writes nothing.
+        clock.advance(Duration::seconds(59));
+        store.authenticate_agent(&key.secret).await.unwrap();
+        keys.verify(&key.secret).await.unwrap();
+        assert_eq!(used().await, Some(noon()), "{backend:?}");
+        // A minute after it, the use is recorded again.
+        clock.advance(Duration::seconds(1));
+        keys.verify(&key.secret).await.unwrap();
+        assert_eq!(
+            used().await,
+            Some(noon() + bursar::store::LAST_USED_PRECISION),
+            "{backend:?}"
+        );
+    }
+}

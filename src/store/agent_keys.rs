@@ -181,6 +181,11 @@ fn is_live(key: &agent_api_key::Model, now: DateTime<Utc>) -> bool {
 /// Verifies `secret`, within `tenant` when given, and records its use.
 ///
 /// Every refusal is the same [`Error::Unauthenticated`].
+/// How fresh a key's `last_used_at` is kept: a verification writes it only
+/// when the recorded use is at least this old (or there is none), so an
+/// agent's requests within a minute commit no write of their own.
+pub const LAST_USED_PRECISION: chrono::Duration = chrono::Duration::seconds(60);
+
 async fn verify_in(
     conn: &impl ConnectionTrait,
     tenant: Option<TenantId>,
@@ -220,12 +225,22 @@ async fn verify_in(
     if !tenant_active {
         return Err(Error::Unauthenticated);
     }
-    agent_api_key::Entity::update_many()
-        .col_expr(agent_api_key::Column::LastUsedAt, Expr::value(now))
-        .filter(agent_api_key::Column::TenantId.eq(key.tenant_id))
-        .filter(agent_api_key::Column::Id.eq(key.id))
-        .exec(conn)
-        .await?;
+    // The key's use is recorded at most once per LAST_USED_PRECISION: a busy
+    // agent's requests do not each commit a write before their real work.
+    let stale_before = now - LAST_USED_PRECISION;
+    if key.last_used_at.is_none_or(|at| at <= stale_before) {
+        agent_api_key::Entity::update_many()
+            .col_expr(agent_api_key::Column::LastUsedAt, Expr::value(now))
+            .filter(agent_api_key::Column::TenantId.eq(key.tenant_id))
+            .filter(agent_api_key::Column::Id.eq(key.id))
+            .filter(
+                agent_api_key::Column::LastUsedAt
+                    .is_null()
+                    .or(agent_api_key::Column::LastUsedAt.lte(stale_before)),
+            )
+            .exec(conn)
+            .await?;
+    }
     Ok(VerifiedKey {
         tenant_id: key.tenant_id,
         agent_id: key.agent_id,

@@ -25,8 +25,8 @@ pub(crate) mod tenants;
 mod transactions;
 
 pub use agent_keys::{
-    AgentKeyRepository, AgentKeys, IssuedKey, KEY_LEN, KEY_MARKER, MAX_LIVE_KEYS_PER_AGENT,
-    VerifiedKey,
+    AgentKeyRepository, AgentKeys, IssuedKey, KEY_LEN, KEY_MARKER, LAST_USED_PRECISION,
+    MAX_LIVE_KEYS_PER_AGENT, VerifiedKey,
 };
 pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN, NewAgent};
 pub use approvals::{
