@@ -83,8 +83,24 @@
 //! scheduling (`sweeps.md`), the repositories, security, the schema and its
 //! mapping from the source schemas, and the measured performance. Every Rust
 //! example in them is compiled and run as a doctest against in-memory SQLite.
+//!
+//! # Cargo features
+//!
+//! * `sqlite` (default): the SQLite driver, for `sqlite:` URLs; SQLite itself
+//!   is compiled from source.
+//! * `postgres` (default): the PostgreSQL driver, for `postgres://` and
+//!   `postgresql://` URLs.
+//!
+//! Both also select the driver of the `bursar-migration` crate. A build needs
+//! at least one of them; connecting to a URL whose driver was left out is an
+//! [`Error::Invalid`] on the field `url` that names the missing feature.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "bursar needs a database driver: enable its `sqlite` feature, its `postgres` feature, or both"
+);
 
 pub mod audit;
 pub mod authorize;

@@ -889,6 +889,7 @@ async fn a_database_failure_is_500_and_keeps_its_details_to_itself() {
     );
 }
 
+#[cfg(feature = "sqlite")]
 #[tokio::test]
 async fn a_locked_database_is_503_with_retry_after_and_the_same_request_then_succeeds() {
     use sqlx::{Connection, Executor};

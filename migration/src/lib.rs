@@ -15,6 +15,15 @@
 //!
 //! This crate does not depend on `bursar`; the entities in `bursar::entity` are
 //! checked against it by bursar's round-trip test.
+//!
+//! Its `sqlite` and `postgres` features (both on by default) select the
+//! database drivers, and at least one is needed; `cli` (default) builds the
+//! command-line runner.
+
+#[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+compile_error!(
+    "bursar-migration needs a database driver: enable its `sqlite` feature, its `postgres` feature, or both (through bursar's features of the same names, when it comes with bursar)"
+);
 
 pub use sea_orm_migration::prelude::*;
 

@@ -12,6 +12,8 @@ use super::Error;
 enum Class {
     Unique,
     ForeignKey,
+    // Only PostgreSQL reports it: SQLite does not enforce text lengths.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     TooLong,
     Contention(&'static str),
     Unavailable(&'static str),
@@ -105,23 +107,26 @@ fn sqlx_class(err: &sqlx::Error) -> (Class, Option<String>) {
 }
 
 fn database_class(e: &dyn DatabaseError) -> (Class, Option<String>) {
-    let code = e.code().unwrap_or_default();
+    #[cfg(feature = "postgres")]
     if let Some(pg) = e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
-        let class = postgres_class(&code);
+        let class = postgres_class(&e.code().unwrap_or_default());
         let table = matches!(class, Class::Unique).then(|| pg.table().map(str::to_owned));
-        (class, table.flatten())
-    } else if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        return (class, table.flatten());
+    }
+    #[cfg(feature = "sqlite")]
+    if e.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        let code = e.code().unwrap_or_default();
         let class = code.parse::<i32>().map_or(Class::Permanent, sqlite_class);
         let table = matches!(class, Class::Unique)
             .then(|| sqlite_table(e.message()))
             .flatten();
-        (class, table)
-    } else {
-        (Class::Permanent, None)
+        return (class, table);
     }
+    (Class::Permanent, None)
 }
 
 /// By SQLSTATE (<https://www.postgresql.org/docs/current/errcodes-appendix.html>).
+#[cfg(feature = "postgres")]
 fn postgres_class(code: &str) -> Class {
     match code {
         "23505" => Class::Unique,
@@ -143,6 +148,7 @@ fn postgres_class(code: &str) -> Class {
 }
 
 /// By SQLite's extended result code (<https://sqlite.org/rescode.html>).
+#[cfg(feature = "sqlite")]
 fn sqlite_class(code: i32) -> Class {
     match code {
         // SQLITE_CONSTRAINT_UNIQUE, SQLITE_CONSTRAINT_PRIMARYKEY
@@ -161,6 +167,7 @@ fn sqlite_class(code: i32) -> Class {
 }
 
 /// The table in SQLite's "UNIQUE constraint failed: table.column, …".
+#[cfg(feature = "sqlite")]
 fn sqlite_table(message: &str) -> Option<String> {
     let (_, columns) = message.split_once(": ")?;
     let (table, _) = columns.split_once('.')?;
@@ -206,8 +213,9 @@ fn entity_of_table(table: String) -> &'static str {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "postgres")]
     #[test]
-    fn sqlstates_and_sqlite_codes_have_a_class() {
+    fn sqlstates_have_a_class() {
         assert_eq!(
             postgres_class("40001"),
             Class::Contention("serialization failure between concurrent transactions")
@@ -218,6 +226,11 @@ mod tests {
         assert!(matches!(postgres_class("53100"), Class::StorageFull(_)));
         assert!(matches!(postgres_class("53300"), Class::Unavailable(_)));
         assert_eq!(postgres_class("42P01"), Class::Permanent);
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_codes_have_a_class() {
         assert!(matches!(sqlite_class(5), Class::Contention(_)));
         // SQLITE_BUSY_SNAPSHOT
         assert!(matches!(sqlite_class(517), Class::Contention(_)));
@@ -231,12 +244,17 @@ mod tests {
         assert_eq!(sqlite_class(275), Class::Permanent);
     }
 
+    #[cfg(feature = "sqlite")]
     #[test]
     fn the_table_of_a_sqlite_unique_violation_is_found() {
         assert_eq!(
             sqlite_table("UNIQUE constraint failed: tenants.slug").as_deref(),
             Some("tenants")
         );
+    }
+
+    #[test]
+    fn tables_name_their_entity() {
         assert_eq!(entity_of_table("tenants".into()), "tenant");
         assert_eq!(entity_of_table("elsewhere".into()), "row");
     }

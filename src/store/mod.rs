@@ -103,6 +103,9 @@ impl Sweep {
 }
 
 /// Which database a [`Store`] talks to.
+///
+/// Both variants exist in every build; a [`Store`] connects only to those
+/// whose driver is compiled in (Cargo features `sqlite` and `postgres`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
@@ -121,6 +124,8 @@ pub struct StoreBuilder {
     acquire_timeout: Duration,
     migrate: bool,
     clock: Arc<dyn Clock>,
+    // Read only when connecting to SQLite.
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     sqlite_pragmas: Vec<(String, String)>,
 }
 
@@ -193,51 +198,29 @@ impl StoreBuilder {
     ///
     /// # Errors
     /// [`Error::Invalid`] (field `url`) for a URL that is neither `sqlite:` nor
-    /// `postgres:`/`postgresql:`; [`Error::Database`] when the database cannot
-    /// be reached or migrated.
+    /// `postgres://`/`postgresql://`, or whose driver this build leaves out
+    /// (the crate's `sqlite` and `postgres` features); [`Error::Database`]
+    /// when the database cannot be reached or migrated.
     pub async fn connect(self) -> Result<Store> {
         let backend = backend_of(&self.url)?;
-        let in_memory = backend == Backend::Sqlite && is_sqlite_memory(&self.url);
         let mut options = ConnectOptions::new(self.url.clone());
         options
-            .max_connections(
-                self.max_connections
-                    .unwrap_or(if in_memory { 4 } else { 8 }),
-            )
             .acquire_timeout(self.acquire_timeout)
             .sqlx_logging(false);
-        if backend == Backend::Sqlite {
-            let busy = self.busy_timeout;
-            let pragmas = self.sqlite_pragmas.clone();
-            options.map_sqlx_sqlite_opts(move |o| {
-                let o = o.foreign_keys(true).busy_timeout(busy);
-                // `sqlite::memory:` already means a uniquely named,
-                // shared-cache database, so every pooled connection sees
-                // the same tables.
-                let o = if in_memory {
-                    o
-                } else {
-                    o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
-                        .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
-                };
-                pragmas
-                    .iter()
-                    .fold(o, |o, (key, value)| o.pragma(key.clone(), value.clone()))
-            });
-            options.map_sqlx_sqlite_pool_opts(move |o| {
-                let o = o.after_release(|conn, _| Box::pin(reusable(conn)));
-                if in_memory {
-                    // The database lives as long as one connection to it
-                    // does: keep one open and never retire it.
-                    o.min_connections(1).idle_timeout(None).max_lifetime(None)
-                } else {
-                    o
-                }
-            });
-        } else {
-            options.map_sqlx_postgres_pool_opts(|o| {
-                o.after_release(|conn, _| Box::pin(reusable(conn)))
-            });
+        match backend {
+            #[cfg(feature = "sqlite")]
+            Backend::Sqlite => self.sqlite_options(&mut options),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres => {
+                options
+                    .max_connections(self.max_connections.unwrap_or(8))
+                    .map_sqlx_postgres_pool_opts(|o| {
+                        o.after_release(|conn, _| Box::pin(reusable(conn)))
+                    });
+            }
+            // `backend_of` returns only the backends whose driver is compiled.
+            #[allow(unreachable_patterns)]
+            other => return Err(missing_driver(other, &self.url)),
         }
         let db = Database::connect(options).await?;
         if self.migrate {
@@ -251,6 +234,45 @@ impl StoreBuilder {
                 policies: policies::PolicyCache::default(),
             }),
         })
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl StoreBuilder {
+    /// The pool and connection options of a SQLite store.
+    fn sqlite_options(&self, options: &mut ConnectOptions) {
+        let in_memory = is_sqlite_memory(&self.url);
+        options.max_connections(
+            self.max_connections
+                .unwrap_or(if in_memory { 4 } else { 8 }),
+        );
+        let busy = self.busy_timeout;
+        let pragmas = self.sqlite_pragmas.clone();
+        options.map_sqlx_sqlite_opts(move |o| {
+            let o = o.foreign_keys(true).busy_timeout(busy);
+            // `sqlite::memory:` already means a uniquely named,
+            // shared-cache database, so every pooled connection sees
+            // the same tables.
+            let o = if in_memory {
+                o
+            } else {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            };
+            pragmas
+                .iter()
+                .fold(o, |o, (key, value)| o.pragma(key.clone(), value.clone()))
+        });
+        options.map_sqlx_sqlite_pool_opts(move |o| {
+            let o = o.after_release(|conn, _| Box::pin(reusable(conn)));
+            if in_memory {
+                // The database lives as long as one connection to it
+                // does: keep one open and never retire it.
+                o.min_connections(1).idle_timeout(None).max_lifetime(None)
+            } else {
+                o
+            }
+        });
     }
 }
 
@@ -463,22 +485,70 @@ async fn reusable<C: sqlx::Connection>(conn: &mut C) -> std::result::Result<bool
     Ok(clean)
 }
 
+/// The backend `url` names, when its driver is compiled into this build.
 fn backend_of(url: &str) -> Result<Backend> {
-    if url.starts_with("sqlite:") {
-        Ok(Backend::Sqlite)
+    let backend = if url.starts_with("sqlite:") {
+        Backend::Sqlite
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Backend::Postgres)
+        Backend::Postgres
     } else {
-        Err(Error::invalid(
+        return Err(Error::invalid(
             "url",
             format!(
-                "{:?} names no supported database; expected sqlite:… or postgres://…",
-                redact(url)
+                "{:?} names no supported database; expected {}",
+                redact(url),
+                compiled_schemes()
             ),
-        ))
+        ));
+    };
+    if backend.compiled() {
+        Ok(backend)
+    } else {
+        Err(missing_driver(backend, url))
     }
 }
 
+impl Backend {
+    /// The Cargo feature that compiles this backend's driver.
+    fn feature(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+
+    /// Whether this build has this backend's driver.
+    fn compiled(self) -> bool {
+        match self {
+            Backend::Sqlite => cfg!(feature = "sqlite"),
+            Backend::Postgres => cfg!(feature = "postgres"),
+        }
+    }
+}
+
+/// The URL schemes this build connects to, for messages.
+fn compiled_schemes() -> &'static str {
+    match (cfg!(feature = "sqlite"), cfg!(feature = "postgres")) {
+        (true, true) => "sqlite:… or postgres://…",
+        (true, false) => "sqlite:… (this build has no PostgreSQL driver)",
+        _ => "postgres://… (this build has no SQLite driver)",
+    }
+}
+
+/// The error for a URL whose backend's driver this build does not compile.
+fn missing_driver(backend: Backend, url: &str) -> Error {
+    Error::invalid(
+        "url",
+        format!(
+            "{:?} needs bursar's `{}` feature, which this build does not enable; expected {}",
+            redact(url),
+            backend.feature(),
+            compiled_schemes()
+        ),
+    )
+}
+
+#[cfg(feature = "sqlite")]
 fn is_sqlite_memory(url: &str) -> bool {
     url.contains(":memory:") || url.contains("mode=memory")
 }
@@ -508,7 +578,9 @@ mod tests {
 
     #[test]
     fn urls_are_recognised_and_passwords_never_shown() {
+        #[cfg(feature = "sqlite")]
         assert_eq!(backend_of("sqlite::memory:").unwrap(), Backend::Sqlite);
+        #[cfg(feature = "postgres")]
         assert_eq!(backend_of("postgresql://a@b/c").unwrap(), Backend::Postgres);
         let err = backend_of("mysql://root:hunter2@localhost/db").unwrap_err();
         assert_eq!(err.code(), "invalid");
@@ -517,5 +589,42 @@ mod tests {
             err.to_string().contains("mysql://root:***@localhost/db"),
             "{err}"
         );
+    }
+
+    /// The URL's field, and the message, of the error for `url`.
+    #[cfg(not(all(feature = "sqlite", feature = "postgres")))]
+    fn refusal(url: &str) -> (String, String) {
+        match backend_of(url) {
+            Err(Error::Invalid { field, reason }) => (field, reason),
+            other => panic!("{url}: expected Error::Invalid, got {other:?}"),
+        }
+    }
+
+    #[cfg(not(feature = "postgres"))]
+    #[tokio::test]
+    async fn a_postgres_url_without_the_postgres_feature_names_the_feature() {
+        let (field, reason) = refusal("postgres://bursar:hunter2@db.internal/bursar");
+        assert_eq!(field, "url");
+        assert!(reason.contains("`postgres` feature"), "{reason}");
+        assert!(reason.contains("expected sqlite:"), "{reason}");
+        assert!(!reason.contains("hunter2"), "{reason}");
+        // The same refusal from `connect`, before any connection is tried.
+        let err = Store::connect("postgresql://bursar@db.internal/bursar")
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid");
+        assert!(err.to_string().contains("`postgres` feature"), "{err}");
+    }
+
+    #[cfg(not(feature = "sqlite"))]
+    #[tokio::test]
+    async fn a_sqlite_url_without_the_sqlite_feature_names_the_feature() {
+        let (field, reason) = refusal("sqlite://bursar.db?mode=rwc");
+        assert_eq!(field, "url");
+        assert!(reason.contains("`sqlite` feature"), "{reason}");
+        assert!(reason.contains("expected postgres://"), "{reason}");
+        let err = Store::connect("sqlite::memory:").await.unwrap_err();
+        assert_eq!(err.code(), "invalid");
+        assert!(err.to_string().contains("`sqlite` feature"), "{err}");
     }
 }
