@@ -6,6 +6,9 @@
 //! cargo bench --bench reservations
 //! BURSAR_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/bursar_dev \
 //!     cargo bench --bench reservations
+//! # bursar naming each transaction's tenant to row-level security:
+//! BURSAR_BENCH_ROW_LEVEL_SECURITY=enforced BURSAR_TEST_POSTGRES_URL=… \
+//!     cargo bench --bench reservations -- postgres
 //! ```
 //!
 //! Every measured iteration is one reservation of 2.50 USD followed by its
@@ -45,8 +48,8 @@ use bursar::budget::Principal;
 use bursar::clock::ManualClock;
 use bursar::money::{Amount, Money};
 use bursar::store::{
-    AgentRepository, NewAgent, NewBudget, NewGroup, NewTenant, ReserveRequest, TeamRepository,
-    TenantScope,
+    AgentRepository, NewAgent, NewBudget, NewGroup, NewTenant, ReserveRequest, RowLevelSecurity,
+    TeamRepository, TenantScope,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, Throughput};
@@ -123,6 +126,16 @@ fn postgres_url() -> Option<String> {
         .filter(|s| !s.trim().is_empty())
 }
 
+/// `BURSAR_BENCH_ROW_LEVEL_SECURITY=enforced` opens bursar's stores with
+/// [`RowLevelSecurity::Enforced`]: on PostgreSQL each transaction then also
+/// names its tenant (the raw baseline does not). Otherwise the default.
+fn row_level_security() -> RowLevelSecurity {
+    match std::env::var("BURSAR_BENCH_ROW_LEVEL_SECURITY").as_deref() {
+        Ok("enforced") => RowLevelSecurity::Enforced,
+        _ => RowLevelSecurity::Bypassed,
+    }
+}
+
 /// A fresh, migrated database and what it takes to throw it away.
 struct Database {
     store: Store,
@@ -154,6 +167,7 @@ impl Database {
         };
         let store = Store::builder(&url)
             .clock(clock)
+            .row_level_security(row_level_security())
             .connect()
             .await
             .expect("a migrated store");

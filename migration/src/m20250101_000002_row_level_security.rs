@@ -8,7 +8,10 @@
 //! unset or empty no row is visible. Row-level security is *enabled*, not
 //! *forced*: the table owner (the role that ran the migration) bypasses it, so a
 //! host connecting as the owner works unchanged, and a host connecting as a
-//! separate, non-owner application role gets the isolation.
+//! separate, non-owner application role gets the isolation (bursar names the
+//! tenant with `RowLevelSecurity::Enforced`). [`crate::force_row_level_security`]
+//! forces it on the owner too. The policy has no separate `WITH CHECK`, so its
+//! expression also checks every row inserted or updated.
 //!
 //! On SQLite both directions do nothing.
 

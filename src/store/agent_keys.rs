@@ -15,7 +15,10 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
+};
 use sha2::{Digest, Sha256};
 
 use crate::audit::to_hex;
@@ -23,7 +26,7 @@ use crate::entity::agent::{self, AgentStatus};
 use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
 use crate::store::agents::{AgentRepository, Agents};
-use crate::store::repo::{Ctx, finish, list_page};
+use crate::store::repo::{self, Ctx, finish, list_page};
 use crate::store::tenants::validate_name;
 use crate::store::{Page, PageRequest, Store};
 use crate::{Error, Result};
@@ -261,9 +264,11 @@ impl Store {
     /// already known, prefer
     /// [`AgentKeyRepository::verify`] on that tenant's scope.
     ///
-    /// On PostgreSQL with row-level security in force (a non-owner role), this
-    /// lookup sees no rows unless the connection's role bypasses it; use the
-    /// scoped `verify` in that setup.
+    /// On PostgreSQL with [`RowLevelSecurity::Enforced`](crate::store::RowLevelSecurity::Enforced)
+    /// it runs in one transaction that first sets `bursar.key_hash` to the
+    /// hash, which the `bursar_key_lookup` policy admits the matching key row
+    /// by (only that row, and only for reading), then names the key's tenant
+    /// in `bursar.tenant_id` for the rest of the checks and the update.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -286,7 +291,31 @@ impl Store {
     /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
     pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
-        verify_in(self.connection(), None, secret, self.clock().now()).await
+        let now = self.clock().now();
+        if !self.confines() {
+            return verify_in(self.connection(), None, secret, now).await;
+        }
+        if !well_formed(secret) {
+            return Err(Error::Unauthenticated);
+        }
+        let txn = self.connection().begin().await?;
+        let result = async {
+            repo::set_local(&txn, repo::KEY_HASH_SETTING, &hash_key(secret)).await?;
+            let tenant: Option<TenantId> = agent_api_key::Entity::find()
+                .select_only()
+                .column(agent_api_key::Column::TenantId)
+                .filter(agent_api_key::Column::KeyHash.eq(hash_key(secret)))
+                .into_tuple()
+                .one(&txn)
+                .await?;
+            let Some(tenant) = tenant else {
+                return Err(Error::Unauthenticated);
+            };
+            repo::name_tenant(&txn, tenant).await?;
+            verify_in(&txn, Some(tenant), secret, now).await
+        }
+        .await;
+        finish(txn, result).await
     }
 }
 

@@ -202,9 +202,16 @@ impl Users {
     }
 
     async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
+        use crate::store::repo;
         use sea_orm::TransactionTrait;
+        let confine = self.store.confines();
         let txn = self.store.connection().begin().await?;
         let result = async {
+            if confine {
+                // The `bursar_user_memberships` policy admits this user's
+                // memberships in every tenant (reading only).
+                repo::set_local(&txn, repo::USER_SETTING, &id.to_string()).await?;
+            }
             let row = user::Entity::find_by_id(id)
                 .one(&txn)
                 .await?
@@ -230,6 +237,9 @@ impl Users {
                 "user.deactivated"
             };
             for m in memberships {
+                if confine {
+                    repo::name_tenant(&txn, m.tenant_id).await?;
+                }
                 crate::audit::append(
                     &txn,
                     m.tenant_id,

@@ -115,10 +115,37 @@ pub enum Backend {
     Postgres,
 }
 
+/// Whether bursar names the tenant to PostgreSQL's row-level-security
+/// policies. Set with [`StoreBuilder::row_level_security`]; see
+/// `docs/security.md` ("Row-level security") for the role setup each mode
+/// is for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RowLevelSecurity {
+    /// The default: bursar sends no setting. For a host that connects as the
+    /// role that owns the tables (the one that ran the migrations) while the
+    /// policies are not forced: PostgreSQL does not apply them to the owner,
+    /// and [`TenantScope`] is the isolation. A role the policies apply to
+    /// sees no tenant-owned row in this mode.
+    #[default]
+    Bypassed,
+    /// On PostgreSQL every transaction bursar opens for a tenant runs
+    /// `SELECT set_config('bursar.tenant_id', <tenant>, true)` right after
+    /// `BEGIN`, and a scoped statement that would run on the pool outside a
+    /// transaction (a read) runs inside a short transaction that does the
+    /// same. For a host that connects as a non-owner role, or as the owner
+    /// with the policies forced ([`Store::force_row_level_security`]): the
+    /// database then confines every query to the scope's tenant as well.
+    /// Costs one round trip per write transaction and three per read outside
+    /// one (`docs/performance.md`). On SQLite it changes nothing.
+    Enforced,
+}
+
 /// How to open a [`Store`]. Start from [`Store::builder`].
 #[derive(Clone)]
 pub struct StoreBuilder {
     url: String,
+    row_level_security: RowLevelSecurity,
     max_connections: Option<u32>,
     busy_timeout: Duration,
     acquire_timeout: Duration,
@@ -133,6 +160,7 @@ impl std::fmt::Debug for StoreBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StoreBuilder")
             .field("url", &redact(&self.url))
+            .field("row_level_security", &self.row_level_security)
             .field("max_connections", &self.max_connections)
             .field("busy_timeout", &self.busy_timeout)
             .field("migrate", &self.migrate)
@@ -177,6 +205,22 @@ impl StoreBuilder {
     #[must_use]
     pub fn sqlite_pragma(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.sqlite_pragmas.push((key.into(), value.into()));
+        self
+    }
+
+    /// Whether bursar names each scope's tenant to PostgreSQL's row-level
+    /// security (default [`RowLevelSecurity::Bypassed`]).
+    ///
+    /// ```
+    /// use bursar::store::RowLevelSecurity;
+    /// let builder = bursar::Store::builder("postgres://bursar_app@localhost/bursar")
+    ///     .row_level_security(RowLevelSecurity::Enforced)
+    ///     .migrate(false);
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn row_level_security(mut self, mode: RowLevelSecurity) -> Self {
+        self.row_level_security = mode;
         self
     }
 
@@ -230,6 +274,7 @@ impl StoreBuilder {
             inner: Arc::new(Inner {
                 db,
                 backend,
+                row_level_security: self.row_level_security,
                 clock: self.clock,
                 policies: policies::PolicyCache::default(),
             }),
@@ -295,6 +340,7 @@ pub struct Store {
 struct Inner {
     db: DatabaseConnection,
     backend: Backend,
+    row_level_security: RowLevelSecurity,
     clock: Arc<dyn Clock>,
     policies: policies::PolicyCache,
 }
@@ -303,6 +349,7 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
             .field("backend", &self.inner.backend)
+            .field("row_level_security", &self.inner.row_level_security)
             .finish_non_exhaustive()
     }
 }
@@ -327,6 +374,7 @@ impl Store {
     pub fn builder(url: &str) -> StoreBuilder {
         StoreBuilder {
             url: url.to_owned(),
+            row_level_security: RowLevelSecurity::default(),
             max_connections: None,
             busy_timeout: Duration::from_secs(30),
             acquire_timeout: Duration::from_secs(30),
@@ -346,6 +394,20 @@ impl Store {
     #[must_use]
     pub fn backend(&self) -> Backend {
         self.inner.backend
+    }
+
+    /// Whether this store names the tenant to row-level security
+    /// ([`StoreBuilder::row_level_security`]).
+    #[must_use]
+    pub fn row_level_security(&self) -> RowLevelSecurity {
+        self.inner.row_level_security
+    }
+
+    /// Whether statements for a tenant must name it: PostgreSQL with
+    /// [`RowLevelSecurity::Enforced`].
+    pub(crate) fn confines(&self) -> bool {
+        self.inner.backend == Backend::Postgres
+            && self.inner.row_level_security == RowLevelSecurity::Enforced
     }
 
     pub(crate) fn policy_cache(&self) -> &policies::PolicyCache {
@@ -447,6 +509,19 @@ impl Store {
             }
         }
         Ok(sweep)
+    }
+
+    /// Forces (`force = true`) row-level security on every tenant-owned table,
+    /// so that its policies confine the tables' owner too, or stops forcing
+    /// it; see [`bursar_migration::force_row_level_security`]. Run it through
+    /// a store connected as the owner. Once forced, every store that connects
+    /// as the owner needs [`RowLevelSecurity::Enforced`]. On SQLite it does
+    /// nothing.
+    ///
+    /// # Errors
+    /// [`Error::Database`], e.g. when the connected role does not own the tables.
+    pub async fn force_row_level_security(&self, force: bool) -> Result<()> {
+        Ok(bursar_migration::force_row_level_security(self.connection(), force).await?)
     }
 
     /// Closes the pool.

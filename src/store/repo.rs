@@ -1,9 +1,17 @@
 //! What every repository shares: the executor it runs on, the tenant it is
 //! confined to, the clock, and paging.
+//!
+//! On PostgreSQL with [`RowLevelSecurity::Enforced`](crate::store::RowLevelSecurity::Enforced)
+//! the executor is where the tenant reaches the database: every transaction
+//! a [`Ctx`] on the pool begins names its tenant in the transaction-local
+//! setting `bursar.tenant_id`, and a statement it runs on the pool outside any
+//! transaction runs in a short transaction of its own that does the same. No
+//! repository method deals with the setting itself.
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    DatabaseExecutor, DatabaseTransaction, SqliteTransactionMode, TransactionOptions,
+    ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction, DbBackend, DbErr,
+    ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
     TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
@@ -12,14 +20,187 @@ use crate::clock::Clock;
 use crate::id::TenantId;
 use crate::{Error, Result};
 
+/// The setting the row-level-security policies compare `tenant_id` with.
+pub(crate) const TENANT_SETTING: &str = "bursar.tenant_id";
+/// The setting that admits the `agent_api_keys` row with this `key_hash`.
+pub(crate) const KEY_HASH_SETTING: &str = "bursar.key_hash";
+/// The setting that admits this user's `tenant_members` rows in every tenant.
+pub(crate) const USER_SETTING: &str = "bursar.user_id";
+
+/// Sets a PostgreSQL setting for the rest of the current transaction
+/// (`set_config(name, value, true)`); it ends with the transaction.
+pub(crate) async fn set_local(
+    db: &impl ConnectionTrait,
+    name: &str,
+    value: &str,
+) -> std::result::Result<(), DbErr> {
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT set_config($1, $2, true)",
+        [name.into(), value.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Names `tenant` in `bursar.tenant_id` for the rest of the current transaction.
+pub(crate) async fn name_tenant(
+    db: &impl ConnectionTrait,
+    tenant: TenantId,
+) -> std::result::Result<(), DbErr> {
+    set_local(db, TENANT_SETTING, &tenant.to_string()).await
+}
+
+/// Begins a transaction on the pool and names `tenant` in it when `confine`
+/// is set; a failure to name it rolls the transaction back.
+pub(crate) async fn begin_for(
+    conn: &DatabaseConnection,
+    tenant: TenantId,
+    confine: bool,
+) -> Result<DatabaseTransaction> {
+    let txn = conn.begin().await?;
+    if confine && let Err(err) = name_tenant(&txn, tenant).await {
+        discard(txn).await;
+        return Err(err.into());
+    }
+    Ok(txn)
+}
+
+/// The executor of a [`Ctx`]: the pool or a transaction, and whether
+/// statements on the pool must name the tenant first.
+///
+/// It implements [`ConnectionTrait`], so repositories pass `&ctx.db` to SeaORM
+/// as they would a connection. Inside a transaction it only forwards: the
+/// transaction was begun by [`Ctx::begin_write`] (or [`begin_for`]) and already
+/// names its tenant.
+#[derive(Debug)]
+pub(crate) struct Db<'a> {
+    exec: DatabaseExecutor<'a>,
+    tenant: TenantId,
+    /// PostgreSQL with row-level security enforced.
+    confine: bool,
+}
+
+impl Db<'_> {
+    /// The pool, when a statement on it must run in a transaction that names
+    /// the tenant.
+    fn confined_pool(&self) -> Option<&DatabaseConnection> {
+        match &self.exec {
+            DatabaseExecutor::Connection(conn) if self.confine => Some(conn),
+            _ => None,
+        }
+    }
+
+    fn reborrow(&self) -> Db<'_> {
+        let exec = match &self.exec {
+            DatabaseExecutor::Connection(c) => DatabaseExecutor::Connection(c),
+            DatabaseExecutor::Transaction(t) => DatabaseExecutor::Transaction(t),
+            DatabaseExecutor::OwnedTransaction(t) => DatabaseExecutor::Transaction(t),
+        };
+        Db {
+            exec,
+            tenant: self.tenant,
+            confine: self.confine,
+        }
+    }
+
+    /// A short transaction on the pool that names the tenant.
+    async fn begin_named(
+        &self,
+        conn: &DatabaseConnection,
+    ) -> std::result::Result<DatabaseTransaction, DbErr> {
+        let txn = conn.begin().await?;
+        if let Err(err) = name_tenant(&txn, self.tenant).await {
+            discard(txn).await;
+            return Err(err);
+        }
+        Ok(txn)
+    }
+}
+
+/// Commits a short single-statement transaction on `Ok`, rolls it back on `Err`.
+async fn close<T>(
+    txn: DatabaseTransaction,
+    result: std::result::Result<T, DbErr>,
+) -> std::result::Result<T, DbErr> {
+    match result {
+        Ok(value) => {
+            txn.commit().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            discard(txn).await;
+            Err(err)
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Db<'_> {
+    fn get_database_backend(&self) -> DbBackend {
+        self.exec.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
+        match self.confined_pool() {
+            Some(conn) => {
+                let txn = self.begin_named(conn).await?;
+                let result = txn.execute_raw(stmt).await;
+                close(txn, result).await
+            }
+            None => self.exec.execute_raw(stmt).await,
+        }
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
+        match self.confined_pool() {
+            Some(conn) => {
+                let txn = self.begin_named(conn).await?;
+                let result = txn.execute_unprepared(sql).await;
+                close(txn, result).await
+            }
+            None => self.exec.execute_unprepared(sql).await,
+        }
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<Option<QueryResult>, DbErr> {
+        match self.confined_pool() {
+            Some(conn) => {
+                let txn = self.begin_named(conn).await?;
+                let result = txn.query_one_raw(stmt).await;
+                close(txn, result).await
+            }
+            None => self.exec.query_one_raw(stmt).await,
+        }
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
+        match self.confined_pool() {
+            Some(conn) => {
+                let txn = self.begin_named(conn).await?;
+                let result = txn.query_all_raw(stmt).await;
+                close(txn, result).await
+            }
+            None => self.exec.query_all_raw(stmt).await,
+        }
+    }
+
+    fn support_returning(&self) -> bool {
+        self.exec.support_returning()
+    }
+}
+
 /// The connection (or transaction), tenant and clock a repository works with.
 ///
-/// Repositories are built on a [`DatabaseExecutor`], so the same code runs on
-/// the pool (through [`TenantScope`](crate::store::TenantScope)) or inside a
+/// Repositories are built on a [`Db`], so the same code runs on the pool
+/// (through [`TenantScope`](crate::store::TenantScope)) or inside a
 /// transaction someone else opened (as `authorize` does).
 #[derive(Debug)]
 pub(crate) struct Ctx<'a> {
-    pub(crate) db: DatabaseExecutor<'a>,
+    pub(crate) db: Db<'a>,
     pub(crate) tenant: TenantId,
     pub(crate) clock: &'a dyn Clock,
 }
@@ -31,28 +212,43 @@ impl std::fmt::Debug for dyn Clock {
 }
 
 impl<'a> Ctx<'a> {
+    /// A context on a transaction (or on the pool, for work that needs no
+    /// tenant setting).
     pub(crate) fn new(
         db: impl Into<DatabaseExecutor<'a>>,
         tenant: TenantId,
         clock: &'a dyn Clock,
     ) -> Self {
         Self {
-            db: db.into(),
+            db: Db {
+                exec: db.into(),
+                tenant,
+                confine: false,
+            },
             tenant,
             clock,
+        }
+    }
+
+    /// A context on `store`'s pool for `tenant`, naming the tenant in every
+    /// transaction when the store enforces row-level security.
+    pub(crate) fn scoped(store: &'a crate::Store, tenant: TenantId) -> Self {
+        Self {
+            db: Db {
+                exec: store.connection().into(),
+                tenant,
+                confine: store.confines(),
+            },
+            tenant,
+            clock: store.clock(),
         }
     }
 
     /// The same executor, tenant and clock, borrowed: for calling another
     /// repository from inside one.
     pub(crate) fn reborrow(&self) -> Ctx<'_> {
-        let db = match &self.db {
-            DatabaseExecutor::Connection(c) => DatabaseExecutor::Connection(c),
-            DatabaseExecutor::Transaction(t) => DatabaseExecutor::Transaction(t),
-            DatabaseExecutor::OwnedTransaction(t) => DatabaseExecutor::Transaction(t),
-        };
         Ctx {
-            db,
+            db: self.db.reborrow(),
             tenant: self.tenant,
             clock: self.clock,
         }
@@ -64,15 +260,25 @@ impl<'a> Ctx<'a> {
 
     /// A write transaction: on the pool, `BEGIN IMMEDIATE` on SQLite (the write
     /// lock is taken at once, so writers queue on the busy timeout instead of
-    /// failing on a lock upgrade); inside a transaction, a savepoint.
+    /// failing on a lock upgrade), followed on PostgreSQL with row-level
+    /// security enforced by the statement that names the tenant; inside a
+    /// transaction, a savepoint (the transaction names the tenant already).
     pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
-        Ok(self
+        let txn = self
             .db
+            .exec
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
                 ..TransactionOptions::default()
             })
-            .await?)
+            .await?;
+        if self.db.confined_pool().is_some()
+            && let Err(err) = name_tenant(&txn, self.tenant).await
+        {
+            discard(txn).await;
+            return Err(err.into());
+        }
+        Ok(txn)
     }
 }
 

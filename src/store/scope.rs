@@ -101,7 +101,7 @@ impl TenantScope {
     }
 
     pub(crate) fn ctx(&self) -> Ctx<'_> {
-        Ctx::new(self.store.connection(), self.tenant, self.store.clock())
+        Ctx::scoped(&self.store, self.tenant)
     }
 
     /// Agents: create, look up, pause and suspend.

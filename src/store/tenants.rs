@@ -1,8 +1,6 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
 use crate::entity::tenant;
 use crate::id::TenantId;
@@ -154,8 +152,9 @@ impl Tenants {
         let currency = Currency::from_code(&new.currency)?;
         let plan = validate_name("plan", &new.plan)?;
         let now = self.store.clock().now();
+        let id = TenantId::new();
         let row = tenant::ActiveModel {
-            id: Set(TenantId::new()),
+            id: Set(id),
             name: Set(name),
             slug: Set(slug.clone()),
             plan: Set(plan),
@@ -172,7 +171,9 @@ impl Tenants {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let txn = self.store.connection().begin().await?;
+        // The built-in roles are the new tenant's rows: the transaction names it.
+        let txn = crate::store::repo::begin_for(self.store.connection(), id, self.store.confines())
+            .await?;
         let result = async {
             let tenant = row.insert(&txn).await.map_err(|e| match Error::from(e) {
                 Error::Conflict { .. } => {
@@ -461,7 +462,7 @@ impl Tenants {
         F: Fn(&mut tenant::Model) -> Result<()>,
     {
         crate::store::repo::retry_contention(|| async {
-            let ctx = crate::store::repo::Ctx::new(self.store.connection(), id, self.store.clock());
+            let ctx = crate::store::repo::Ctx::scoped(&self.store, id);
             let txn = ctx.begin_write().await?;
             let result = async {
                 let before = tenant::Entity::find_by_id(id)
