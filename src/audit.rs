@@ -201,17 +201,7 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
     };
     let bytes = serde_json::to_vec(&canonical)
         .map_err(|e| Error::invalid("details", format!("cannot be serialized: {e}")))?;
-    Ok(to_hex(&Sha256::digest(&bytes)))
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    Ok(hex::encode(&Sha256::digest(&bytes)))
 }
 
 /// Appends `entry` to the tenant's chain inside the caller's write transaction.
@@ -512,26 +502,12 @@ impl Checkpoint {
     /// [`Error::Crypto`] when the provider does not hold that key version.
     pub fn is_signed_by(&self, keys: &dyn crate::keys::KeyProvider) -> Result<bool> {
         let key = crate::keys::derive(keys, self.key_version, CHECKPOINT_PURPOSE)?;
-        let Some(tag) = from_hex(&self.signature) else {
+        let Some(tag) = hex::decode(&self.signature).ok() else {
             return Ok(false);
         };
         let message = Self::message(self.tenant_id, self.seq, &self.hash, self.key_version);
         Ok(crate::keys::verify(&key, &message, &tag))
     }
-}
-
-pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let hi = char::from(p[0]).to_digit(16)?;
-            let lo = char::from(p[1]).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
 }
 
 /// What [`AuditLog::verify_against`] found.
@@ -605,7 +581,7 @@ impl AuditLog<'_> {
         let (seq, hash) = head.map_or((0, GENESIS_HASH.to_owned()), |h| (h.seq, h.hash));
         let version = keys.current_version();
         let key = crate::keys::derive(keys, version, CHECKPOINT_PURPOSE)?;
-        let signature = to_hex(&crate::keys::sign(
+        let signature = hex::encode(&crate::keys::sign(
             &key,
             &Checkpoint::message(self.ctx.tenant, seq, &hash, version),
         )?);

@@ -50,7 +50,7 @@ pub fn sign(secret: &[u8], at: DateTime<Utc>, payload: &[u8]) -> String {
     let t = at.timestamp();
     format!(
         "t={t},v1={}",
-        crate::audit::to_hex(&mac(secret, t, payload))
+        hex::encode(&mac(secret, t, payload))
     )
 }
 
@@ -82,7 +82,7 @@ pub fn verify(
     if (now - sent).abs() > tolerance {
         return Err(Error::Unauthenticated);
     }
-    let expected = crate::audit::to_hex(&mac(secret, t, payload));
+    let expected = hex::encode(&mac(secret, t, payload));
     let matches = candidates.iter().any(|c| {
         c.len() == expected.len()
             && c.bytes()
@@ -106,7 +106,7 @@ mod tests {
     fn hmac_matches_rfc_4231_test_case_2() {
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            crate::audit::to_hex(&mac),
+            hex::encode(&mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
     }
@@ -119,7 +119,7 @@ mod tests {
             b"Test Using Larger Than Block-Size Key - Hash Key First",
         );
         assert_eq!(
-            crate::audit::to_hex(&mac),
+            hex::encode(&mac),
             "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54"
         );
     }

@@ -18,7 +18,6 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set};
 use sha2::{Digest, Sha256};
 
-use crate::audit::to_hex;
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
@@ -140,7 +139,7 @@ fn random_hex<const N: usize>() -> Result<String> {
             "the operating system's random number generator failed: {e}"
         )))
     })?;
-    Ok(to_hex(&buf))
+    Ok(hex::encode(&buf))
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -163,7 +162,7 @@ fn well_formed(secret: &str) -> bool {
 
 /// Lowercase hex SHA-256 of the whole key: what is stored.
 fn hash_key(secret: &str) -> String {
-    to_hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(&Sha256::digest(secret.as_bytes()))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
