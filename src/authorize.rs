@@ -145,7 +145,7 @@ impl AuthorizeHook for NoHook {
 /// model or tool standing in for it) and domain, and the idempotency key.
 fn stored_widths(request: &Request) -> Result<()> {
     use crate::store::MAX_MERCHANT_LEN;
-    use crate::store::repo::check_width;
+    use crate::validate::check_width;
     match &request.merchant {
         Some(m) => {
             check_width("merchant.name", &m.name, MAX_MERCHANT_LEN)?;

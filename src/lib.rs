@@ -99,6 +99,7 @@ pub mod keys;
 pub mod money;
 pub mod policy;
 pub mod store;
+mod validate;
 pub mod vault;
 
 pub use error::{Error, Result};

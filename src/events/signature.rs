@@ -48,10 +48,7 @@ fn mac(secret: &[u8], timestamp: i64, payload: &[u8]) -> [u8; 32] {
 #[must_use]
 pub fn sign(secret: &[u8], at: DateTime<Utc>, payload: &[u8]) -> String {
     let t = at.timestamp();
-    format!(
-        "t={t},v1={}",
-        hex::encode(&mac(secret, t, payload))
-    )
+    format!("t={t},v1={}", hex::encode(&mac(secret, t, payload)))
 }
 
 /// Checks a signature header against `payload`: some `v1` must be the

@@ -23,8 +23,8 @@ use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
 use crate::store::agents::{AgentRepository, Agents};
 use crate::store::repo::{Ctx, finish, list_page};
-use crate::store::tenants::validate_name;
 use crate::store::{Page, PageRequest, Store};
+use crate::validate::validate_name;
 use crate::{Error, Result};
 
 /// The marker every key starts with.

@@ -250,7 +250,7 @@ impl<'a> Budgets<'a> {
             .map(|t| check_thresholds(t))
             .transpose()?;
         let name = match &new.name {
-            Some(name) => crate::store::tenants::validate_name("name", name)?,
+            Some(name) => crate::validate::validate_name("name", name)?,
             None => format!("{} {} budget", new.scope.kind(), new.period),
         };
         let conn = &self.ctx.db;

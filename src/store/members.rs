@@ -13,8 +13,8 @@ use crate::entity::{member_role, tenant_member::Entity as MemberEntity};
 use crate::id::UserId;
 use crate::store::repo::{Ctx, finish, list_page};
 use crate::store::status::parse_status;
-use crate::store::tenants::validate_name;
 use crate::store::{Page, PageRequest, Store};
+use crate::validate::validate_name;
 use crate::{Error, Result};
 
 /// Longest email address, in characters (RFC 5321's path limit, and the

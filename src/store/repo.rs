@@ -143,20 +143,6 @@ where
     }
 }
 
-/// Checks that `value` fits the column that stores it: at most `max`
-/// characters (PostgreSQL's `varchar(n)` counts characters, so this is the
-/// unit every text limit is counted in).
-pub(crate) fn check_width(field: &str, value: &str, max: usize) -> Result<()> {
-    let len = value.chars().count();
-    if len > max {
-        return Err(Error::invalid(
-            field,
-            format!("is {len} characters long; at most {max} are allowed"),
-        ));
-    }
-    Ok(())
-}
-
 /// Largest page a listing returns.
 pub const MAX_PAGE_SIZE: u64 = 500;
 /// Page size when none is asked for.

@@ -17,8 +17,8 @@ use crate::entity::{member_role, permission, role, role_permission};
 use crate::id::{PermissionId, RoleId, TenantId, UserId};
 use crate::store::members::find_member;
 use crate::store::repo::{Ctx, finish, list_page};
-use crate::store::teams::validate_description;
 use crate::store::{Page, PageRequest};
+use crate::validate::validate_description;
 use crate::{Error, Result};
 
 /// The permission codes bursar knows, `resource:action`.

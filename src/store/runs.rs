@@ -230,7 +230,7 @@ impl<'a> Runs<'a> {
         check_list("allowed_tools", new.caps.allowed_tools.as_ref())?;
         check_list("allowed_models", new.caps.allowed_models.as_ref())?;
         if let Some(d) = &new.description {
-            crate::store::repo::check_width("description", d, 2_000)?;
+            crate::validate::check_width("description", d, 2_000)?;
         }
         let agent = {
             use crate::store::AgentRepository;

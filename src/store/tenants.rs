@@ -8,12 +8,8 @@ use crate::entity::tenant;
 use crate::id::TenantId;
 use crate::money::Currency;
 use crate::store::Store;
+use crate::validate::{validate_name, validate_slug};
 use crate::{Error, Result};
-
-/// Longest tenant name, in characters.
-pub const MAX_NAME_LEN: usize = 200;
-/// Longest slug, in bytes.
-pub const MAX_SLUG_LEN: usize = 63;
 
 /// What to create a tenant with.
 ///
@@ -85,47 +81,6 @@ impl NewTenant {
     pub fn settings(mut self, settings: tenant::TenantSettings) -> Self {
         self.settings = settings;
         self
-    }
-}
-
-pub(crate) fn validate_name(field: &str, name: &str) -> Result<String> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    let chars = trimmed.chars().count();
-    if chars > MAX_NAME_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("is {chars} characters long; at most {MAX_NAME_LEN} are allowed"),
-        ));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("{trimmed:?} contains control characters"),
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-pub(crate) fn validate_slug(field: &str, slug: &str) -> Result<String> {
-    let ok = !slug.is_empty()
-        && slug.len() <= MAX_SLUG_LEN
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-');
-    if ok {
-        Ok(slug.to_owned())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!(
-                "{slug:?} is not a slug: use 1 to {MAX_SLUG_LEN} lowercase letters, digits and inner '-'"
-            ),
-        ))
     }
 }
 
