@@ -19,8 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::entity::audit_log::{self, AuditActorType, AuditDetails, AuditLevel, AuditStatus};
 use crate::id::{AuditLogId, TenantId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// `prev_hash` of a tenant's first entry.

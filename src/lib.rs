@@ -97,6 +97,7 @@ pub mod events;
 pub mod id;
 pub mod keys;
 pub mod money;
+mod page;
 pub mod policy;
 pub mod store;
 mod validate;

@@ -21,9 +21,11 @@ use sha2::{Digest, Sha256};
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::Store;
 use crate::store::agents::{AgentRepository, Agents};
-use crate::store::repo::{Ctx, finish, list_page};
-use crate::store::{Page, PageRequest, Store};
+use crate::store::repo::{Ctx, finish};
 use crate::validate::validate_name;
 use crate::{Error, Result};
 

@@ -6,9 +6,10 @@ use sea_orm::{ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilte
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::json::Metadata;
 use crate::id::{AgentId, ProjectId, TeamId, UserId};
-use crate::store::repo::{Ctx, list_page};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
-use crate::store::{Page, PageRequest};
 use crate::validate::{validate_description, validate_name, validate_slug};
 use crate::{Error, Result};
 

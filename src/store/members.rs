@@ -11,9 +11,11 @@ use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
 use crate::entity::{member_role, tenant_member::Entity as MemberEntity};
 use crate::id::UserId;
-use crate::store::repo::{Ctx, finish, list_page};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::Store;
+use crate::store::repo::{Ctx, finish};
 use crate::store::status::parse_status;
-use crate::store::{Page, PageRequest, Store};
 use crate::validate::validate_name;
 use crate::{Error, Result};
 

@@ -13,8 +13,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::merchant;
 use crate::id::{MerchantId, TenantId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// Longest merchant name or domain, in characters (after normalization): the

@@ -24,6 +24,7 @@ mod teams;
 pub(crate) mod tenants;
 mod transactions;
 
+pub use crate::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use agent_keys::{
     AgentKeyRepository, AgentKeys, IssuedKey, KEY_LEN, KEY_MARKER, MAX_LIVE_KEYS_PER_AGENT,
     VerifiedKey,
@@ -51,7 +52,6 @@ pub use payments::{
     ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
-pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
 pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
 pub use runs::{MAX_ALLOWED_ENTRIES, MAX_KILL_REASON_LEN, NewRun, RunState, Runs};

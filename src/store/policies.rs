@@ -13,9 +13,11 @@ use sea_orm::sea_query::{Expr, Func};
 
 use crate::entity::policy;
 use crate::id::{PolicyId, TenantId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{AgentRepository, Page, PageRequest, ProjectRepository, TeamRepository};
+use crate::store::repo::Ctx;
+use crate::store::{AgentRepository, ProjectRepository, TeamRepository};
 use crate::store::{Agents, Projects, Teams};
 use crate::{Error, Result};
 

@@ -46,8 +46,9 @@ use crate::id::{
     ReservationLineId, TenantId,
 };
 use crate::money::{Amount, Currency, Money};
-use crate::store::repo::{Ctx, finish, list_page, retry_contention};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::{Ctx, finish, retry_contention};
 use crate::{Error, Result};
 
 /// Longest accepted idempotency key (or refund id), in characters: the width

@@ -15,9 +15,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::entity::tenant_member::MemberStatus;
 use crate::entity::{member_role, permission, role, role_permission};
 use crate::id::{PermissionId, RoleId, TenantId, UserId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::store::members::find_member;
-use crate::store::repo::{Ctx, finish, list_page};
-use crate::store::{Page, PageRequest};
+use crate::store::repo::{Ctx, finish};
 use crate::validate::validate_description;
 use crate::{Error, Result};
 

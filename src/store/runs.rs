@@ -29,10 +29,12 @@ use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::{budget, budget_window};
 use crate::id::{AgentId, RunId, TenantId, UserId};
 use crate::money::{Amount, Money};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::policy::{Reason, Request};
-use crate::store::repo::{Ctx, finish, list_page, retry_contention};
+use crate::store::repo::{Ctx, finish, retry_contention};
 use crate::store::reservations::end_hold_in;
-use crate::store::{Page, PageRequest, RoleRepository, Roles, permissions};
+use crate::store::{RoleRepository, Roles, permissions};
 use crate::{Error, Result};
 
 /// Longest kill reason, in characters (the width of `agent_runs.kill_reason`).

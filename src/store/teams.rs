@@ -5,8 +5,9 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::{project, team};
 use crate::id::{ProjectId, TeamId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::validate::{validate_description, validate_name, validate_slug};
 use crate::{Error, Result};
 
