@@ -25,6 +25,7 @@ use crate::entity::{agent, agent::AgentStatus, reservation, tenant};
 use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
+use crate::store::agents::{AgentRepository, Agents};
 use crate::store::merchants::{is_known_vendor, record_seen};
 use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
@@ -32,15 +33,9 @@ use crate::store::reservations::{
     ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
     current_windows, reserve_with,
 };
-use crate::store::{AgentRepository, Agents};
 use crate::{Error, Result};
 
-/// How long an approved purchase's reservation is held when the tenant's
-/// settings do not say (`settings.reservation_ttl_secs`): 15 minutes.
-pub const DEFAULT_RESERVATION_TTL: Duration = Duration::minutes(15);
-/// How long an approval request (and its hold on the budgets) lives when the
-/// tenant's settings do not say (`settings.approval_ttl_secs`): 24 hours.
-pub const DEFAULT_APPROVAL_TTL: Duration = Duration::hours(24);
+pub use crate::store::tenants::{DEFAULT_APPROVAL_TTL, DEFAULT_RESERVATION_TTL};
 
 /// What [`TenantScope::authorize`](crate::store::TenantScope::authorize) decided
 /// and recorded.
@@ -144,7 +139,7 @@ impl AuthorizeHook for NoHook {
 /// The texts `authorize` stores fit their columns: the merchant name (or the
 /// model or tool standing in for it) and domain, and the idempotency key.
 fn stored_widths(request: &Request) -> Result<()> {
-    use crate::store::MAX_MERCHANT_LEN;
+    use crate::store::merchants::MAX_MERCHANT_LEN;
     use crate::validate::check_width;
     match &request.merchant {
         Some(m) => {
@@ -764,7 +759,7 @@ impl Flow<'_> {
         // The matching policies' approval settings, strictest first; the
         // eligible approvers are fixed now, and the hold lives as long as the
         // request.
-        let (settings, eligible) = crate::store::approval_settings(
+        let (settings, eligible) = crate::store::approvals::approval_settings(
             self.txn,
             self.tenant,
             self.cache,
@@ -784,7 +779,8 @@ impl Flow<'_> {
             }
             other => other,
         };
-        let (rule, required) = crate::store::approval_rule_of(settings.quorum, eligible.len());
+        let (rule, required) =
+            crate::store::approvals::approval_rule_of(settings.quorum, eligible.len());
         let approval = approval_request::ActiveModel {
             id: Set(ApprovalRequestId::new()),
             tenant_id: Set(self.tenant),

@@ -23,7 +23,6 @@ use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::Store;
 use crate::store::agents::{AgentRepository, Agents};
 use crate::store::repo::{Ctx, finish};
 use crate::validate::validate_name;
@@ -182,7 +181,7 @@ fn is_live(key: &agent_api_key::Model, now: DateTime<Utc>) -> bool {
 /// Verifies `secret`, within `tenant` when given, and records its use.
 ///
 /// Every refusal is the same [`Error::Unauthenticated`].
-async fn verify_in(
+pub(crate) async fn verify_in(
     conn: &impl ConnectionTrait,
     tenant: Option<TenantId>,
     secret: &str,
@@ -232,48 +231,6 @@ async fn verify_in(
         agent_id: key.agent_id,
         key_id: key.id,
     })
-}
-
-impl Store {
-    /// Finds the agent a presented API key belongs to, in whichever tenant, and
-    /// records the key's use.
-    ///
-    /// This is the one lookup that is not confined to a tenant, because an
-    /// agent presenting a key has not said which tenant it belongs to: the key
-    /// is its whole identity. It finds the key by the SHA-256 of the whole
-    /// secret (unique across tenants), so nothing but the holder of the secret
-    /// can reach the row, and it returns the tenant to open a
-    /// [`TenantScope`](crate::store::TenantScope) for. When the tenant is
-    /// already known, prefer
-    /// [`AgentKeyRepository::verify`] on that tenant's scope.
-    ///
-    /// On PostgreSQL with row-level security in force (a non-owner role), this
-    /// lookup sees no rows unless the connection's role bypasses it; use the
-    /// scoped `verify` in that setup.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), bursar::Error> {
-    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant};
-    /// let store = bursar::Store::connect("sqlite::memory:").await?;
-    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
-    /// let bot = acme.agents().create(NewAgent::new("bot")).await?;
-    /// let (key, _) = acme.agent_keys().issue(bot.id, Some("ci"), None).await?;
-    /// let who = store.authenticate_agent(&key.secret).await?;
-    /// assert_eq!((who.tenant_id, who.agent_id), (acme.tenant_id(), bot.id));
-    /// assert!(store.authenticate_agent("bsk_not-a-key").await.is_err());
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
-    /// key, an agent that is not active, or an agent of a deactivated tenant;
-    /// [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
-    pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
-        verify_in(self.connection(), None, secret, self.clock().now()).await
-    }
 }
 
 #[async_trait]

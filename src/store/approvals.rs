@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::audit::{AuditEntry, append};
-use crate::authorize::DEFAULT_RESERVATION_TTL;
 use crate::entity::agent;
 use crate::entity::approval_decision::{self, ApprovalVote};
 use crate::entity::approval_request::ApprovalSubjectKind;
@@ -35,7 +34,8 @@ use crate::store::approvers::{active_among, escalate_if_due};
 use crate::store::merchants::record_seen;
 use crate::store::repo::{Ctx, finish};
 use crate::store::reservations::end_hold_in;
-use crate::store::{RoleRepository, Roles, permissions};
+use crate::store::roles::{RoleRepository, Roles, permissions};
+use crate::store::tenants::DEFAULT_RESERVATION_TTL;
 use crate::{Error, Result, codes};
 
 /// Longest decision comment, in characters.

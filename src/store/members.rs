@@ -5,15 +5,17 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 
+use crate::clock::Clock;
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
 use crate::entity::{member_role, tenant_member::Entity as MemberEntity};
 use crate::id::UserId;
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::Store;
 use crate::store::repo::{Ctx, finish};
 use crate::store::status::parse_status;
 use crate::validate::validate_name;
@@ -112,16 +114,17 @@ fn validate_external(field: &str, value: &str, max: usize) -> Result<String> {
 }
 
 /// Creates and finds users: global identities, not confined to a tenant. Get it
-/// from [`Store::users`]. Add a user to a tenant with
+/// from [`Store::users`](crate::Store::users). Add a user to a tenant with
 /// [`TenantScope::members`](crate::store::TenantScope::members).
-#[derive(Clone, Debug)]
-pub struct Users {
-    store: Store,
+#[derive(Clone, Copy, Debug)]
+pub struct Users<'a> {
+    db: &'a DatabaseConnection,
+    clock: &'a dyn Clock,
 }
 
-impl Users {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store }
+impl<'a> Users<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock) -> Self {
+        Self { db, clock }
     }
 
     /// Creates an active user.
@@ -145,7 +148,7 @@ impl Users {
             ),
             None => (None, None),
         };
-        let now = self.store.clock().now();
+        let now = self.clock.now();
         user::ActiveModel {
             id: Set(UserId::new()),
             email: Set(email.clone()),
@@ -159,7 +162,7 @@ impl Users {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(self.store.connection())
+        .insert(self.db)
         .await
         .map_err(|e| match Error::from(e) {
             Error::Conflict { .. } => {
@@ -176,7 +179,7 @@ impl Users {
     #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
     pub async fn get(&self, id: UserId) -> Result<user::Model> {
         user::Entity::find_by_id(id)
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
     }
@@ -205,7 +208,7 @@ impl Users {
 
     async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
         use sea_orm::TransactionTrait;
-        let txn = self.store.connection().begin().await?;
+        let txn = self.db.begin().await?;
         let result = async {
             let row = user::Entity::find_by_id(id)
                 .one(&txn)
@@ -214,7 +217,7 @@ impl Users {
             if row.is_active == active {
                 return Ok(row);
             }
-            let now = self.store.clock().now();
+            let now = self.clock.now();
             let mut change: user::ActiveModel = row.into();
             change.is_active = Set(active);
             change.updated_at = Set(now);
@@ -256,7 +259,7 @@ impl Users {
         let email = normalize_email(email)?;
         user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(UserId::ENTITY, email))
     }

@@ -2,8 +2,8 @@
 //! to every repository.
 
 mod agent_keys;
-mod agents;
-mod approvals;
+pub(crate) mod agents;
+pub(crate) mod approvals;
 mod approvers;
 mod blocked_attempts;
 mod budgets;
@@ -33,7 +33,6 @@ pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN
 pub use approvals::{
     ApprovalRepository, ApprovalState, ApprovalSweep, Approvals, Canceller, MAX_COMMENT_LEN,
 };
-pub(crate) use approvals::{approval_rule_of, approval_settings};
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
 pub use budgets::{BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget};
 pub use cards::{CardRepository, Cards};
@@ -338,15 +337,15 @@ impl Store {
 
     /// Creates and finds tenants.
     #[must_use]
-    pub fn tenants(&self) -> Tenants {
-        Tenants::new(self.clone())
+    pub fn tenants(&self) -> Tenants<'_> {
+        Tenants::new(self.connection(), self.clock())
     }
 
     /// Creates and finds users: global identities that may belong to several
     /// tenants.
     #[must_use]
-    pub fn users(&self) -> Users {
-        Users::new(self.clone())
+    pub fn users(&self) -> Users<'_> {
+        Users::new(self.connection(), self.clock())
     }
 
     /// Everything about one tenant, and nothing about any other.

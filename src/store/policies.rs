@@ -16,9 +16,9 @@ use crate::id::{PolicyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
+use crate::store::agents::{AgentRepository, Agents};
 use crate::store::repo::Ctx;
-use crate::store::{AgentRepository, ProjectRepository, TeamRepository};
-use crate::store::{Agents, Projects, Teams};
+use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
 use crate::{Error, Result};
 
 /// What identifies one version of a tenant's policy set: how many policies

@@ -430,7 +430,7 @@ impl<'a> Reservations<'a> {
                     .one(&txn)
                     .await?;
                 if let Some(approval) = approval {
-                    let approvals = crate::store::Approvals::new(Ctx::new(
+                    let approvals = crate::store::approvals::Approvals::new(Ctx::new(
                         &txn,
                         self.ctx.tenant,
                         self.ctx.clock,

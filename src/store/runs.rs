@@ -34,7 +34,7 @@ use crate::page::{Page, PageRequest};
 use crate::policy::{Reason, Request};
 use crate::store::repo::{Ctx, finish, retry_contention};
 use crate::store::reservations::end_hold_in;
-use crate::store::{RoleRepository, Roles, permissions};
+use crate::store::roles::{RoleRepository, Roles, permissions};
 use crate::{Error, Result};
 
 /// Longest kill reason, in characters (the width of `agent_runs.kill_reason`).
@@ -235,8 +235,8 @@ impl<'a> Runs<'a> {
             crate::validate::check_width("description", d, 2_000)?;
         }
         let agent = {
-            use crate::store::AgentRepository;
-            crate::store::Agents::new(self.ctx.reborrow())
+            use crate::store::agents::AgentRepository;
+            crate::store::agents::Agents::new(self.ctx.reborrow())
                 .get(new.agent)
                 .await?
         };
@@ -286,13 +286,19 @@ impl<'a> Runs<'a> {
             if let Some(cap) = new.max_cost {
                 // The cost cap: a lifetime budget bound to this run by the
                 // store (the caller never names it).
-                crate::store::Budgets::new(Ctx::new(&txn, self.ctx.tenant, self.ctx.clock))
-                    .create(crate::store::NewBudget::for_scope(Scope::Run(id)).limit(
+                crate::store::budgets::Budgets::new(Ctx::new(
+                    &txn,
+                    self.ctx.tenant,
+                    self.ctx.clock,
+                ))
+                .create(
+                    crate::store::budgets::NewBudget::for_scope(Scope::Run(id)).limit(
                         Period::Lifetime,
                         cap.amount(),
                         cap.currency().code(),
-                    ))
-                    .await?;
+                    ),
+                )
+                .await?;
             }
             append(
                 &txn,

@@ -1,15 +1,23 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set, TransactionTrait,
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+    TransactionTrait,
 };
 
+use crate::clock::Clock;
 use crate::entity::tenant;
 use crate::id::TenantId;
 use crate::money::Currency;
-use crate::store::Store;
 use crate::validate::{validate_name, validate_slug};
 use crate::{Error, Result};
+
+/// How long an approved purchase's reservation is held when the tenant's
+/// settings do not say (`settings.reservation_ttl_secs`): 15 minutes.
+pub const DEFAULT_RESERVATION_TTL: chrono::Duration = chrono::Duration::minutes(15);
+/// How long an approval request (and its hold on the budgets) lives when the
+/// tenant's settings do not say (`settings.approval_ttl_secs`): 24 hours.
+pub const DEFAULT_APPROVAL_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 /// What to create a tenant with.
 ///
@@ -84,15 +92,16 @@ impl NewTenant {
     }
 }
 
-/// Creates and finds tenants. Get it from [`Store::tenants`].
-#[derive(Clone, Debug)]
-pub struct Tenants {
-    store: Store,
+/// Creates and finds tenants. Get it from [`Store::tenants`](crate::Store::tenants).
+#[derive(Clone, Copy, Debug)]
+pub struct Tenants<'a> {
+    db: &'a DatabaseConnection,
+    clock: &'a dyn Clock,
 }
 
-impl Tenants {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store }
+impl<'a> Tenants<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock) -> Self {
+        Self { db, clock }
     }
 
     /// Creates a tenant, with its built-in roles (admin, finance, developer,
@@ -108,7 +117,7 @@ impl Tenants {
         let tz = crate::budget::parse_timezone(&new.timezone)?;
         let currency = Currency::from_code(&new.currency)?;
         let plan = validate_name("plan", &new.plan)?;
-        let now = self.store.clock().now();
+        let now = self.clock.now();
         let row = tenant::ActiveModel {
             id: Set(TenantId::new()),
             name: Set(name),
@@ -127,7 +136,7 @@ impl Tenants {
             created_at: Set(now),
             updated_at: Set(now),
         };
-        let txn = self.store.connection().begin().await?;
+        let txn = self.db.begin().await?;
         let result = async {
             let tenant = row.insert(&txn).await.map_err(|e| match Error::from(e) {
                 Error::Conflict { .. } => {
@@ -148,7 +157,7 @@ impl Tenants {
     /// [`Error::NotFound`]; [`Error::Database`].
     pub async fn get(&self, id: TenantId) -> Result<tenant::Model> {
         tenant::Entity::find_by_id(id)
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, id))
     }
@@ -160,7 +169,7 @@ impl Tenants {
     pub async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
         tenant::Entity::find()
             .filter(tenant::Column::Slug.eq(slug))
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, slug))
     }
@@ -306,7 +315,7 @@ fn settings_view(t: &tenant::Model) -> serde_json::Value {
     })
 }
 
-impl Tenants {
+impl Tenants<'_> {
     /// Shuts a tenant off: its agents' keys stop authenticating
     /// ([`Error::Unauthenticated`]) and every [`authorize`](crate::TenantScope::authorize)
     /// is rejected with `TENANT_INACTIVE`, while its data stays readable.
@@ -416,7 +425,7 @@ impl Tenants {
         F: Fn(&mut tenant::Model) -> Result<()>,
     {
         crate::store::repo::retry_contention(|| async {
-            let ctx = crate::store::repo::Ctx::new(self.store.connection(), id, self.store.clock());
+            let ctx = crate::store::repo::Ctx::new(self.db, id, self.clock);
             let txn = ctx.begin_write().await?;
             let result = async {
                 let before = tenant::Entity::find_by_id(id)
@@ -429,7 +438,7 @@ impl Tenants {
                 if after == before {
                     return Ok(before);
                 }
-                let now = self.store.clock().now();
+                let now = self.clock.now();
                 after.updated_at = now;
                 let saved = tenant::ActiveModel::from(after)
                     .reset_all()
