@@ -45,8 +45,8 @@ use bursar::budget::Principal;
 use bursar::clock::ManualClock;
 use bursar::money::{Amount, Money};
 use bursar::store::{
-    AgentRepository, NewAgent, NewBudget, NewGroup, NewTenant, ReserveRequest, TeamRepository,
-    TenantScope,
+    AgentRepository, BudgetRepository, NewAgent, NewBudget, NewGroup, NewTenant,
+    ReservationRepository, ReserveRequest, TeamRepository, TenantRepository, TenantScope,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, Throughput};

@@ -13,7 +13,7 @@
 //! ```
 //! use bursar::money::{Currency, Money};
 //! use bursar::policy::{Outcome, Request, SpendingControls};
-//! use bursar::store::{AgentRepository, NewAgent, NewTenant};
+//! use bursar::store::{AgentRepository, NewAgent, NewTenant, ReservationRepository, TenantRepository};
 //! use rust_decimal::Decimal;
 //!
 //! # #[tokio::main(flavor = "current_thread")]

@@ -21,7 +21,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use bursar::entity::connection::AuthType;
 //! use bursar::keys::StaticKeyring;
-//! use bursar::store::NewTenant;
+//! use bursar::store::{NewTenant, TenantRepository};
 //! use bursar::vault::{NewConnection, Secret};
 //! let store = bursar::Store::connect("sqlite::memory:").await?;
 //! let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);

@@ -127,85 +127,6 @@ impl<'a> Users<'a> {
         Self { db, clock }
     }
 
-    /// Creates an active user.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the field (`email`, `name`,
-    /// `auth_provider`, `external_id`); [`Error::Conflict`] when the email is
-    /// taken; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.create", skip_all)]
-    pub async fn create(&self, new: NewUser) -> Result<user::Model> {
-        let email = normalize_email(&new.email)?;
-        let name = validate_name("name", &new.name)?;
-        let (provider, external_id) = match &new.external {
-            Some((p, id)) => (
-                Some(validate_external(
-                    "auth_provider",
-                    p,
-                    MAX_AUTH_PROVIDER_LEN,
-                )?),
-                Some(validate_external("external_id", id, MAX_EXTERNAL_ID_LEN)?),
-            ),
-            None => (None, None),
-        };
-        let now = self.clock.now();
-        user::ActiveModel {
-            id: Set(UserId::new()),
-            email: Set(email.clone()),
-            name: Set(name),
-            password_hash: Set(None),
-            auth_provider: Set(provider),
-            external_id: Set(external_id),
-            kind: Set(new.kind),
-            is_active: Set(true),
-            gdpr_consent_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(self.db)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("user", format!("email {email:?} is already taken"))
-            }
-            other => other,
-        })
-    }
-
-    /// The user with this id.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
-    pub async fn get(&self, id: UserId) -> Result<user::Model> {
-        user::Entity::find_by_id(id)
-            .one(self.db)
-            .await?
-            .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
-    }
-
-    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
-    /// answers `false` for them in every tenant, so they hold no permission
-    /// and cannot decide approvals. Their memberships and roles stay, for
-    /// [`Users::reactivate`]. Audited as `user.deactivated` in every tenant
-    /// they belong to. Deactivating an inactive user changes nothing.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.deactivate", skip_all)]
-    pub async fn deactivate(&self, id: UserId) -> Result<user::Model> {
-        self.set_active(id, false).await
-    }
-
-    /// Undoes [`Users::deactivate`]. Audited as `user.reactivated`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.reactivate", skip_all)]
-    pub async fn reactivate(&self, id: UserId) -> Result<user::Model> {
-        self.set_active(id, true).await
-    }
-
     async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
         use sea_orm::TransactionTrait;
         let txn = self.db.begin().await?;
@@ -248,14 +169,107 @@ impl<'a> Users<'a> {
         .await;
         finish(txn, result).await
     }
+}
 
+/// Users: global identities, not confined to a tenant; get it from
+/// [`Store::users`](crate::Store::users).
+#[async_trait]
+pub trait UserRepository {
+    /// Creates an active user.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field (`email`, `name`,
+    /// `auth_provider`, `external_id`); [`Error::Conflict`] when the email is
+    /// taken; [`Error::Database`].
+    async fn create(&self, new: NewUser) -> Result<user::Model>;
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn get(&self, id: UserId) -> Result<user::Model>;
+    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
+    /// answers `false` for them in every tenant, so they hold no permission
+    /// and cannot decide approvals. Their memberships and roles stay, for
+    /// [`UserRepository::reactivate`]. Audited as `user.deactivated` in every tenant
+    /// they belong to. Deactivating an inactive user changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn deactivate(&self, id: UserId) -> Result<user::Model>;
+    /// Undoes [`UserRepository::deactivate`]. Audited as `user.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn reactivate(&self, id: UserId) -> Result<user::Model>;
     /// The user with this email (compared trimmed and lowercased).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a malformed address; [`Error::NotFound`];
     /// [`Error::Database`].
+    async fn by_email(&self, email: &str) -> Result<user::Model>;
+}
+
+#[async_trait]
+impl UserRepository for Users<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.users.create", skip_all)]
+    async fn create(&self, new: NewUser) -> Result<user::Model> {
+        let email = normalize_email(&new.email)?;
+        let name = validate_name("name", &new.name)?;
+        let (provider, external_id) = match &new.external {
+            Some((p, id)) => (
+                Some(validate_external(
+                    "auth_provider",
+                    p,
+                    MAX_AUTH_PROVIDER_LEN,
+                )?),
+                Some(validate_external("external_id", id, MAX_EXTERNAL_ID_LEN)?),
+            ),
+            None => (None, None),
+        };
+        let now = self.clock.now();
+        user::ActiveModel {
+            id: Set(UserId::new()),
+            email: Set(email.clone()),
+            name: Set(name),
+            password_hash: Set(None),
+            auth_provider: Set(provider),
+            external_id: Set(external_id),
+            kind: Set(new.kind),
+            is_active: Set(true),
+            gdpr_consent_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.db)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => {
+                Error::conflict("user", format!("email {email:?} is already taken"))
+            }
+            other => other,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
+    async fn get(&self, id: UserId) -> Result<user::Model> {
+        user::Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.deactivate", skip_all)]
+    async fn deactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, false).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.reactivate", skip_all)]
+    async fn reactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, true).await
+    }
+
     #[tracing::instrument(level = "debug", name = "bursar.users.by_email", skip_all)]
-    pub async fn by_email(&self, email: &str) -> Result<user::Model> {
+    async fn by_email(&self, email: &str) -> Result<user::Model> {
         let email = normalize_email(email)?;
         user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))

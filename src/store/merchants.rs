@@ -312,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn record_seen_inserts_then_counts() {
-        use crate::store::NewTenant;
+        use crate::store::{NewTenant, TenantRepository};
         for store in stores().await {
             let t = store
                 .tenants()

@@ -34,12 +34,14 @@ pub use approvals::{
     ApprovalRepository, ApprovalState, ApprovalSweep, Approvals, Canceller, MAX_COMMENT_LEN,
 };
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
-pub use budgets::{BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget};
+pub use budgets::{
+    BudgetRepository, BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget,
+};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
     MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser,
-    Users, normalize_email,
+    UserRepository, Users, normalize_email,
 };
 pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
 pub use meter::{
@@ -47,18 +49,21 @@ pub use meter::{
     UsageTotals,
 };
 pub use payments::{
-    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, Payments,
-    ProviderCard, Recorded, TransactionEvent,
+    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, PaymentRepository,
+    Payments, ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
-pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
+pub use reservations::{
+    Discrepancy, Reconciliation, ReservationRepository, Reservations, ReserveOutcome,
+    ReserveRequest,
+};
 pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
 pub use runs::{MAX_ALLOWED_ENTRIES, MAX_KILL_REASON_LEN, NewRun, RunState, Runs};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
 pub use tenants::{
     MAX_APPROVAL_TTL_SECS, MAX_NOTIFICATION_EMAIL_LEN, MAX_RESERVATION_TTL_SECS, NewTenant,
-    TenantUpdate, Tenants,
+    TenantRepository, TenantUpdate, Tenants,
 };
 pub use transactions::{TransactionRepository, Transactions};
 
@@ -355,7 +360,7 @@ impl Store {
     }
 
     /// Expires every tenant's held reservations whose expiry has passed, and
-    /// the pending approvals that own them (see [`Reservations::expire_due`]),
+    /// the pending approvals that own them (see [`ReservationRepository::expire_due`]),
     /// one tenant at a time so that every query stays confined to one tenant.
     /// A tenant that fails does not stop the sweep: its error is reported in
     /// [`Sweep::failures`] and the other tenants are still swept. Run it

@@ -22,6 +22,7 @@
 //! 6. merchants (`record_seen`);
 //! 7. the tenant's audit chain ([`crate::audit`]), always last.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, LockType};
@@ -79,7 +80,7 @@ pub struct ReserveRequest {
 }
 
 impl ReserveRequest {
-    /// Hold `amount` until `expires_at` (after which [`Reservations::expire_due`]
+    /// Hold `amount` until `expires_at` (after which [`ReservationRepository::expire_due`]
     /// returns it to the budgets).
     #[must_use]
     pub fn new(amount: Money, expires_at: DateTime<Utc>) -> Self {
@@ -129,7 +130,7 @@ impl ReserveRequest {
     }
 }
 
-/// What [`Reservations::reserve`] did.
+/// What [`ReservationRepository::reserve`] did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 #[non_exhaustive]
@@ -197,7 +198,7 @@ pub struct Discrepancy {
     pub over_limit: bool,
 }
 
-/// The result of [`Reservations::reconcile`].
+/// The result of [`ReservationRepository::reconcile`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Reconciliation {
     /// Windows checked.
@@ -229,23 +230,6 @@ pub struct Reservations<'a> {
 impl<'a> Reservations<'a> {
     pub(crate) fn new(ctx: Ctx<'a>) -> Self {
         Self { ctx }
-    }
-
-    /// Holds the request's amount on every applicable budget window, all or
-    /// nothing, in one transaction. See [`reserve_in`] for the protocol.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a zero, negative or unstorable amount, an
-    /// expiry not after now, or a bad idempotency key; [`Error::NotFound`] when
-    /// the principal's agent is not this tenant's (a team, project or run of
-    /// another tenant simply matches none of this tenant's budgets);
-    /// [`Error::Conflict`] when the idempotency key was used for a
-    /// different request (amount, currency, agent, run or purchase intent);
-    /// [`Error::Contention`] when the database stayed contended through
-    /// every retry; [`Error::Database`].
-    #[tracing::instrument(level = "info", name = "bursar.reservations.reserve", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
-        retry_contention(|| self.reserve_once(&request)).await
     }
 
     async fn reserve_once(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
@@ -298,13 +282,119 @@ impl<'a> Reservations<'a> {
     ) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
         find_by_key(&self.ctx.db, self.ctx.tenant, key).await
     }
+}
 
+/// Reservations of one tenant: holds on its budgets, and their capture,
+/// release, expiry and refund.
+#[async_trait]
+pub trait ReservationRepository {
+    /// Holds the request's amount on every applicable budget window, all or
+    /// nothing, in one transaction. See [`reserve_in`] for the protocol.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a zero, negative or unstorable amount, an
+    /// expiry not after now, or a bad idempotency key; [`Error::NotFound`] when
+    /// the principal's agent is not this tenant's (a team, project or run of
+    /// another tenant simply matches none of this tenant's budgets);
+    /// [`Error::Conflict`] when the idempotency key was used for a
+    /// different request (amount, currency, agent, run or purchase intent);
+    /// [`Error::Contention`] when the database stayed contended through
+    /// every retry; [`Error::Database`].
+    async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome>;
     /// One reservation with its lines.
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist in this tenant.
+    async fn get(
+        &self,
+        id: ReservationId,
+    ) -> Result<(reservation::Model, Vec<reservation_line::Model>)>;
+    /// Reservations, oldest first, filtered by status (`held`, `captured`,
+    /// `released`, `expired`) and creation time.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a bad page or status; [`Error::Database`].
+    async fn list(&self, page: PageRequest) -> Result<Page<reservation::Model>>;
+    /// Records the settlement of a reservation: `amount` becomes spent on
+    /// every window the reservation holds and the rest of the hold is
+    /// released. The settled amount is a fact and is always posted (see
+    /// `docs/budgets.md`, "Settlement"):
+    ///
+    /// - zero settles with nothing spent (the whole hold returns);
+    /// - more than was held is posted too: what still fits a window is an
+    ///   ordinary capture, the excess an `overspend` ledger entry (the window
+    ///   may go over its limit and then refuses new reservations), audited at
+    ///   level warning;
+    /// - a reservation that already expired or was released is captured late
+    ///   on the windows it was authorized in, with the same rule.
+    ///
+    /// Capturing an already captured reservation again with the same amount
+    /// changes nothing; with another amount it is a [`Error::Conflict`] (a
+    /// second, distinct charge is recorded with its own charge id through
+    /// [`PaymentRepository::record_transaction`](crate::store::PaymentRepository::record_transaction)).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation's purchase
+    /// intent is not approved (a hold waiting for a human, or rejected by one,
+    /// cannot be captured) or it was captured for another amount;
+    /// [`Error::Invalid`] (a negative or unstorable amount, or a currency
+    /// other than the reservation's); [`Error::Database`].
+    async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model>;
+    /// Releases a held reservation: the whole hold returns to the budgets.
+    /// Releasing an already released reservation changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`] when it was captured or expired,
+    /// [`Error::Database`].
+    async fn release(&self, id: ReservationId) -> Result<reservation::Model>;
+    /// Expires every held reservation of this tenant whose expiry is at or
+    /// before `now`, returning its hold to the budgets. A hold that a pending
+    /// approval request owns is expired together with that request (the
+    /// request and its purchase intent become `expired`), so an approval
+    /// never stays pending on a hold that is gone. Returns how many
+    /// reservations were expired. Safe to run from several processes at once.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64>;
+    /// Refunds `amount` of a captured reservation: spent goes down on the windows
+    /// it was captured in (even past ones), never below zero. `refund_id`
+    /// identifies the refund within the tenant: the same id again for the same
+    /// amount changes nothing, while distinct ids add up (refund 30, then 20,
+    /// leaves 50 refunded).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation is not
+    /// captured or the refund id was already used for another amount or
+    /// reservation; [`Error::Invalid`] for a zero, negative or unstorable
+    /// amount, a refund larger than what is left to refund, a blank or
+    /// over-long refund id, or another currency; [`Error::Database`].
+    async fn refund(
+        &self,
+        id: ReservationId,
+        amount: Money,
+        refund_id: &str,
+    ) -> Result<reservation::Model>;
+    /// Recomputes every window's spent and reserved from the ledger and reports
+    /// each window where they differ from the stored balance, or where
+    /// `spent + reserved > limit` by more than the window's recorded
+    /// overspend. Windows with overspend are listed in
+    /// [`Reconciliation::overspent`] either way.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    async fn reconcile(&self) -> Result<Reconciliation>;
+}
+
+#[async_trait]
+impl ReservationRepository for Reservations<'_> {
+    #[tracing::instrument(level = "info", name = "bursar.reservations.reserve", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn reserve(&self, request: ReserveRequest) -> Result<ReserveOutcome> {
+        retry_contention(|| self.reserve_once(&request)).await
+    }
+
     #[tracing::instrument(level = "debug", name = "bursar.reservations.get", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn get(
+    async fn get(
         &self,
         id: ReservationId,
     ) -> Result<(reservation::Model, Vec<reservation_line::Model>)> {
@@ -314,13 +404,8 @@ impl<'a> Reservations<'a> {
         Ok((found, lines))
     }
 
-    /// Reservations, oldest first, filtered by status (`held`, `captured`,
-    /// `released`, `expired`) and creation time.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a bad page or status; [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.reservations.list", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn list(&self, page: PageRequest) -> Result<Page<reservation::Model>> {
+    async fn list(&self, page: PageRequest) -> Result<Page<reservation::Model>> {
         let mut query =
             reservation::Entity::find().filter(reservation::Column::TenantId.eq(self.ctx.tenant));
         if let Some(status) = page.status_filter() {
@@ -342,32 +427,8 @@ impl<'a> Reservations<'a> {
         .await
     }
 
-    /// Records the settlement of a reservation: `amount` becomes spent on
-    /// every window the reservation holds and the rest of the hold is
-    /// released. The settled amount is a fact and is always posted (see
-    /// `docs/budgets.md`, "Settlement"):
-    ///
-    /// - zero settles with nothing spent (the whole hold returns);
-    /// - more than was held is posted too: what still fits a window is an
-    ///   ordinary capture, the excess an `overspend` ledger entry (the window
-    ///   may go over its limit and then refuses new reservations), audited at
-    ///   level warning;
-    /// - a reservation that already expired or was released is captured late
-    ///   on the windows it was authorized in, with the same rule.
-    ///
-    /// Capturing an already captured reservation again with the same amount
-    /// changes nothing; with another amount it is a [`Error::Conflict`] (a
-    /// second, distinct charge is recorded with its own charge id through
-    /// [`Payments::record_transaction`](crate::store::Payments::record_transaction)).
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation's purchase
-    /// intent is not approved (a hold waiting for a human, or rejected by one,
-    /// cannot be captured) or it was captured for another amount;
-    /// [`Error::Invalid`] (a negative or unstorable amount, or a currency
-    /// other than the reservation's); [`Error::Database`].
     #[tracing::instrument(level = "info", name = "bursar.reservations.capture", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
-    pub async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
+    async fn capture(&self, id: ReservationId, amount: Money) -> Result<reservation::Model> {
         let now = self.ctx.now();
         retry_contention(|| async {
             let txn = self.ctx.begin_write().await?;
@@ -377,14 +438,8 @@ impl<'a> Reservations<'a> {
         .await
     }
 
-    /// Releases a held reservation: the whole hold returns to the budgets.
-    /// Releasing an already released reservation changes nothing.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`] when it was captured or expired,
-    /// [`Error::Database`].
     #[tracing::instrument(level = "info", name = "bursar.reservations.release", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
-    pub async fn release(&self, id: ReservationId) -> Result<reservation::Model> {
+    async fn release(&self, id: ReservationId) -> Result<reservation::Model> {
         let now = self.ctx.now();
         retry_contention(|| async {
             let txn = self.ctx.begin_write().await?;
@@ -395,17 +450,8 @@ impl<'a> Reservations<'a> {
         .await
     }
 
-    /// Expires every held reservation of this tenant whose expiry is at or
-    /// before `now`, returning its hold to the budgets. A hold that a pending
-    /// approval request owns is expired together with that request (the
-    /// request and its purchase intent become `expired`), so an approval
-    /// never stays pending on a hold that is gone. Returns how many
-    /// reservations were expired. Safe to run from several processes at once.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
     #[tracing::instrument(level = "info", name = "bursar.reservations.expire_due", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
+    async fn expire_due(&self, now: DateTime<Utc>) -> Result<u64> {
         use crate::entity::approval_request::{self, ApprovalStatus};
         let due: Vec<ReservationId> = reservation::Entity::find()
             .filter(reservation::Column::TenantId.eq(self.ctx.tenant))
@@ -460,20 +506,8 @@ impl<'a> Reservations<'a> {
         Ok(expired)
     }
 
-    /// Refunds `amount` of a captured reservation: spent goes down on the windows
-    /// it was captured in (even past ones), never below zero. `refund_id`
-    /// identifies the refund within the tenant: the same id again for the same
-    /// amount changes nothing, while distinct ids add up (refund 30, then 20,
-    /// leaves 50 refunded).
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Conflict`] when the reservation is not
-    /// captured or the refund id was already used for another amount or
-    /// reservation; [`Error::Invalid`] for a zero, negative or unstorable
-    /// amount, a refund larger than what is left to refund, a blank or
-    /// over-long refund id, or another currency; [`Error::Database`].
     #[tracing::instrument(level = "info", name = "bursar.reservations.refund", skip_all, fields(tenant = %self.ctx.tenant, reservation = %id))]
-    pub async fn refund(
+    async fn refund(
         &self,
         id: ReservationId,
         amount: Money,
@@ -488,16 +522,8 @@ impl<'a> Reservations<'a> {
         .await
     }
 
-    /// Recomputes every window's spent and reserved from the ledger and reports
-    /// each window where they differ from the stored balance, or where
-    /// `spent + reserved > limit` by more than the window's recorded
-    /// overspend. Windows with overspend are listed in
-    /// [`Reconciliation::overspent`] either way.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
     #[tracing::instrument(level = "info", name = "bursar.reservations.reconcile", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn reconcile(&self) -> Result<Reconciliation> {
+    async fn reconcile(&self) -> Result<Reconciliation> {
         reconcile_in(&self.ctx.db, self.ctx.tenant).await
     }
 }
@@ -896,7 +922,7 @@ async fn append_ledger(
 ///    update, and one line and one ledger entry per window are written.
 ///
 /// # Errors
-/// See [`Reservations::reserve`].
+/// See [`ReservationRepository::reserve`].
 pub async fn reserve_in(
     txn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -1148,10 +1174,10 @@ async fn ensure_spendable(
     }
 }
 
-/// Captures inside the caller's write transaction. See [`Reservations::capture`].
+/// Captures inside the caller's write transaction. See [`ReservationRepository::capture`].
 ///
 /// # Errors
-/// See [`Reservations::capture`].
+/// See [`ReservationRepository::capture`].
 pub async fn capture_in(
     txn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -1366,7 +1392,7 @@ pub(crate) async fn post_charge_in(
 /// transaction: the whole hold returns to every window.
 ///
 /// # Errors
-/// See [`Reservations::release`].
+/// See [`ReservationRepository::release`].
 pub async fn end_hold_in(
     txn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -1424,12 +1450,12 @@ pub async fn end_hold_in(
     Ok(row.update(txn).await?)
 }
 
-/// Refunds inside the caller's write transaction. See [`Reservations::refund`].
+/// Refunds inside the caller's write transaction. See [`ReservationRepository::refund`].
 ///
 /// `transaction` links the refund to the provider charge it came from.
 ///
 /// # Errors
-/// See [`Reservations::refund`].
+/// See [`ReservationRepository::refund`].
 pub(crate) async fn refund_in(
     txn: &impl ConnectionTrait,
     tenant: TenantId,

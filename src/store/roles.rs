@@ -269,7 +269,7 @@ impl NewRole {
 pub trait RoleRepository {
     /// Creates the built-in roles (and the permission codes) if they are
     /// missing, and returns them. Safe to call any number of times, also
-    /// concurrently; [`Tenants::create`](crate::store::Tenants::create) calls it.
+    /// concurrently; [`TenantRepository::create`](crate::store::TenantRepository::create) calls it.
     ///
     /// # Errors
     /// [`Error::Database`].

@@ -286,6 +286,7 @@ impl<'a> Runs<'a> {
             if let Some(cap) = new.max_cost {
                 // The cost cap: a lifetime budget bound to this run by the
                 // store (the caller never names it).
+                use crate::store::budgets::BudgetRepository;
                 crate::store::budgets::Budgets::new(Ctx::new(
                     &txn,
                     self.ctx.tenant,

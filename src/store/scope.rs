@@ -11,8 +11,8 @@ use crate::store::Store;
 use crate::store::agent_keys::AgentKeys;
 use crate::store::agents::Agents;
 use crate::store::blocked_attempts::BlockedAttempts;
-use crate::store::budgets::Budgets;
 use crate::store::budgets::NewBudget;
+use crate::store::budgets::{BudgetRepository, Budgets};
 use crate::store::cards::Cards;
 use crate::store::members::Members;
 use crate::store::merchants::Merchants;
@@ -92,7 +92,7 @@ impl Store {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), bursar::Error> {
-    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant};
+    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant, TenantRepository};
     /// let store = bursar::Store::connect("sqlite::memory:").await?;
     /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
     /// let bot = acme.agents().create(NewAgent::new("bot")).await?;
@@ -315,7 +315,7 @@ impl TenantScope {
     ///
     /// # Errors
     /// As [`PolicyRepository::create`](crate::store::PolicyRepository::create)
-    /// and [`Budgets::create`](crate::store::Budgets::create).
+    /// and [`BudgetRepository::create`](crate::store::BudgetRepository::create).
     pub async fn apply_controls(&self, controls: &Controls) -> Result<()> {
         let txn = self.ctx().begin_write().await?;
         let result = async {

@@ -1,5 +1,6 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
+use async_trait::async_trait;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
     TransactionTrait,
@@ -103,7 +104,12 @@ impl<'a> Tenants<'a> {
     pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock) -> Self {
         Self { db, clock }
     }
+}
 
+/// Tenants: created, found, changed and shut off. Not confined to a tenant;
+/// get it from [`Store::tenants`](crate::Store::tenants).
+#[async_trait]
+pub trait TenantRepository {
     /// Creates a tenant, with its built-in roles (admin, finance, developer,
     /// readonly; see [`RoleRepository::ensure_builtin`](crate::store::RoleRepository::ensure_builtin)),
     /// in one transaction.
@@ -111,7 +117,46 @@ impl<'a> Tenants<'a> {
     /// # Errors
     /// [`Error::Invalid`] naming the field for a bad name, slug, time zone or
     /// currency; [`Error::Conflict`] when the slug is taken; [`Error::Database`].
-    pub async fn create(&self, new: NewTenant) -> Result<tenant::Model> {
+    async fn create(&self, new: NewTenant) -> Result<tenant::Model>;
+    /// The tenant with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn get(&self, id: TenantId) -> Result<tenant::Model>;
+    /// The tenant with this slug.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn by_slug(&self, slug: &str) -> Result<tenant::Model>;
+    /// Shuts a tenant off: its agents' keys stop authenticating
+    /// ([`Error::Unauthenticated`]) and every [`authorize`](crate::TenantScope::authorize)
+    /// is rejected with `TENANT_INACTIVE`, while its data stays readable.
+    /// Audited as `tenant.deactivated`. Deactivating an inactive tenant
+    /// changes nothing and writes no entry.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn deactivate(&self, id: TenantId) -> Result<tenant::Model>;
+    /// Undoes [`TenantRepository::deactivate`]. Audited as `tenant.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn reactivate(&self, id: TenantId) -> Result<tenant::Model>;
+    /// Changes a tenant's settings (time zone, reservation and approval
+    /// TTLs, new-vendor flag, notification address, default effect), all
+    /// validated before anything is written. Audited as
+    /// `tenant.settings_updated` with the settings before and after.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field (`timezone`, `reservation_ttl_secs`,
+    /// `approval_ttl_secs`, `notification_email`); [`Error::NotFound`];
+    /// [`Error::Database`].
+    async fn update_settings(&self, id: TenantId, update: TenantUpdate) -> Result<tenant::Model>;
+}
+
+#[async_trait]
+impl TenantRepository for Tenants<'_> {
+    async fn create(&self, new: NewTenant) -> Result<tenant::Model> {
         let name = validate_name("name", &new.name)?;
         let slug = validate_slug("slug", &new.slug)?;
         let tz = crate::budget::parse_timezone(&new.timezone)?;
@@ -151,27 +196,82 @@ impl<'a> Tenants<'a> {
         crate::store::repo::finish(txn, result).await
     }
 
-    /// The tenant with this id.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn get(&self, id: TenantId) -> Result<tenant::Model> {
+    async fn get(&self, id: TenantId) -> Result<tenant::Model> {
         tenant::Entity::find_by_id(id)
             .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, id))
     }
 
-    /// The tenant with this slug.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
+    async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
         tenant::Entity::find()
             .filter(tenant::Column::Slug.eq(slug))
             .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, slug))
+    }
+
+    async fn deactivate(&self, id: TenantId) -> Result<tenant::Model> {
+        self.set_active(id, false).await
+    }
+
+    async fn reactivate(&self, id: TenantId) -> Result<tenant::Model> {
+        self.set_active(id, true).await
+    }
+
+    async fn update_settings(&self, id: TenantId, update: TenantUpdate) -> Result<tenant::Model> {
+        let timezone = match &update.timezone {
+            Some(tz) => Some(crate::budget::parse_timezone(tz)?.name().to_owned()),
+            None => None,
+        };
+        let reservation_ttl = match update.reservation_ttl_secs {
+            Some(v) => Some(check_ttl(
+                "reservation_ttl_secs",
+                v,
+                MAX_RESERVATION_TTL_SECS,
+            )?),
+            None => None,
+        };
+        let approval_ttl = match update.approval_ttl_secs {
+            Some(v) => Some(check_ttl("approval_ttl_secs", v, MAX_APPROVAL_TTL_SECS)?),
+            None => None,
+        };
+        let email = match update.notification_email.clone() {
+            Some(v) => Some(check_email(v)?),
+            None => None,
+        };
+        self.change(id, "tenant.settings_updated", move |row| {
+            if let Some(tz) = &timezone {
+                row.timezone.clone_from(tz);
+            }
+            if let Some(v) = reservation_ttl {
+                row.settings.reservation_ttl_secs = v;
+            }
+            if let Some(v) = approval_ttl {
+                row.settings.approval_ttl_secs = v;
+            }
+            if let Some(v) = update.flag_all_new_vendors {
+                row.settings.flag_all_new_vendors = v;
+            }
+            if let Some(v) = update.require_run {
+                row.settings.require_run = v;
+            }
+            if let Some(v) = update.byok_exempt_from_budgets {
+                row.settings.byok_exempt_from_budgets = v;
+            }
+            if let Some(v) = &email {
+                row.settings.notification_email.clone_from(v);
+            }
+            if let Some(allow) = update.default_allow {
+                row.default_effect = if allow {
+                    crate::policy::DefaultEffect::Allow
+                } else {
+                    crate::policy::DefaultEffect::Deny
+                };
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -316,26 +416,6 @@ fn settings_view(t: &tenant::Model) -> serde_json::Value {
 }
 
 impl Tenants<'_> {
-    /// Shuts a tenant off: its agents' keys stop authenticating
-    /// ([`Error::Unauthenticated`]) and every [`authorize`](crate::TenantScope::authorize)
-    /// is rejected with `TENANT_INACTIVE`, while its data stays readable.
-    /// Audited as `tenant.deactivated`. Deactivating an inactive tenant
-    /// changes nothing and writes no entry.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn deactivate(&self, id: TenantId) -> Result<tenant::Model> {
-        self.set_active(id, false).await
-    }
-
-    /// Undoes [`Tenants::deactivate`]. Audited as `tenant.reactivated`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn reactivate(&self, id: TenantId) -> Result<tenant::Model> {
-        self.set_active(id, true).await
-    }
-
     async fn set_active(&self, id: TenantId, active: bool) -> Result<tenant::Model> {
         let action = if active {
             "tenant.reactivated"
@@ -344,74 +424,6 @@ impl Tenants<'_> {
         };
         self.change(id, action, move |row| {
             row.is_active = active;
-            Ok(())
-        })
-        .await
-    }
-
-    /// Changes a tenant's settings (time zone, reservation and approval
-    /// TTLs, new-vendor flag, notification address, default effect), all
-    /// validated before anything is written. Audited as
-    /// `tenant.settings_updated` with the settings before and after.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the field (`timezone`, `reservation_ttl_secs`,
-    /// `approval_ttl_secs`, `notification_email`); [`Error::NotFound`];
-    /// [`Error::Database`].
-    pub async fn update_settings(
-        &self,
-        id: TenantId,
-        update: TenantUpdate,
-    ) -> Result<tenant::Model> {
-        let timezone = match &update.timezone {
-            Some(tz) => Some(crate::budget::parse_timezone(tz)?.name().to_owned()),
-            None => None,
-        };
-        let reservation_ttl = match update.reservation_ttl_secs {
-            Some(v) => Some(check_ttl(
-                "reservation_ttl_secs",
-                v,
-                MAX_RESERVATION_TTL_SECS,
-            )?),
-            None => None,
-        };
-        let approval_ttl = match update.approval_ttl_secs {
-            Some(v) => Some(check_ttl("approval_ttl_secs", v, MAX_APPROVAL_TTL_SECS)?),
-            None => None,
-        };
-        let email = match update.notification_email.clone() {
-            Some(v) => Some(check_email(v)?),
-            None => None,
-        };
-        self.change(id, "tenant.settings_updated", move |row| {
-            if let Some(tz) = &timezone {
-                row.timezone.clone_from(tz);
-            }
-            if let Some(v) = reservation_ttl {
-                row.settings.reservation_ttl_secs = v;
-            }
-            if let Some(v) = approval_ttl {
-                row.settings.approval_ttl_secs = v;
-            }
-            if let Some(v) = update.flag_all_new_vendors {
-                row.settings.flag_all_new_vendors = v;
-            }
-            if let Some(v) = update.require_run {
-                row.settings.require_run = v;
-            }
-            if let Some(v) = update.byok_exempt_from_budgets {
-                row.settings.byok_exempt_from_budgets = v;
-            }
-            if let Some(v) = &email {
-                row.settings.notification_email.clone_from(v);
-            }
-            if let Some(allow) = update.default_allow {
-                row.default_effect = if allow {
-                    crate::policy::DefaultEffect::Allow
-                } else {
-                    crate::policy::DefaultEffect::Deny
-                };
-            }
             Ok(())
         })
         .await
