@@ -203,7 +203,7 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
     };
     let bytes = serde_json::to_vec(&canonical)
         .map_err(|e| Error::invalid("details", format!("cannot be serialized: {e}")))?;
-    Ok(hex::encode(&Sha256::digest(&bytes)))
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 /// Appends `entry` to the tenant's chain inside the caller's write transaction.

@@ -140,7 +140,7 @@ fn random_hex<const N: usize>() -> Result<String> {
             "the operating system's random number generator failed: {e}"
         )))
     })?;
-    Ok(hex::encode(&buf))
+    Ok(hex::encode(buf))
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -163,7 +163,7 @@ fn well_formed(secret: &str) -> bool {
 
 /// Lowercase hex SHA-256 of the whole key: what is stored.
 fn hash_key(secret: &str) -> String {
-    hex::encode(&Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
