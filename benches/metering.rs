@@ -28,8 +28,8 @@ use bursar::budget::Principal;
 use bursar::clock::ManualClock;
 use bursar::money::Money;
 use bursar::store::{
-    AgentRepository, MeterRequest, NewAgent, NewBudget, NewPrice, NewRun, NewTenant,
-    ReserveRequest, Usage,
+    AgentRepository, BudgetRepository, MeterRequest, NewAgent, NewBudget, NewPrice, NewRun,
+    NewTenant, ReservationRepository, ReserveRequest, TenantRepository, Usage,
 };
 use bursar::{Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};

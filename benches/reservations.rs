@@ -48,8 +48,9 @@ use bursar::budget::Principal;
 use bursar::clock::ManualClock;
 use bursar::money::{Amount, Money};
 use bursar::store::{
-    AgentRepository, NewAgent, NewBudget, NewGroup, NewTenant, ReserveRequest, RowLevelSecurity,
-    TeamRepository, TenantScope,
+    AgentRepository, BudgetRepository, NewAgent, NewBudget, NewGroup, NewTenant,
+    ReservationRepository, ReserveRequest, RowLevelSecurity, TeamRepository, TenantRepository,
+    TenantScope,
 };
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{Criterion, Throughput};

@@ -124,7 +124,7 @@ use bursar::id::{
 };
 use bursar::money::Currency;
 use bursar::policy::{Merchant, Outcome, Reason, Request as PurchaseRequest};
-use bursar::store::TransactionEvent;
+use bursar::store::{PaymentRepository, TenantRepository, TransactionEvent};
 use bursar::{Error, Store};
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;

@@ -4,10 +4,12 @@
 //!
 //! `cargo run --example llm_metering`
 
+use bursar::audit::AuditLogRepository;
 use bursar::money::{Currency, Money};
 use bursar::store::{
     AgentRepository, MemberRepository, MeterRequest, NewAgent, NewPrice, NewRun, NewTenant,
-    NewUser, RoleRepository, Usage, builtin,
+    NewUser, ReservationRepository, RoleRepository, TenantRepository, Usage, UserRepository,
+    builtin,
 };
 use bursar::{Store, TenantScope};
 use rust_decimal::Decimal;

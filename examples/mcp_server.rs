@@ -59,6 +59,7 @@
 //! way. A `database` error's details go to the log; the agent reads `internal
 //! error`.
 
+use bursar::store::{BudgetRepository as _, ReservationRepository as _, TenantRepository as _};
 use std::sync::Arc;
 
 use bursar::budget::{Period, Scope};

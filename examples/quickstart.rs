@@ -4,9 +4,12 @@
 //!
 //! Run it with `cargo run --example quickstart`.
 
+use bursar::audit::AuditLogRepository;
 use bursar::money::{Currency, Money};
 use bursar::policy::{Request, SpendingControls};
-use bursar::store::{AgentRepository, NewAgent, NewTenant};
+use bursar::store::{
+    AgentRepository, BudgetRepository, NewAgent, NewTenant, ReservationRepository, TenantRepository,
+};
 use bursar::{Store, TenantScope};
 use rust_decimal::Decimal;
 

@@ -3,12 +3,13 @@
 //! Every tenant has its own chain: entry `n` stores the SHA-256 `hash` of its
 //! own canonical form together with `prev_hash`, the hash of entry `n - 1` (64
 //! zeros for the first). Changing, inserting or deleting any entry changes a
-//! hash that a later entry recorded, which [`AuditLog::verify`] detects.
+//! hash that a later entry recorded, which [`AuditLogRepository::verify`] detects.
 //!
 //! Appends are serialized per tenant (a transaction-scoped advisory lock on
 //! PostgreSQL, the write lock on SQLite), so `seq` has no gaps or duplicates
 //! even with many writers.
 
+use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
@@ -19,8 +20,9 @@ use sha2::{Digest, Sha256};
 
 use crate::entity::audit_log::{self, AuditActorType, AuditDetails, AuditLevel, AuditStatus};
 use crate::id::{AuditLogId, TenantId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// `prev_hash` of a tenant's first entry.
@@ -201,17 +203,7 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
     };
     let bytes = serde_json::to_vec(&canonical)
         .map_err(|e| Error::invalid("details", format!("cannot be serialized: {e}")))?;
-    Ok(to_hex(&Sha256::digest(&bytes)))
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
 /// Appends `entry` to the tenant's chain inside the caller's write transaction.
@@ -267,7 +259,7 @@ pub(crate) async fn append(
     Ok(row.insert(conn).await?)
 }
 
-/// What [`AuditLog::search`] selects; every filter left unset matches all.
+/// What [`AuditLogRepository::search`] selects; every filter left unset matches all.
 ///
 /// ```
 /// use bursar::audit::AuditFilter;
@@ -326,7 +318,7 @@ impl AuditFilter {
     }
 }
 
-/// The result of [`AuditLog::verify`].
+/// The result of [`AuditLogRepository::verify`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChainReport {
     /// Entries checked.
@@ -354,36 +346,108 @@ impl<'a> AuditLog<'a> {
     pub(crate) fn new(ctx: Ctx<'a>) -> Self {
         Self { ctx }
     }
+}
 
+/// The audit log of one tenant: its hash chain, searched, verified,
+/// checkpointed and exported.
+#[async_trait]
+pub trait AuditLogRepository {
     /// Appends an entry of the host's own (a login, a setting change, …).
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty or over-long action or resource type;
     /// [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.audit_log.record", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn record(&self, entry: AuditEntry) -> Result<audit_log::Model> {
-        let txn = self.ctx.begin_write().await?;
-        let result = append(&txn, self.ctx.tenant, entry, self.ctx.now()).await;
-        crate::store::repo::finish(txn, result).await
-    }
-
+    async fn record(&self, entry: AuditEntry) -> Result<audit_log::Model>;
     /// Entries in chain order (oldest first), filtered by status (`success`,
     /// `error`, `denied`) and creation time.
     ///
     /// # Errors
     /// [`Error::Invalid`] for a bad page size or status; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.audit_log.list", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
-        self.search(&AuditFilter::new(), page).await
-    }
-
-    /// [`AuditLog::list`], also filtered by level, actor, action, resource
+    async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>>;
+    /// [`AuditLogRepository::list`], also filtered by level, actor, action, resource
     /// and correlation id.
     ///
     /// # Errors
-    /// As [`AuditLog::list`].
+    /// As [`AuditLogRepository::list`].
+    async fn search(
+        &self,
+        filter: &AuditFilter,
+        page: PageRequest,
+    ) -> Result<Page<audit_log::Model>>;
+    /// Recomputes every hash of the tenant's chain and checks each link.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    async fn verify(&self) -> Result<ChainReport>;
+    /// The tenant's chain head, signed with the provider's current key.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use bursar::audit::{AuditEntry, AuditLogRepository};
+    /// use bursar::keys::StaticKeyring;
+    /// use bursar::store::{NewTenant, TenantRepository};
+    /// let store = bursar::Store::connect("sqlite::memory:").await?;
+    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
+    /// let keys = StaticKeyring::new(1, [42; 32]);
+    /// acme.audit_log().record(AuditEntry::new("login", "user")).await?;
+    /// let checkpoint = acme.audit_log().checkpoint(&keys).await?;
+    /// assert_eq!(checkpoint.seq, 1);
+    /// assert!(acme.audit_log().verify_against(&checkpoint, &keys).await?.holds());
+    /// # Ok::<(), bursar::Error>(())
+    /// # }).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider lacks its current key;
+    /// [`Error::Database`].
+    async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint>;
+    /// Checks the chain ([`AuditLogRepository::verify`]) and that it still holds the
+    /// checkpoint's head with the same hash: dropped newest entries are
+    /// [`CheckpointVerdict::Truncated`], a chain recomputed after an edit is
+    /// [`CheckpointVerdict::Rewritten`].
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the checkpoint's signature does not verify
+    /// with the provider's key (or the key is missing);
+    /// [`Error::Invalid`] (field `checkpoint`) for another tenant's checkpoint;
+    /// [`Error::Database`].
+    async fn verify_against(
+        &self,
+        checkpoint: &Checkpoint,
+        keys: &dyn crate::keys::KeyProvider,
+    ) -> Result<CheckpointVerdict>;
+    /// Writes the entries with `seq` in `from_seq..=to_seq` (to the head when
+    /// `to_seq` is `None`) to `out` as JSON Lines, one stored entry per line
+    /// in chain order, for offline verification with [`verify_export`] (or
+    /// `bursar-audit verify FILE`). Returns the number of lines written.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (field `export`) when writing to `out` fails;
+    /// [`Error::Database`].
+    async fn export(
+        &self,
+        from_seq: i64,
+        to_seq: Option<i64>,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<u64>;
+}
+
+#[async_trait]
+impl AuditLogRepository for AuditLog<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.record", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn record(&self, entry: AuditEntry) -> Result<audit_log::Model> {
+        let txn = self.ctx.begin_write().await?;
+        let result = append(&txn, self.ctx.tenant, entry, self.ctx.now()).await;
+        crate::store::repo::finish(txn, result).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.audit_log.list", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn list(&self, page: PageRequest) -> Result<Page<audit_log::Model>> {
+        self.search(&AuditFilter::new(), page).await
+    }
+
     #[tracing::instrument(level = "debug", name = "bursar.audit_log.search", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn search(
+    async fn search(
         &self,
         filter: &AuditFilter,
         page: PageRequest,
@@ -435,12 +499,8 @@ impl<'a> AuditLog<'a> {
         .await
     }
 
-    /// Recomputes every hash of the tenant's chain and checks each link.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.audit_log.verify", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn verify(&self) -> Result<ChainReport> {
+    async fn verify(&self) -> Result<ChainReport> {
         const BATCH: u64 = 1_000;
         let mut expected_prev = GENESIS_HASH.to_owned();
         let mut expected_seq = 1;
@@ -476,126 +536,9 @@ impl<'a> AuditLog<'a> {
             }
         }
     }
-}
 
-/// Purpose of the key derived for checkpoint signatures.
-const CHECKPOINT_PURPOSE: &str = "bursar/audit-checkpoint/v1";
-
-/// A tenant's chain head, `(seq, hash)`, signed with a key from the host's
-/// [`KeyProvider`](crate::keys::KeyProvider). Keep checkpoints away from the
-/// database (a host's object store, a ticket, a log shipper): a later
-/// [`AuditLog::verify_against`] then detects both dropped newest entries and
-/// a chain recomputed from an edited row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Checkpoint {
-    /// The tenant whose chain this is.
-    pub tenant_id: TenantId,
-    /// The head's sequence number (0 for an empty chain).
-    pub seq: i64,
-    /// The head's hash ([`GENESIS_HASH`] for an empty chain).
-    pub hash: String,
-    /// The key version the signature was made with.
-    pub key_version: u32,
-    /// HMAC-SHA-256 over the fields above, hex.
-    pub signature: String,
-}
-
-impl Checkpoint {
-    fn message(tenant: TenantId, seq: i64, hash: &str, key_version: u32) -> Vec<u8> {
-        format!("bursar-audit-checkpoint\n{tenant}\n{seq}\n{hash}\n{key_version}").into_bytes()
-    }
-
-    /// Whether the signature was made by the provider's key of
-    /// `key_version` over these fields.
-    ///
-    /// # Errors
-    /// [`Error::Crypto`] when the provider does not hold that key version.
-    pub fn is_signed_by(&self, keys: &dyn crate::keys::KeyProvider) -> Result<bool> {
-        let key = crate::keys::derive(keys, self.key_version, CHECKPOINT_PURPOSE)?;
-        let Some(tag) = from_hex(&self.signature) else {
-            return Ok(false);
-        };
-        let message = Self::message(self.tenant_id, self.seq, &self.hash, self.key_version);
-        Ok(crate::keys::verify(&key, &message, &tag))
-    }
-}
-
-pub(crate) fn from_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    s.as_bytes()
-        .chunks(2)
-        .map(|p| {
-            let hi = char::from(p[0]).to_digit(16)?;
-            let lo = char::from(p[1]).to_digit(16)?;
-            u8::try_from(hi * 16 + lo).ok()
-        })
-        .collect()
-}
-
-/// What [`AuditLog::verify_against`] found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub enum CheckpointVerdict {
-    /// The chain holds and still contains the checkpoint's head unchanged.
-    Holds {
-        /// Entries checked.
-        entries: u64,
-    },
-    /// The chain itself is broken at this entry (see [`AuditLog::verify`]).
-    Broken {
-        /// The first entry that does not hold.
-        seq: i64,
-    },
-    /// The chain holds but ends before the checkpoint's head: its newest
-    /// entries were dropped.
-    Truncated {
-        /// The checkpoint's head.
-        expected_seq: i64,
-        /// The chain's head now (0 when it is empty).
-        found_seq: i64,
-    },
-    /// The chain holds but its entry at the checkpoint's head has another
-    /// hash: the chain was recomputed after an edit at or before `seq`.
-    Rewritten {
-        /// The checkpoint's head.
-        seq: i64,
-    },
-}
-
-impl CheckpointVerdict {
-    /// Whether the log is as the checkpoint says (and perhaps longer).
-    #[must_use]
-    pub fn holds(&self) -> bool {
-        matches!(self, Self::Holds { .. })
-    }
-}
-
-impl AuditLog<'_> {
-    /// The tenant's chain head, signed with the provider's current key.
-    ///
-    /// ```
-    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-    /// use bursar::audit::AuditEntry;
-    /// use bursar::keys::StaticKeyring;
-    /// use bursar::store::NewTenant;
-    /// let store = bursar::Store::connect("sqlite::memory:").await?;
-    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
-    /// let keys = StaticKeyring::new(1, [42; 32]);
-    /// acme.audit_log().record(AuditEntry::new("login", "user")).await?;
-    /// let checkpoint = acme.audit_log().checkpoint(&keys).await?;
-    /// assert_eq!(checkpoint.seq, 1);
-    /// assert!(acme.audit_log().verify_against(&checkpoint, &keys).await?.holds());
-    /// # Ok::<(), bursar::Error>(())
-    /// # }).unwrap();
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Crypto`] when the provider lacks its current key;
-    /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.audit_log.checkpoint", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint> {
+    async fn checkpoint(&self, keys: &dyn crate::keys::KeyProvider) -> Result<Checkpoint> {
         let head = audit_log::Entity::find()
             .filter(audit_log::Column::TenantId.eq(self.ctx.tenant))
             .order_by_desc(audit_log::Column::Seq)
@@ -605,7 +548,7 @@ impl AuditLog<'_> {
         let (seq, hash) = head.map_or((0, GENESIS_HASH.to_owned()), |h| (h.seq, h.hash));
         let version = keys.current_version();
         let key = crate::keys::derive(keys, version, CHECKPOINT_PURPOSE)?;
-        let signature = to_hex(&crate::keys::sign(
+        let signature = hex::encode(&crate::keys::sign(
             &key,
             &Checkpoint::message(self.ctx.tenant, seq, &hash, version),
         )?);
@@ -618,18 +561,8 @@ impl AuditLog<'_> {
         })
     }
 
-    /// Checks the chain ([`AuditLog::verify`]) and that it still holds the
-    /// checkpoint's head with the same hash: dropped newest entries are
-    /// [`CheckpointVerdict::Truncated`], a chain recomputed after an edit is
-    /// [`CheckpointVerdict::Rewritten`].
-    ///
-    /// # Errors
-    /// [`Error::Crypto`] when the checkpoint's signature does not verify
-    /// with the provider's key (or the key is missing);
-    /// [`Error::Invalid`] (field `checkpoint`) for another tenant's checkpoint;
-    /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.audit_log.verify_against", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn verify_against(
+    async fn verify_against(
         &self,
         checkpoint: &Checkpoint,
         keys: &dyn crate::keys::KeyProvider,
@@ -675,42 +608,9 @@ impl AuditLog<'_> {
             },
         })
     }
-}
 
-/// Runs `$body` (a block that may use `?` and `.await`, with `$ctx` a
-/// [`Ctx`] on a write transaction) and appends the entry `$entry` makes from
-/// its result, in that one transaction: the change and its audit entry
-/// commit together or not at all.
-macro_rules! audited_write {
-    ($outer:expr, |$ctx:ident| $body:block, |$out:ident| $entry:expr) => {{
-        let outer: &$crate::store::repo::Ctx<'_> = $outer;
-        let txn = outer.begin_write().await?;
-        let result = async {
-            let $ctx = $crate::store::repo::Ctx::new(&txn, outer.tenant, outer.clock);
-            let value = $body;
-            {
-                let $out = &value;
-                $crate::audit::append(&txn, outer.tenant, $entry, outer.now()).await?;
-            }
-            Ok(value)
-        }
-        .await;
-        $crate::store::repo::finish(txn, result).await
-    }};
-}
-pub(crate) use audited_write;
-
-impl AuditLog<'_> {
-    /// Writes the entries with `seq` in `from_seq..=to_seq` (to the head when
-    /// `to_seq` is `None`) to `out` as JSON Lines, one stored entry per line
-    /// in chain order, for offline verification with [`verify_export`] (or
-    /// `bursar-audit verify FILE`). Returns the number of lines written.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] (field `export`) when writing to `out` fails;
-    /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.audit_log.export", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn export(
+    async fn export(
         &self,
         from_seq: i64,
         to_seq: Option<i64>,
@@ -749,6 +649,109 @@ impl AuditLog<'_> {
     }
 }
 
+/// Purpose of the key derived for checkpoint signatures.
+const CHECKPOINT_PURPOSE: &str = "bursar/audit-checkpoint/v1";
+
+/// A tenant's chain head, `(seq, hash)`, signed with a key from the host's
+/// [`KeyProvider`](crate::keys::KeyProvider). Keep checkpoints away from the
+/// database (a host's object store, a ticket, a log shipper): a later
+/// [`AuditLogRepository::verify_against`] then detects both dropped newest entries and
+/// a chain recomputed from an edited row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Checkpoint {
+    /// The tenant whose chain this is.
+    pub tenant_id: TenantId,
+    /// The head's sequence number (0 for an empty chain).
+    pub seq: i64,
+    /// The head's hash ([`GENESIS_HASH`] for an empty chain).
+    pub hash: String,
+    /// The key version the signature was made with.
+    pub key_version: u32,
+    /// HMAC-SHA-256 over the fields above, hex.
+    pub signature: String,
+}
+
+impl Checkpoint {
+    fn message(tenant: TenantId, seq: i64, hash: &str, key_version: u32) -> Vec<u8> {
+        format!("bursar-audit-checkpoint\n{tenant}\n{seq}\n{hash}\n{key_version}").into_bytes()
+    }
+
+    /// Whether the signature was made by the provider's key of
+    /// `key_version` over these fields.
+    ///
+    /// # Errors
+    /// [`Error::Crypto`] when the provider does not hold that key version.
+    pub fn is_signed_by(&self, keys: &dyn crate::keys::KeyProvider) -> Result<bool> {
+        let key = crate::keys::derive(keys, self.key_version, CHECKPOINT_PURPOSE)?;
+        let Some(tag) = hex::decode(&self.signature).ok() else {
+            return Ok(false);
+        };
+        let message = Self::message(self.tenant_id, self.seq, &self.hash, self.key_version);
+        Ok(crate::keys::verify(&key, &message, &tag))
+    }
+}
+
+/// What [`AuditLogRepository::verify_against`] found.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub enum CheckpointVerdict {
+    /// The chain holds and still contains the checkpoint's head unchanged.
+    Holds {
+        /// Entries checked.
+        entries: u64,
+    },
+    /// The chain itself is broken at this entry (see [`AuditLogRepository::verify`]).
+    Broken {
+        /// The first entry that does not hold.
+        seq: i64,
+    },
+    /// The chain holds but ends before the checkpoint's head: its newest
+    /// entries were dropped.
+    Truncated {
+        /// The checkpoint's head.
+        expected_seq: i64,
+        /// The chain's head now (0 when it is empty).
+        found_seq: i64,
+    },
+    /// The chain holds but its entry at the checkpoint's head has another
+    /// hash: the chain was recomputed after an edit at or before `seq`.
+    Rewritten {
+        /// The checkpoint's head.
+        seq: i64,
+    },
+}
+
+impl CheckpointVerdict {
+    /// Whether the log is as the checkpoint says (and perhaps longer).
+    #[must_use]
+    pub fn holds(&self) -> bool {
+        matches!(self, Self::Holds { .. })
+    }
+}
+
+/// Runs `$body` (a block that may use `?` and `.await`, with `$ctx` a
+/// [`Ctx`] on a write transaction) and appends the entry `$entry` makes from
+/// its result, in that one transaction: the change and its audit entry
+/// commit together or not at all.
+macro_rules! audited_write {
+    ($outer:expr, |$ctx:ident| $body:block, |$out:ident| $entry:expr) => {{
+        let outer: &$crate::store::repo::Ctx<'_> = $outer;
+        let txn = outer.begin_write().await?;
+        let result = async {
+            let $ctx = $crate::store::repo::Ctx::new(&txn, outer.tenant, outer.clock);
+            let value = $body;
+            {
+                let $out = &value;
+                $crate::audit::append(&txn, outer.tenant, $entry, outer.now()).await?;
+            }
+            Ok(value)
+        }
+        .await;
+        $crate::store::repo::finish(txn, result).await
+    }};
+}
+pub(crate) use audited_write;
+
 /// What [`verify_export`] found in an exported file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ExportReport {
@@ -775,7 +778,7 @@ impl ExportReport {
     }
 }
 
-/// Verifies an export of [`AuditLog::export`] without a database: every
+/// Verifies an export of [`AuditLogRepository::export`] without a database: every
 /// line's hash, the sequence and the links between lines (an export that
 /// starts at `seq` 1 must start from [`GENESIS_HASH`]), and, with a
 /// checkpoint, that the file reaches the checkpoint's head with its hash.

@@ -21,10 +21,15 @@ use crate::entity::audit_log::{AuditActorType, AuditStatus};
 use crate::entity::blocked_attempt;
 use crate::entity::json::{Metadata, ReasonList};
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
-use crate::entity::{agent, agent::AgentStatus, reservation, tenant};
-use crate::id::{ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId};
+use crate::entity::{
+    agent, agent::AgentStatus, agent_run, budget, budget_window, reservation, tenant,
+};
+use crate::id::{
+    AgentId, ApprovalRequestId, BlockedAttemptId, PurchaseIntentId, ReservationId, TenantId,
+};
 use crate::money::{Amount, Currency, Money};
-use crate::policy::{BudgetDetail, Facts, Outcome, Reason, Request, evaluate};
+use crate::policy::{BudgetDetail, Decision, Facts, Outcome, Reason, Request, evaluate};
+use crate::store::agents::{AgentRepository, Agents};
 use crate::store::merchants::{is_known_vendor, record_seen};
 use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
@@ -32,15 +37,9 @@ use crate::store::reservations::{
     ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
     current_windows, reserve_with,
 };
-use crate::store::{AgentRepository, Agents};
 use crate::{Error, Result};
 
-/// How long an approved purchase's reservation is held when the tenant's
-/// settings do not say (`settings.reservation_ttl_secs`): 15 minutes.
-pub const DEFAULT_RESERVATION_TTL: Duration = Duration::minutes(15);
-/// How long an approval request (and its hold on the budgets) lives when the
-/// tenant's settings do not say (`settings.approval_ttl_secs`): 24 hours.
-pub const DEFAULT_APPROVAL_TTL: Duration = Duration::hours(24);
+pub use crate::store::tenants::{DEFAULT_APPROVAL_TTL, DEFAULT_RESERVATION_TTL};
 
 /// What [`TenantScope::authorize`](crate::store::TenantScope::authorize) decided
 /// and recorded.
@@ -144,8 +143,8 @@ impl AuthorizeHook for NoHook {
 /// The texts `authorize` stores fit their columns: the merchant name (or the
 /// model or tool standing in for it) and domain, and the idempotency key.
 fn stored_widths(request: &Request) -> Result<()> {
-    use crate::store::MAX_MERCHANT_LEN;
-    use crate::store::repo::check_width;
+    use crate::store::merchants::MAX_MERCHANT_LEN;
+    use crate::validate::check_width;
     match &request.merchant {
         Some(m) => {
             check_width("merchant.name", &m.name, MAX_MERCHANT_LEN)?;
@@ -254,7 +253,6 @@ async fn lock_run(
     run: crate::id::RunId,
     agent: crate::id::AgentId,
 ) -> Result<crate::entity::agent_run::Model> {
-    use crate::entity::agent_run;
     agent_run::Entity::find()
         .filter(agent_run::Column::TenantId.eq(tenant))
         .filter(agent_run::Column::Id.eq(run))
@@ -263,6 +261,87 @@ async fn lock_run(
         .await?
         .filter(|r| r.agent_id == Some(agent))
         .ok_or_else(|| Error::not_found(crate::id::RunId::ENTITY, run))
+}
+
+/// What [`Flow::claim`] read and wrote: the tenant, the agent (if it exists),
+/// the locked run, the money and the pending intent.
+struct Claim {
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+    tenant_row: tenant::Model,
+    cost: Option<(Decimal, Currency)>,
+    amount: Decimal,
+    currency: Currency,
+    merchant_name: String,
+    claimed_agent: AgentId,
+    agent: Option<agent::Model>,
+    run: Option<agent_run::Model>,
+    intent: purchase_intent::Model,
+}
+
+/// What [`Flow::load_facts`] found: the compiled policies, the budgets in
+/// another currency, the locked windows and the facts the policies see.
+struct Loaded {
+    policies: std::sync::Arc<crate::policy::CompiledPolicies>,
+    mismatched: Vec<Shortfall>,
+    windows: Vec<(budget::Model, budget_window::Model)>,
+    facts: Facts,
+}
+
+/// Step 2, refuse early: a deactivated tenant, an unknown or inactive agent,
+/// metering's own refusal, then the run's caps and state and the tenant's
+/// rule that every action names a run. Nothing here reads the database.
+fn early_refusal(
+    tenant: TenantId,
+    claim: &Claim,
+    request: &Request,
+    extra: &Extra,
+) -> Option<Reason> {
+    // An unknown or inactive agent is refused before any policy runs.
+    let refusal = match &claim.agent {
+        // A deactivated tenant's agents may not act at all.
+        _ if !claim.tenant_row.is_active => Some(Reason {
+            code: codes::TENANT_INACTIVE.to_owned(),
+            message: format!("tenant {tenant} is deactivated"),
+            policy_id: None,
+            budget: None,
+            undetermined: false,
+        }),
+        None => Some(Reason {
+            code: codes::AGENT_NOT_FOUND.to_owned(),
+            message: format!(
+                "agent {} does not exist in this tenant",
+                claim.claimed_agent
+            ),
+            policy_id: None,
+            budget: None,
+            undetermined: false,
+        }),
+        Some(a) if a.status != AgentStatus::Active => Some(Reason {
+            code: codes::AGENT_INACTIVE.to_owned(),
+            message: format!("agent {} is {} and may not act", a.id, a.status.to_value()),
+            policy_id: None,
+            budget: None,
+            undetermined: false,
+        }),
+        Some(_) => extra.refusal.clone(),
+    };
+    if refusal.is_some() {
+        return refusal;
+    }
+    // The run's own caps and state come next, then the tenant's rule
+    // that every action names a run.
+    match &claim.run {
+        Some(run) => crate::store::runs::refusal(run, request, extra.tokens, claim.now),
+        None if claim.tenant_row.settings.require_run && claim.agent.is_some() => Some(Reason {
+            code: codes::RUN_REQUIRED.to_owned(),
+            message: "this tenant requires every agent action to name an active run".to_owned(),
+            policy_id: None,
+            budget: None,
+            undetermined: false,
+        }),
+        None => None,
+    }
 }
 
 /// The flow, inside an open write transaction.
@@ -355,14 +434,73 @@ impl Flow<'_> {
     /// metering adds: the tokens a call may use (checked against its run's
     /// token cap), a refusal decided before any policy runs, and whether the call
     /// is BYOK (then the tenant setting decides whether money budgets apply).
+    ///
+    /// The steps, in order: [`claim`](Self::claim) the request (tenant, agent,
+    /// run and the intent under its idempotency key); refuse it early
+    /// ([`early_refusal`]); [`load_facts`](Self::load_facts); evaluate the
+    /// policies; [`decide`](Self::decide), which reserves and records; and
+    /// count the run's round.
     pub(crate) async fn run_with(
         &self,
         mut request: Request,
         extra: Extra,
     ) -> Result<Authorization> {
         let started = std::time::Instant::now();
+        let claim = self.claim(&mut request).await?;
+        if let Some(reason) = early_refusal(self.tenant, &claim, &request, &extra) {
+            return self
+                .reject(claim.intent, vec![reason], &request, claim.now)
+                .await;
+        }
+        let facts = self.load_facts(&claim, &request).await?;
+
+        let span = tracing::Span::current();
+        let evaluating = std::time::Instant::now();
+        span.record("load_us", micros(evaluating - started));
+        let decision = evaluate(&facts.policies, &request, &facts.facts);
+        let evaluated = std::time::Instant::now();
+        span.record("evaluate_us", micros(evaluated - evaluating));
+        if !facts.mismatched.is_empty() {
+            // A budget in another currency refuses the request.
+            let mut reasons = if decision.outcome() == Outcome::Rejected {
+                decision.into_reasons()
+            } else {
+                Vec::new()
+            };
+            let currency = claim.currency;
+            reasons.extend(
+                facts
+                    .mismatched
+                    .iter()
+                    .map(|s| mismatch_reason(s, currency)),
+            );
+            return self
+                .reject(claim.intent, reasons, &request, claim.now)
+                .await;
+        }
+        let run = claim.run.clone();
+        let now = claim.now;
+        let (authorization, reserving) = self
+            .decide(claim, facts, decision, &request, &extra, &span)
+            .await?;
+        // An admitted action (approved, or waiting for a human) counts as one
+        // round of its run; the run row is locked since the start.
+        if let (Some(run), false) = (&run, authorization.outcome == Outcome::Rejected) {
+            crate::store::runs::count_round(self.txn, run, now).await?;
+        }
+        span.record(
+            "record_us",
+            micros(evaluated.elapsed().saturating_sub(reserving)),
+        );
+        Ok(authorization)
+    }
+
+    /// Step 1, claim: checks the request, reads the tenant, finds the agent
+    /// (whose row is authoritative for team and project), locks the run and
+    /// inserts the pending intent under the idempotency key.
+    async fn claim(&self, request: &mut Request) -> Result<Claim> {
         request.validate()?;
-        stored_widths(&request)?;
+        stored_widths(request)?;
         let now = self.clock.now();
         let tenant_row = tenant::Entity::find_by_id(self.tenant)
             .one(self.txn)
@@ -387,7 +525,7 @@ impl Flow<'_> {
         }
         let (amount, currency) = cost.unwrap_or((Decimal::ZERO, tenant_row.default_currency));
         let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
-        let merchant_name = merchant_label(&request);
+        let merchant_name = merchant_label(request);
 
         // Claim the idempotency key first: a concurrent duplicate waits on the
         // unique key and then fails, and its caller returns this result.
@@ -450,58 +588,32 @@ impl Flow<'_> {
             ),
             other => other,
         })?;
+        Ok(Claim {
+            now,
+            tz,
+            tenant_row,
+            cost,
+            amount,
+            currency,
+            merchant_name,
+            claimed_agent,
+            agent,
+            run,
+            intent,
+        })
+    }
 
-        // An unknown or inactive agent is refused before any policy runs.
-        let refusal = match &agent {
-            // A deactivated tenant's agents may not act at all.
-            _ if !tenant_row.is_active => Some(Reason {
-                code: codes::TENANT_INACTIVE.to_owned(),
-                message: format!("tenant {} is deactivated", self.tenant),
-                policy_id: None,
-                budget: None,
-                undetermined: false,
-            }),
-            None => Some(Reason {
-                code: codes::AGENT_NOT_FOUND.to_owned(),
-                message: format!("agent {claimed_agent} does not exist in this tenant"),
-                policy_id: None,
-                budget: None,
-                undetermined: false,
-            }),
-            Some(a) if a.status != AgentStatus::Active => Some(Reason {
-                code: codes::AGENT_INACTIVE.to_owned(),
-                message: format!("agent {} is {} and may not act", a.id, a.status.to_value()),
-                policy_id: None,
-                budget: None,
-                undetermined: false,
-            }),
-            Some(_) => extra.refusal.clone(),
-        };
-        if let Some(reason) = refusal {
-            return self.reject(intent, vec![reason], &request, now).await;
-        }
-        // The run's own caps and state come next, then the tenant's rule
-        // that every action names a run.
-        let run_refusal = match &run {
-            Some(run) => crate::store::runs::refusal(run, &request, extra.tokens, now),
-            None if tenant_row.settings.require_run && agent_row.is_some() => Some(Reason {
-                code: codes::RUN_REQUIRED.to_owned(),
-                message: "this tenant requires every agent action to name an active run".to_owned(),
-                policy_id: None,
-                budget: None,
-                undetermined: false,
-            }),
-            None => None,
-        };
-        if let Some(reason) = run_refusal {
-            return self.reject(intent, vec![reason], &request, now).await;
-        }
-
+    /// Step 3, load the facts: the compiled policies, the budgets that apply
+    /// and their current windows (locked), whether the vendor is new, and the
+    /// agent's recent requests for velocity.
+    async fn load_facts(&self, claim: &Claim, request: &Request) -> Result<Loaded> {
+        let now = claim.now;
+        let currency = claim.currency;
         // Facts. Locks are taken in the one global order (docs/budgets.md,
         // "Lock order"): the budget windows by ascending id, then the agent
         // row, then merchants, then the audit chain last.
         let policies = Policies::new(self.ctx(), self.cache)
-            .compiled_with(tenant_row.default_effect)
+            .compiled_with(claim.tenant_row.default_effect)
             .await?;
         let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
         // A budget in another currency cannot evaluate the request: it is
@@ -511,8 +623,8 @@ impl Flow<'_> {
             .into_iter()
             .filter(|b| b.currency == currency)
             .collect();
-        let windows = current_windows(self.txn, self.tenant, budgets, tz, now, true).await?;
-        let mut facts = Facts::new(now, tz);
+        let windows = current_windows(self.txn, self.tenant, budgets, claim.tz, now, true).await?;
+        let mut facts = Facts::new(now, claim.tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         // A vendor is a merchant: a request that names none (a tool call, an
         // LLM call, an action) has no vendor to be new. Fail closed for one
@@ -533,7 +645,7 @@ impl Flow<'_> {
         if let Some(&longest) = policies.velocity_windows().iter().max() {
             agent::Entity::find()
                 .filter(agent::Column::TenantId.eq(self.tenant))
-                .filter(agent::Column::Id.eq(claimed_agent))
+                .filter(agent::Column::Id.eq(claim.claimed_agent))
                 .lock(LockType::NoKeyUpdate)
                 .one(self.txn)
                 .await?;
@@ -542,9 +654,9 @@ impl Flow<'_> {
                 .select_only()
                 .column(purchase_intent::Column::CreatedAt)
                 .filter(purchase_intent::Column::TenantId.eq(self.tenant))
-                .filter(purchase_intent::Column::AgentId.eq(claimed_agent))
+                .filter(purchase_intent::Column::AgentId.eq(claim.claimed_agent))
                 .filter(purchase_intent::Column::CreatedAt.gte(since))
-                .filter(purchase_intent::Column::Id.ne(intent_id))
+                .filter(purchase_intent::Column::Id.ne(claim.intent.id))
                 .into_tuple()
                 .all(self.txn)
                 .await?;
@@ -554,27 +666,43 @@ impl Flow<'_> {
                 facts = facts.velocity(window, u32::try_from(count).unwrap_or(u32::MAX));
             }
         }
+        Ok(Loaded {
+            policies,
+            mismatched,
+            windows,
+            facts,
+        })
+    }
 
-        let span = tracing::Span::current();
-        let evaluating = std::time::Instant::now();
-        span.record("load_us", micros(evaluating - started));
-        let decision = evaluate(&policies, &request, &facts);
-        let evaluated = std::time::Instant::now();
-        span.record("evaluate_us", micros(evaluated - evaluating));
+    /// Step 5, decide (the budgets are all in the request's currency): records
+    /// a rejection, or holds the money
+    /// ([`reserve`](Self::reserve)) and records the approval or the pending
+    /// approval. Returns the result and the time spent reserving.
+    async fn decide(
+        &self,
+        claim: Claim,
+        loaded: Loaded,
+        decision: Decision,
+        request: &Request,
+        extra: &Extra,
+        span: &tracing::Span,
+    ) -> Result<(Authorization, std::time::Duration)> {
+        let Claim {
+            now,
+            tenant_row,
+            cost,
+            amount,
+            currency,
+            merchant_name,
+            intent,
+            ..
+        } = claim;
+        let Loaded { windows, .. } = loaded;
         let mut reserving = std::time::Duration::ZERO;
-        if !mismatched.is_empty() {
-            let mut reasons = if decision.outcome() == Outcome::Rejected {
-                decision.into_reasons()
-            } else {
-                Vec::new()
-            };
-            reasons.extend(mismatched.iter().map(|s| mismatch_reason(s, currency)));
-            return self.reject(intent, reasons, &request, now).await;
-        }
         let settings = &tenant_row.settings;
         let authorization = match decision.outcome() {
             Outcome::Rejected => {
-                self.reject(intent, decision.into_reasons(), &request, now)
+                self.reject(intent, decision.into_reasons(), request, now)
                     .await
             }
             outcome if cost.is_none() || (extra.byok && settings.byok_exempt_from_budgets) => {
@@ -582,11 +710,11 @@ impl Flow<'_> {
                 // tenant exempts from money budgets.
                 let reasons = decision.into_reasons();
                 if outcome == Outcome::Approved {
-                    self.approve(intent, None, &request, &merchant_name, Vec::new(), now)
+                    self.approve(intent, None, request, &merchant_name, Vec::new(), now)
                         .await
                 } else {
                     let expires_at = now + ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL);
-                    self.hold_for_approval(intent, None, reasons, &request, expires_at, now)
+                    self.hold_for_approval(intent, None, reasons, request, expires_at, now)
                         .await
                 }
             }
@@ -599,13 +727,11 @@ impl Flow<'_> {
                     };
                 let hold = ReserveRequest::new(Money::new(amount, currency)?, expires_at)
                     .principal(request.principal)
-                    .purchase_intent(intent_id);
+                    .purchase_intent(intent.id);
                 // Alert thresholds this hold crosses, announced with it.
                 let crossings = crate::events::threshold_events(&windows, amount)?;
-                let reserve_started = std::time::Instant::now();
-                let reserved = reserve_with(self.txn, self.tenant, &hold, now, Some(windows)).await;
-                reserving = reserve_started.elapsed();
-                span.record("reserve_us", micros(reserving));
+                let (reserved, took) = self.reserve(&hold, windows, now, span).await;
+                reserving = took;
                 match reserved? {
                     ReserveOutcome::Rejected { shortfalls } => {
                         // Another request took the room between evaluation and
@@ -614,7 +740,7 @@ impl Flow<'_> {
                             .iter()
                             .map(|s| shortfall_reason(s, currency))
                             .collect();
-                        self.reject(intent, reasons, &request, now).await
+                        self.reject(intent, reasons, request, now).await
                     }
                     ReserveOutcome::Reserved { reservation, .. } => {
                         let reasons = decision.into_reasons();
@@ -622,7 +748,7 @@ impl Flow<'_> {
                             self.approve(
                                 intent,
                                 Some(reservation),
-                                &request,
+                                request,
                                 &merchant_name,
                                 crossings,
                                 now,
@@ -635,7 +761,7 @@ impl Flow<'_> {
                                 intent,
                                 Some(reservation),
                                 reasons,
-                                &request,
+                                request,
                                 expires_at,
                                 now,
                             )
@@ -645,16 +771,23 @@ impl Flow<'_> {
                 }
             }
         }?;
-        // An admitted action (approved, or waiting for a human) counts as one
-        // round of its run; the run row is locked since the start.
-        if let (Some(run), false) = (&run, authorization.outcome == Outcome::Rejected) {
-            crate::store::runs::count_round(self.txn, run, now).await?;
-        }
-        span.record(
-            "record_us",
-            micros(evaluated.elapsed().saturating_sub(reserving)),
-        );
-        Ok(authorization)
+        Ok((authorization, reserving))
+    }
+
+    /// Step 4, reserve: holds the money on the windows locked while loading
+    /// the facts, and records the time it took on the span.
+    async fn reserve(
+        &self,
+        hold: &ReserveRequest,
+        windows: Vec<(budget::Model, budget_window::Model)>,
+        now: DateTime<Utc>,
+        span: &tracing::Span,
+    ) -> (Result<ReserveOutcome>, std::time::Duration) {
+        let reserve_started = std::time::Instant::now();
+        let reserved = reserve_with(self.txn, self.tenant, hold, now, Some(windows)).await;
+        let reserving = reserve_started.elapsed();
+        span.record("reserve_us", micros(reserving));
+        (reserved, reserving)
     }
 
     async fn reject(
@@ -764,7 +897,7 @@ impl Flow<'_> {
         // The matching policies' approval settings, strictest first; the
         // eligible approvers are fixed now, and the hold lives as long as the
         // request.
-        let (settings, eligible) = crate::store::approval_settings(
+        let (settings, eligible) = crate::store::approvals::approval_settings(
             self.txn,
             self.tenant,
             self.cache,
@@ -784,7 +917,8 @@ impl Flow<'_> {
             }
             other => other,
         };
-        let (rule, required) = crate::store::approval_rule_of(settings.quorum, eligible.len());
+        let (rule, required) =
+            crate::store::approvals::approval_rule_of(settings.quorum, eligible.len());
         let approval = approval_request::ActiveModel {
             id: Set(ApprovalRequestId::new()),
             tenant_id: Set(self.tenant),

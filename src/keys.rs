@@ -1,6 +1,6 @@
 //! Keys the host supplies: a [`KeyProvider`] hands out 256-bit
 //! key-encryption keys by version. bursar uses them to sign audit
-//! checkpoints ([`AuditLog::checkpoint`](crate::audit::AuditLog::checkpoint)),
+//! checkpoints ([`AuditLogRepository::checkpoint`](crate::audit::AuditLogRepository::checkpoint)),
 //! each use with its own key derived from the provider's key, so one key
 //! never serves two purposes.
 //!

@@ -13,7 +13,7 @@
 //! ```
 //! use bursar::money::{Currency, Money};
 //! use bursar::policy::{Outcome, Request, SpendingControls};
-//! use bursar::store::{AgentRepository, NewAgent, NewTenant};
+//! use bursar::store::{AgentRepository, NewAgent, NewTenant, ReservationRepository, TenantRepository};
 //! use rust_decimal::Decimal;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
@@ -76,6 +76,22 @@
 //!   and [`Error::is_transient`] says what is safe to retry with the same
 //!   idempotency key — see [`error`] for the table of codes.
 //!
+//! ## Layers
+//!
+//! Imports run one way, from the top down:
+//!
+//! 1. [`store::TenantScope`], [`Store`] and metering ([`store::Meter`], which
+//!    runs a call through the scope's `authorize`);
+//! 2. [`authorize`], the flow;
+//! 3. the repositories in `store/*`, the [`audit::AuditLog`], the event
+//!    outbox ([`events`]) and the [`vault`];
+//! 4. the audit chain (`audit`'s append and hash) and what every repository
+//!    stands on: its executor and transaction helpers (`store::repo`), paging
+//!    ([`store::PageRequest`], [`store::Page`]) and the text checks shared by
+//!    every repository;
+//! 5. the pure modules: [`policy`], [`budget`], [`money`], [`entity`], [`id`],
+//!    [`codes`], [`clock`], [`error`], [`keys`].
+//!
 //! The guides in `docs/` cover the authorize flow (`authorize.md`), the
 //! policy language (`policies.md`), budgets, reservations and the ledger
 //! (`budgets.md`), approvals, payments and settlement (`payments.md`), runs,
@@ -113,8 +129,10 @@ pub mod events;
 pub mod id;
 pub mod keys;
 pub mod money;
+mod page;
 pub mod policy;
 pub mod store;
+mod validate;
 pub mod vault;
 
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
 //! use bursar::entity::connection::AuthType;
 //! use bursar::keys::StaticKeyring;
-//! use bursar::store::NewTenant;
+//! use bursar::store::{NewTenant, TenantRepository};
 //! use bursar::vault::{NewConnection, Secret};
 //! let store = bursar::Store::connect("sqlite::memory:").await?;
 //! let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
@@ -52,7 +52,8 @@ use crate::entity::connection::{self, AuthType, ConnectionStatus};
 use crate::entity::json::Metadata;
 use crate::id::{ConnectionId, TenantId};
 use crate::keys::{KeyBytes, KeyProvider, derive};
-use crate::store::repo::{Ctx, check_width, finish, retry_contention};
+use crate::store::repo::{Ctx, finish, retry_contention};
+use crate::validate::check_width;
 use crate::{Error, Result};
 
 /// Longest provider name, in characters (the column's width).
@@ -332,9 +333,9 @@ impl<'a> Vault<'a> {
     /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.vault.create", skip_all, fields(tenant = %self.ctx.tenant))]
     pub async fn create(&self, new: NewConnection, secret: Secret) -> Result<connection::Model> {
-        let provider = crate::store::tenants::validate_name("provider", &new.provider)?;
+        let provider = crate::validate::validate_name("provider", &new.provider)?;
         check_width("provider", &provider, MAX_PROVIDER_LEN)?;
-        let label = crate::store::tenants::validate_name("label", &new.label)?;
+        let label = crate::validate::validate_name("label", &new.label)?;
         check_width("label", &label, MAX_LABEL_LEN)?;
         if let Some(ext) = &new.external_account_id {
             check_width("external_account_id", ext, 255)?;

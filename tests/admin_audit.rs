@@ -4,15 +4,16 @@
 
 mod common;
 
-use bursar::audit::{AuditEntry, AuditFilter};
+use bursar::audit::{AuditEntry, AuditFilter, AuditLogRepository};
 use bursar::entity::agent::AgentStatus;
 use bursar::entity::audit_log::{AuditActorType, AuditLevel};
 use bursar::entity::tenant_member::{MemberStatus, SeatType};
 use bursar::money::Currency;
 use bursar::policy::{Condition, Effect, Policy};
 use bursar::store::{
-    AgentKeyRepository, AgentRepository, MemberRepository, NewBudget, NewRole, NewTenant, NewUser,
-    PageRequest, PolicyRepository, RoleRepository,
+    AgentKeyRepository, AgentRepository, BudgetRepository, MemberRepository, NewBudget, NewRole,
+    NewTenant, NewUser, PageRequest, PolicyRepository, RoleRepository, TenantRepository,
+    UserRepository,
 };
 use bursar::{Store, TenantScope};
 use common::backends;

@@ -4,6 +4,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use bursar::Error;
@@ -23,7 +24,8 @@ use bursar::policy::{
 };
 use bursar::store::{
     AgentRepository, ApprovalRepository, Canceller, MemberRepository, NewAgent, NewTenant, NewUser,
-    PolicyRepository, PurchaseIntentRepository, RoleRepository, builtin,
+    PolicyRepository, PurchaseIntentRepository, ReservationRepository, RoleRepository,
+    TenantRepository, UserRepository, builtin,
 };
 use bursar::{Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};

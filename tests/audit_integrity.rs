@@ -4,10 +4,10 @@
 
 mod common;
 
-use bursar::audit::{AuditEntry, CheckpointVerdict};
+use bursar::audit::{AuditEntry, AuditLogRepository, CheckpointVerdict};
 use bursar::entity::audit_log;
 use bursar::keys::StaticKeyring;
-use bursar::store::NewTenant;
+use bursar::store::{NewTenant, ReservationRepository, TenantRepository};
 use bursar::{Error, Store, TenantScope};
 use bursar_migration::m20250101_000003_append_only::{APPEND_ONLY_TABLES, drop_sql};
 use common::{Backend, backends, fresh_postgres_schema, sqlite_file_url};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -21,8 +22,9 @@ use bursar::id::{AgentId, TenantId};
 use bursar::money::{Currency, Money};
 use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ChargeStatus, FakeCardIssuer, NewAgent, NewBudget, NewTenant,
-    PolicyRepository, TransactionEvent,
+    AgentRepository, BudgetRepository, ChargeStatus, FakeCardIssuer, NewAgent, NewBudget,
+    NewTenant, PaymentRepository, PolicyRepository, ReservationRepository, TenantRepository,
+    TransactionEvent, UserRepository,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};

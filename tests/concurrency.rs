@@ -5,6 +5,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use bursar::codes;
@@ -13,8 +14,8 @@ use bursar::id::AgentId;
 use bursar::money::{Currency, Money};
 use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, NewAgent, NewBudget, NewTenant, PolicyRepository,
-    ReserveRequest, builtin,
+    AgentRepository, ApprovalRepository, BudgetRepository, NewAgent, NewBudget, NewTenant,
+    PolicyRepository, ReservationRepository, ReserveRequest, TenantRepository, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{Duration, Utc};

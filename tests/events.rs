@@ -17,8 +17,9 @@ use bursar::id::AgentId;
 use bursar::money::Currency;
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, MemberRepository, NewAgent, NewTenant, NewUser,
-    RoleRepository, builtin,
+    AgentRepository, ApprovalRepository, BudgetRepository, MemberRepository, NewAgent, NewTenant,
+    NewUser, PaymentRepository, ReservationRepository, RoleRepository, TenantRepository,
+    UserRepository, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -12,7 +12,9 @@ use bursar::clock::ManualClock;
 use bursar::id::{AgentId, TenantId};
 use bursar::money::Currency;
 use bursar::policy::{Request, SpendingControls};
-use bursar::store::{AgentRepository, NewAgent, NewTenant};
+use bursar::store::{
+    AgentRepository, NewAgent, NewTenant, ReservationRepository, TenantRepository,
+};
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
 use common::{dec, sqlite_file_url};

@@ -4,7 +4,7 @@ mod common;
 
 use bursar::entity::budget;
 use bursar::money::{Amount, Currency, Money, MoneyError};
-use bursar::store::{NewBudget, NewTenant};
+use bursar::store::{BudgetRepository, NewBudget, NewTenant, TenantRepository};
 use bursar::{Error, Store};
 use bursar_migration::{Migrator, MigratorTrait, TABLES};
 use common::{Backend, backends, dec, fresh, fresh_postgres_schema, postgres_url, sqlite_file_url};

@@ -21,7 +21,10 @@ use bursar::events::signature::{SIGNATURE_HEADER, sign, verify};
 use bursar::id::{AgentId, PurchaseIntentId, ReservationId, TenantId};
 use bursar::money::Currency;
 use bursar::policy::SpendingControls;
-use bursar::store::{AgentKeyRepository, AgentRepository, FakeCardIssuer, NewAgent, NewTenant};
+use bursar::store::{
+    AgentKeyRepository, AgentRepository, FakeCardIssuer, NewAgent, NewTenant, PaymentRepository,
+    ReservationRepository, TenantRepository,
+};
 use bursar::{Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{Backend, backends, dec, fresh_postgres_schema};

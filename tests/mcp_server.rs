@@ -7,6 +7,7 @@ mod common;
 #[path = "../examples/mcp_server.rs"]
 mod mcp_server;
 
+use bursar::store::BudgetRepository as _;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

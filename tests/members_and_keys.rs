@@ -12,7 +12,8 @@ use bursar::id::{AgentId, UserId};
 use bursar::store::{
     AgentKeyRepository, AgentRepository, BlockedAttemptRepository, CardRepository, KEY_LEN,
     MAX_LIVE_KEYS_PER_AGENT, MemberRepository, MerchantRepository, NewRole, NewTenant, NewUser,
-    PageRequest, RoleRepository, TransactionRepository, builtin, permissions,
+    PageRequest, RoleRepository, TenantRepository, TransactionRepository, UserRepository, builtin,
+    permissions,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};

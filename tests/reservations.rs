@@ -9,7 +9,10 @@ use bursar::clock::ManualClock;
 use bursar::codes;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::money::Money;
-use bursar::store::{NewBudget, NewTenant, ReserveOutcome, ReserveRequest, TenantScope};
+use bursar::store::{
+    BudgetRepository, NewBudget, NewTenant, ReservationRepository, ReserveOutcome, ReserveRequest,
+    TenantRepository, TenantScope,
+};
 use bursar::{Error, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use common::{Backend, backends, dec, fresh_postgres_schema, postgres_url, sqlite_file_url};

@@ -16,6 +16,7 @@
 mod common;
 
 use bursar::audit::AuditEntry;
+use bursar::audit::AuditLogRepository as _;
 use bursar::entity::approval_decision::ApprovalVote;
 use bursar::entity::tenant_member::SeatType;
 use bursar::events::EventRepository;
@@ -30,6 +31,10 @@ use bursar::store::{
     PolicyRepository, ProjectRepository, PurchaseIntentRepository, ReserveRequest, RoleRepository,
     RowLevelSecurity, TeamRepository, TransactionEvent, TransactionRepository, Usage, builtin,
     permissions,
+};
+use bursar::store::{
+    BudgetRepository as _, PaymentRepository as _, ReservationRepository as _,
+    TenantRepository as _, UserRepository as _,
 };
 use bursar::vault::{NewConnection, Secret};
 use bursar::{Error, Store, TenantScope};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use bursar::clock::ManualClock;
@@ -17,7 +18,7 @@ use bursar::money::{Currency, Money};
 use bursar::policy::{ActionKind, Condition, Effect, Outcome, Policy, Request};
 use bursar::store::{
     AgentRepository, ApprovalRepository, MeterRequest, NewAgent, NewPrice, NewRun, NewTenant,
-    PolicyRepository, Usage, UsageFilter, builtin,
+    PolicyRepository, ReservationRepository, TenantRepository, Usage, UsageFilter, builtin,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -3,6 +3,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use bursar::clock::ManualClock;
@@ -15,7 +16,8 @@ use bursar::id::{AgentId, BudgetId, PurchaseIntentId};
 use bursar::money::{Currency, Money};
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    ApprovalRepository, ChargeStatus, NewAgent, NewTenant, ReserveRequest, TransactionEvent,
+    ApprovalRepository, BudgetRepository, ChargeStatus, NewAgent, NewTenant, PaymentRepository,
+    ReservationRepository, ReserveRequest, TenantRepository, TransactionEvent,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -13,6 +13,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -23,8 +24,8 @@ use bursar::id::{AgentId, ApprovalRequestId, PurchaseIntentId, UserId};
 use bursar::money::{Currency, Money};
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    AgentRepository, ApprovalRepository, ChargeStatus, NewAgent, NewTenant, TransactionEvent,
-    builtin,
+    AgentRepository, ApprovalRepository, BudgetRepository, ChargeStatus, NewAgent, NewTenant,
+    PaymentRepository, ReservationRepository, TenantRepository, TransactionEvent, builtin,
 };
 use bursar::{Store, TenantScope};
 use chrono::{Duration, TimeZone, Utc};

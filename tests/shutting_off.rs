@@ -5,6 +5,7 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
 use bursar::clock::ManualClock;
@@ -14,8 +15,8 @@ use bursar::id::AgentId;
 use bursar::money::Currency;
 use bursar::policy::{Outcome, Request, SpendingControls};
 use bursar::store::{
-    AgentKeyRepository, ApprovalRepository, NewTenant, PageRequest, RoleRepository, TenantUpdate,
-    builtin, permissions,
+    AgentKeyRepository, ApprovalRepository, BudgetRepository, NewTenant, PageRequest,
+    RoleRepository, TenantRepository, TenantUpdate, UserRepository, builtin, permissions,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};

@@ -6,7 +6,7 @@ mod common;
 use bursar::Error;
 use bursar::entity::{agent, tenant};
 use bursar::id::{AgentId, TenantId};
-use bursar::store::{AgentRepository, NewAgent, NewTenant};
+use bursar::store::{AgentRepository, NewAgent, NewTenant, TenantRepository};
 use common::{backends, fresh};
 use sea_orm::{ActiveModelTrait, IntoActiveModel, Set};
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use bursar::audit::AuditEntry;
+use bursar::audit::{AuditEntry, AuditLogRepository};
 use bursar::entity::agent::AgentStatus;
 use bursar::entity::json::{Metadata, ReasonList};
 use bursar::entity::purchase_intent::{self, PurchaseIntentStatus};
@@ -18,10 +18,11 @@ use bursar::id::{
 };
 use bursar::money::{Amount, Currency, Money};
 use bursar::store::{
-    AgentKeyRepository, AgentRepository, BlockedAttemptRepository, CardRepository,
-    MemberRepository, MerchantRepository, NewAgent, NewBudget, NewGroup, NewRole, NewTenant,
-    NewUser, PageRequest, ProjectRepository, ReserveRequest, RoleRepository, TeamRepository,
-    TransactionRepository, builtin, permissions,
+    AgentKeyRepository, AgentRepository, BlockedAttemptRepository, BudgetRepository,
+    CardRepository, MemberRepository, MerchantRepository, NewAgent, NewBudget, NewGroup, NewRole,
+    NewTenant, NewUser, PageRequest, ProjectRepository, ReservationRepository, ReserveRequest,
+    RoleRepository, TeamRepository, TenantRepository, TransactionRepository, UserRepository,
+    builtin, permissions,
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{Duration, Utc};

@@ -12,7 +12,7 @@ use bursar::policy::{Request, SpendingControls};
 use bursar::store::reservations::MAX_IDEMPOTENCY_KEY_LEN;
 use bursar::store::{
     AgentRepository, MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MAX_MERCHANT_LEN,
-    NewAgent, NewTenant, NewUser,
+    NewAgent, NewTenant, NewUser, ReservationRepository, TenantRepository, UserRepository,
 };
 use common::{backends, dec, fresh};
 use sea_orm::EntityTrait;

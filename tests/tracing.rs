@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use bursar::clock::ManualClock;
 use bursar::money::{Currency, Money};
 use bursar::policy::{Request, SpendingControls};
-use bursar::store::{AgentRepository, NewAgent, NewTenant};
+use bursar::store::{
+    AgentRepository, NewAgent, NewTenant, ReservationRepository, TenantRepository,
+};
 use bursar::{Error, Store};
 use chrono::{TimeZone, Utc};
 use common::{Backend, backends, dec, fresh_postgres_schema};

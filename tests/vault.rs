@@ -4,9 +4,10 @@
 
 mod common;
 
+use bursar::audit::AuditLogRepository;
 use bursar::entity::connection::{self, AuthType, ConnectionStatus};
 use bursar::keys::StaticKeyring;
-use bursar::store::{NewTenant, PageRequest};
+use bursar::store::{NewTenant, PageRequest, TenantRepository};
 use bursar::vault::{NewConnection, Secret};
 use bursar::{Error, Store, TenantScope};
 use common::backends;

@@ -3,9 +3,9 @@
 
 use std::process::Command;
 
-use bursar::audit::AuditEntry;
+use bursar::audit::{AuditEntry, AuditLogRepository};
 use bursar::keys::StaticKeyring;
-use bursar::store::NewTenant;
+use bursar::store::{NewTenant, TenantRepository};
 
 const KEY_HEX: &str = "0707070707070707070707070707070707070707070707070707070707070707";
 

@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use crate::entity::{event, event_consumer};
 use crate::id::{EventConsumerId, EventId, TenantId};
-use crate::store::repo::{Ctx, check_width, finish, retry_contention};
+use crate::store::repo::{Ctx, finish, retry_contention};
+use crate::validate::check_width;
 use crate::{Error, Result};
 
 /// The payload schema version of every event bursar writes today.

@@ -21,14 +21,15 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::audit::to_hex;
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::Store;
 use crate::store::agents::{AgentRepository, Agents};
-use crate::store::repo::{self, Ctx, finish, list_page};
-use crate::store::tenants::validate_name;
-use crate::store::{Page, PageRequest, Store};
+use crate::store::repo::{self, Ctx, finish};
+use crate::validate::validate_name;
 use crate::{Error, Result};
 
 /// The marker every key starts with.
@@ -143,7 +144,7 @@ fn random_hex<const N: usize>() -> Result<String> {
             "the operating system's random number generator failed: {e}"
         )))
     })?;
-    Ok(to_hex(&buf))
+    Ok(hex::encode(buf))
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -166,7 +167,7 @@ fn well_formed(secret: &str) -> bool {
 
 /// Lowercase hex SHA-256 of the whole key: what is stored.
 fn hash_key(secret: &str) -> String {
-    to_hex(&Sha256::digest(secret.as_bytes()))
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
@@ -189,7 +190,7 @@ fn is_live(key: &agent_api_key::Model, now: DateTime<Utc>) -> bool {
 /// agent's requests within a minute commit no write of their own.
 pub const LAST_USED_PRECISION: chrono::Duration = chrono::Duration::seconds(60);
 
-async fn verify_in(
+pub(crate) async fn verify_in(
     conn: &impl ConnectionTrait,
     tenant: Option<TenantId>,
     secret: &str,
@@ -273,7 +274,7 @@ impl Store {
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), bursar::Error> {
-    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant};
+    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant, TenantRepository};
     /// let store = bursar::Store::connect("sqlite::memory:").await?;
     /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
     /// let bot = acme.agents().create(NewAgent::new("bot")).await?;

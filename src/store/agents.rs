@@ -6,12 +6,11 @@ use sea_orm::{ActiveEnum, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilte
 use crate::entity::agent::{self, AgentStatus};
 use crate::entity::json::Metadata;
 use crate::id::{AgentId, ProjectId, TeamId, UserId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::teams::{
-    ProjectRepository, Projects, TeamRepository, Teams, validate_description,
-};
-use crate::store::tenants::{validate_name, validate_slug};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
+use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
+use crate::validate::{validate_description, validate_name, validate_slug};
 use crate::{Error, Result};
 
 /// Most metadata entries on an agent.

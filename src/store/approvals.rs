@@ -16,7 +16,6 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 
 use crate::audit::{AuditEntry, append};
-use crate::authorize::DEFAULT_RESERVATION_TTL;
 use crate::entity::agent;
 use crate::entity::approval_decision::{self, ApprovalVote};
 use crate::entity::approval_request::ApprovalSubjectKind;
@@ -28,12 +27,15 @@ use crate::entity::tenant;
 use crate::entity::tenant_member::{self, MemberStatus};
 use crate::events::{NewEvent, approval_event, emit, types};
 use crate::id::{AgentId, ApprovalDecisionId, ApprovalRequestId, RoleId, UserId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::policy::{ApprovalSettings, Quorum, Verdict, verdict};
 use crate::store::approvers::{active_among, escalate_if_due};
 use crate::store::merchants::record_seen;
-use crate::store::repo::{Ctx, finish, list_page};
+use crate::store::repo::{Ctx, finish};
 use crate::store::reservations::end_hold_in;
-use crate::store::{Page, PageRequest, RoleRepository, Roles, permissions};
+use crate::store::roles::{RoleRepository, Roles, permissions};
+use crate::store::tenants::DEFAULT_RESERVATION_TTL;
 use crate::{Error, Result, codes};
 
 /// Longest decision comment, in characters.

@@ -13,7 +13,7 @@ use crate::entity::json::UserIdList;
 use crate::entity::tenant_member::{self, MemberStatus};
 use crate::entity::{agent, member_role, permission, role_permission, tenant};
 use crate::id::{AgentId, RoleId, TenantId, UserId};
-use crate::store::permissions;
+use crate::store::roles::permissions;
 
 /// The active members of `tenant` holding `approvals:write` (through any of
 /// their roles) and, when `role` is set, that role; ascending.

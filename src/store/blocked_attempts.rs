@@ -6,8 +6,9 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::entity::blocked_attempt;
 use crate::id::BlockedAttemptId;
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// Longest reason code, in bytes.

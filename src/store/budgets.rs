@@ -1,5 +1,6 @@
 //! Budget definitions of one tenant.
 
+use async_trait::async_trait;
 use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
@@ -219,22 +220,6 @@ impl<'a> Budgets<'a> {
         Self { ctx }
     }
 
-    /// Creates a budget. The scope's agent, team, project or run must belong to
-    /// this tenant.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] for a limit that is negative or not storable, an
-    /// unknown currency or a bad name; [`Error::NotFound`] when the scope names
-    /// a row this tenant does not have; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.budgets.create", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn create(&self, new: NewBudget) -> Result<budget::Model> {
-        crate::audit::audited_write!(
-            &self.ctx,
-            |ctx| { Budgets::new(ctx).create_unaudited(new).await? },
-            |row| crate::audit::AuditEntry::new("budget.created", "budget").resource_id(row.id)
-        )
-    }
-
     async fn create_unaudited(&self, new: NewBudget) -> Result<budget::Model> {
         let currency = Currency::from_code(&new.currency)?;
         if new.limit < Decimal::ZERO {
@@ -250,7 +235,7 @@ impl<'a> Budgets<'a> {
             .map(|t| check_thresholds(t))
             .transpose()?;
         let name = match &new.name {
-            Some(name) => crate::store::tenants::validate_name("name", name)?,
+            Some(name) => crate::validate::validate_name("name", name)?,
             None => format!("{} {} budget", new.scope.kind(), new.period),
         };
         let conn = &self.ctx.db;
@@ -280,12 +265,62 @@ impl<'a> Budgets<'a> {
         Ok(row.insert(conn).await?)
     }
 
+    async fn set_active_unaudited(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
+        let current = self.get(id).await?;
+        let mut row: budget::ActiveModel = current.into();
+        row.is_active = Set(active);
+        row.updated_at = Set(self.ctx.now());
+        Ok(row.update(&self.ctx.db).await?)
+    }
+}
+
+/// Budgets of one tenant.
+#[async_trait]
+pub trait BudgetRepository {
+    /// Creates a budget. The scope's agent, team, project or run must belong to
+    /// this tenant.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] for a limit that is negative or not storable, an
+    /// unknown currency or a bad name; [`Error::NotFound`] when the scope names
+    /// a row this tenant does not have; [`Error::Database`].
+    async fn create(&self, new: NewBudget) -> Result<budget::Model>;
     /// One budget.
     ///
     /// # Errors
     /// [`Error::NotFound`] when it does not exist in this tenant.
+    async fn get(&self, id: BudgetId) -> Result<budget::Model>;
+    /// Every budget of the tenant, oldest first.
+    ///
+    /// # Errors
+    /// [`Error::Database`].
+    async fn list(&self) -> Result<Vec<budget::Model>>;
+    /// Turns a budget off (it no longer applies) or on again.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model>;
+    /// The budget with its current window's balance (the window is created if
+    /// it does not exist yet, with nothing spent).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn status(&self, id: BudgetId) -> Result<BudgetStatus>;
+}
+
+#[async_trait]
+impl BudgetRepository for Budgets<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.budgets.create", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn create(&self, new: NewBudget) -> Result<budget::Model> {
+        crate::audit::audited_write!(
+            &self.ctx,
+            |ctx| { Budgets::new(ctx).create_unaudited(new).await? },
+            |row| crate::audit::AuditEntry::new("budget.created", "budget").resource_id(row.id)
+        )
+    }
+
     #[tracing::instrument(level = "debug", name = "bursar.budgets.get", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn get(&self, id: BudgetId) -> Result<budget::Model> {
+    async fn get(&self, id: BudgetId) -> Result<budget::Model> {
         budget::Entity::find()
             .filter(budget::Column::TenantId.eq(self.ctx.tenant))
             .filter(budget::Column::Id.eq(id))
@@ -294,12 +329,8 @@ impl<'a> Budgets<'a> {
             .ok_or_else(|| Error::not_found(BudgetId::ENTITY, id))
     }
 
-    /// Every budget of the tenant, oldest first.
-    ///
-    /// # Errors
-    /// [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.budgets.list", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn list(&self) -> Result<Vec<budget::Model>> {
+    async fn list(&self) -> Result<Vec<budget::Model>> {
         Ok(budget::Entity::find()
             .filter(budget::Column::TenantId.eq(self.ctx.tenant))
             .order_by_asc(budget::Column::Id)
@@ -307,12 +338,8 @@ impl<'a> Budgets<'a> {
             .await?)
     }
 
-    /// Turns a budget off (it no longer applies) or on again.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.budgets.set_active", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
+    async fn set_active(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
         crate::audit::audited_write!(
             &self.ctx,
             |ctx| { Budgets::new(ctx).set_active_unaudited(id, active).await? },
@@ -328,21 +355,8 @@ impl<'a> Budgets<'a> {
         )
     }
 
-    async fn set_active_unaudited(&self, id: BudgetId, active: bool) -> Result<budget::Model> {
-        let current = self.get(id).await?;
-        let mut row: budget::ActiveModel = current.into();
-        row.is_active = Set(active);
-        row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
-    }
-
-    /// The budget with its current window's balance (the window is created if
-    /// it does not exist yet, with nothing spent).
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
     #[tracing::instrument(level = "debug", name = "bursar.budgets.status", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn status(&self, id: BudgetId) -> Result<BudgetStatus> {
+    async fn status(&self, id: BudgetId) -> Result<BudgetStatus> {
         let b = self.get(id).await?;
         let now = self.ctx.now();
         let txn = self.ctx.begin_write().await?;

@@ -6,9 +6,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::entity::virtual_card::{self, VirtualCardStatus};
 use crate::id::VirtualCardId;
-use crate::store::repo::{Ctx, list_page};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::store::status::parse_status;
-use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
 /// Virtual cards of one tenant (read side).

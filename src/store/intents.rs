@@ -5,8 +5,9 @@ use sea_orm::{ActiveEnum, ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
 use crate::id::PurchaseIntentId;
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// Purchase intents of one tenant.

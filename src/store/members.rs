@@ -5,16 +5,20 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 
+use crate::clock::Clock;
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
 use crate::entity::{member_role, tenant_member::Entity as MemberEntity};
 use crate::id::UserId;
-use crate::store::repo::{Ctx, finish, list_page};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::{Ctx, finish};
 use crate::store::status::parse_status;
-use crate::store::tenants::validate_name;
-use crate::store::{Page, PageRequest, Store};
+use crate::validate::validate_name;
 use crate::{Error, Result};
 
 /// Longest email address, in characters (RFC 5321's path limit, and the
@@ -110,102 +114,27 @@ fn validate_external(field: &str, value: &str, max: usize) -> Result<String> {
 }
 
 /// Creates and finds users: global identities, not confined to a tenant. Get it
-/// from [`Store::users`]. Add a user to a tenant with
+/// from [`Store::users`](crate::Store::users). Add a user to a tenant with
 /// [`TenantScope::members`](crate::store::TenantScope::members).
-#[derive(Clone, Debug)]
-pub struct Users {
-    store: Store,
+#[derive(Clone, Copy, Debug)]
+pub struct Users<'a> {
+    db: &'a DatabaseConnection,
+    clock: &'a dyn Clock,
+    /// PostgreSQL with row-level security enforced: transactions name the
+    /// rows' tenant (or user) first.
+    confine: bool,
 }
 
-impl Users {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store }
-    }
-
-    /// Creates an active user.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the field (`email`, `name`,
-    /// `auth_provider`, `external_id`); [`Error::Conflict`] when the email is
-    /// taken; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.create", skip_all)]
-    pub async fn create(&self, new: NewUser) -> Result<user::Model> {
-        let email = normalize_email(&new.email)?;
-        let name = validate_name("name", &new.name)?;
-        let (provider, external_id) = match &new.external {
-            Some((p, id)) => (
-                Some(validate_external(
-                    "auth_provider",
-                    p,
-                    MAX_AUTH_PROVIDER_LEN,
-                )?),
-                Some(validate_external("external_id", id, MAX_EXTERNAL_ID_LEN)?),
-            ),
-            None => (None, None),
-        };
-        let now = self.store.clock().now();
-        user::ActiveModel {
-            id: Set(UserId::new()),
-            email: Set(email.clone()),
-            name: Set(name),
-            password_hash: Set(None),
-            auth_provider: Set(provider),
-            external_id: Set(external_id),
-            kind: Set(new.kind),
-            is_active: Set(true),
-            gdpr_consent_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(self.store.connection())
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => {
-                Error::conflict("user", format!("email {email:?} is already taken"))
-            }
-            other => other,
-        })
-    }
-
-    /// The user with this id.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
-    pub async fn get(&self, id: UserId) -> Result<user::Model> {
-        user::Entity::find_by_id(id)
-            .one(self.store.connection())
-            .await?
-            .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
-    }
-
-    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
-    /// answers `false` for them in every tenant, so they hold no permission
-    /// and cannot decide approvals. Their memberships and roles stay, for
-    /// [`Users::reactivate`]. Audited as `user.deactivated` in every tenant
-    /// they belong to. Deactivating an inactive user changes nothing.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.deactivate", skip_all)]
-    pub async fn deactivate(&self, id: UserId) -> Result<user::Model> {
-        self.set_active(id, false).await
-    }
-
-    /// Undoes [`Users::deactivate`]. Audited as `user.reactivated`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.users.reactivate", skip_all)]
-    pub async fn reactivate(&self, id: UserId) -> Result<user::Model> {
-        self.set_active(id, true).await
+impl<'a> Users<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock, confine: bool) -> Self {
+        Self { db, clock, confine }
     }
 
     async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
         use crate::store::repo;
         use sea_orm::TransactionTrait;
-        let confine = self.store.confines();
-        let txn = self.store.connection().begin().await?;
+        let confine = self.confine;
+        let txn = self.db.begin().await?;
         let result = async {
             if confine {
                 // The `bursar_user_memberships` policy admits this user's
@@ -219,7 +148,7 @@ impl Users {
             if row.is_active == active {
                 return Ok(row);
             }
-            let now = self.store.clock().now();
+            let now = self.clock.now();
             let mut change: user::ActiveModel = row.into();
             change.is_active = Set(active);
             change.updated_at = Set(now);
@@ -253,18 +182,111 @@ impl Users {
         .await;
         finish(txn, result).await
     }
+}
 
+/// Users: global identities, not confined to a tenant; get it from
+/// [`Store::users`](crate::Store::users).
+#[async_trait]
+pub trait UserRepository {
+    /// Creates an active user.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field (`email`, `name`,
+    /// `auth_provider`, `external_id`); [`Error::Conflict`] when the email is
+    /// taken; [`Error::Database`].
+    async fn create(&self, new: NewUser) -> Result<user::Model>;
+    /// The user with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn get(&self, id: UserId) -> Result<user::Model>;
+    /// Shuts a user off everywhere: [`RoleRepository::can`](crate::store::RoleRepository::can)
+    /// answers `false` for them in every tenant, so they hold no permission
+    /// and cannot decide approvals. Their memberships and roles stay, for
+    /// [`UserRepository::reactivate`]. Audited as `user.deactivated` in every tenant
+    /// they belong to. Deactivating an inactive user changes nothing.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn deactivate(&self, id: UserId) -> Result<user::Model>;
+    /// Undoes [`UserRepository::deactivate`]. Audited as `user.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn reactivate(&self, id: UserId) -> Result<user::Model>;
     /// The user with this email (compared trimmed and lowercased).
     ///
     /// # Errors
     /// [`Error::Invalid`] for a malformed address; [`Error::NotFound`];
     /// [`Error::Database`].
+    async fn by_email(&self, email: &str) -> Result<user::Model>;
+}
+
+#[async_trait]
+impl UserRepository for Users<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.users.create", skip_all)]
+    async fn create(&self, new: NewUser) -> Result<user::Model> {
+        let email = normalize_email(&new.email)?;
+        let name = validate_name("name", &new.name)?;
+        let (provider, external_id) = match &new.external {
+            Some((p, id)) => (
+                Some(validate_external(
+                    "auth_provider",
+                    p,
+                    MAX_AUTH_PROVIDER_LEN,
+                )?),
+                Some(validate_external("external_id", id, MAX_EXTERNAL_ID_LEN)?),
+            ),
+            None => (None, None),
+        };
+        let now = self.clock.now();
+        user::ActiveModel {
+            id: Set(UserId::new()),
+            email: Set(email.clone()),
+            name: Set(name),
+            password_hash: Set(None),
+            auth_provider: Set(provider),
+            external_id: Set(external_id),
+            kind: Set(new.kind),
+            is_active: Set(true),
+            gdpr_consent_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(self.db)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => {
+                Error::conflict("user", format!("email {email:?} is already taken"))
+            }
+            other => other,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
+    async fn get(&self, id: UserId) -> Result<user::Model> {
+        user::Entity::find_by_id(id)
+            .one(self.db)
+            .await?
+            .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.deactivate", skip_all)]
+    async fn deactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, false).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "bursar.users.reactivate", skip_all)]
+    async fn reactivate(&self, id: UserId) -> Result<user::Model> {
+        self.set_active(id, true).await
+    }
+
     #[tracing::instrument(level = "debug", name = "bursar.users.by_email", skip_all)]
-    pub async fn by_email(&self, email: &str) -> Result<user::Model> {
+    async fn by_email(&self, email: &str) -> Result<user::Model> {
         let email = normalize_email(email)?;
         user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(UserId::ENTITY, email))
     }

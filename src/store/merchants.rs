@@ -13,8 +13,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::merchant;
 use crate::id::{MerchantId, TenantId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::{Error, Result};
 
 /// Longest merchant name or domain, in characters (after normalization): the
@@ -311,7 +312,7 @@ mod tests {
 
     #[tokio::test]
     async fn record_seen_inserts_then_counts() {
-        use crate::store::NewTenant;
+        use crate::store::{NewTenant, TenantRepository};
         for store in stores().await {
             let t = store
                 .tenants()

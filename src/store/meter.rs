@@ -38,8 +38,9 @@ use crate::entity::{model_price, usage_record};
 use crate::id::{AgentId, ModelPriceId, PurchaseIntentId, RunId, UsageRecordId};
 use crate::money::{Amount, Currency};
 use crate::policy::{Reason, Request};
-use crate::store::repo::{Ctx, check_width, finish, retry_contention};
+use crate::store::repo::{Ctx, finish, retry_contention};
 use crate::store::reservations::{load, post_charge_in};
+use crate::validate::check_width;
 use crate::{Error, Result};
 
 /// Longest provider name, in characters.

@@ -2,8 +2,8 @@
 //! to every repository.
 
 mod agent_keys;
-mod agents;
-mod approvals;
+pub(crate) mod agents;
+pub(crate) mod approvals;
 mod approvers;
 mod blocked_attempts;
 mod budgets;
@@ -24,6 +24,7 @@ mod teams;
 pub(crate) mod tenants;
 mod transactions;
 
+pub use crate::page::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
 pub use agent_keys::{
     AgentKeyRepository, AgentKeys, IssuedKey, KEY_LEN, KEY_MARKER, LAST_USED_PRECISION,
     MAX_LIVE_KEYS_PER_AGENT, VerifiedKey,
@@ -32,14 +33,15 @@ pub use agents::{AgentRepository, Agents, MAX_METADATA_ENTRIES, MAX_METADATA_LEN
 pub use approvals::{
     ApprovalRepository, ApprovalState, ApprovalSweep, Approvals, Canceller, MAX_COMMENT_LEN,
 };
-pub(crate) use approvals::{approval_rule_of, approval_settings};
 pub use blocked_attempts::{BlockedAttemptRepository, BlockedAttempts};
-pub use budgets::{BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget};
+pub use budgets::{
+    BudgetRepository, BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget,
+};
 pub use cards::{CardRepository, Cards};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
     MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser,
-    Users, normalize_email,
+    UserRepository, Users, normalize_email,
 };
 pub use merchants::{MAX_MERCHANT_LEN, MerchantRepository, Merchants, normalize_merchant_name};
 pub use meter::{
@@ -47,19 +49,21 @@ pub use meter::{
     UsageTotals,
 };
 pub use payments::{
-    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, Payments,
-    ProviderCard, Recorded, TransactionEvent,
+    CardIssuer, CardRequest, ChargeStatus, FakeCardIssuer, MAX_PROVIDER_ID_LEN, PaymentRepository,
+    Payments, ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
-pub use repo::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, Page, PageRequest};
-pub use reservations::{Discrepancy, Reconciliation, Reservations, ReserveOutcome, ReserveRequest};
+pub use reservations::{
+    Discrepancy, Reconciliation, ReservationRepository, Reservations, ReserveOutcome,
+    ReserveRequest,
+};
 pub use roles::{MAX_ROLE_NAME_LEN, NewRole, RoleRepository, Roles, builtin, permissions};
 pub use runs::{MAX_ALLOWED_ENTRIES, MAX_KILL_REASON_LEN, NewRun, RunState, Runs};
 pub use scope::TenantScope;
 pub use teams::{NewGroup, ProjectRepository, Projects, TeamRepository, Teams};
 pub use tenants::{
     MAX_APPROVAL_TTL_SECS, MAX_NOTIFICATION_EMAIL_LEN, MAX_RESERVATION_TTL_SECS, NewTenant,
-    TenantUpdate, Tenants,
+    TenantRepository, TenantUpdate, Tenants,
 };
 pub use transactions::{TransactionRepository, Transactions};
 
@@ -422,15 +426,15 @@ impl Store {
 
     /// Creates and finds tenants.
     #[must_use]
-    pub fn tenants(&self) -> Tenants {
-        Tenants::new(self.clone())
+    pub fn tenants(&self) -> Tenants<'_> {
+        Tenants::new(self.connection(), self.clock(), self.confines())
     }
 
     /// Creates and finds users: global identities that may belong to several
     /// tenants.
     #[must_use]
-    pub fn users(&self) -> Users {
-        Users::new(self.clone())
+    pub fn users(&self) -> Users<'_> {
+        Users::new(self.connection(), self.clock(), self.confines())
     }
 
     /// Everything about one tenant, and nothing about any other.
@@ -440,7 +444,7 @@ impl Store {
     }
 
     /// Expires every tenant's held reservations whose expiry has passed, and
-    /// the pending approvals that own them (see [`Reservations::expire_due`]),
+    /// the pending approvals that own them (see [`ReservationRepository::expire_due`]),
     /// one tenant at a time so that every query stays confined to one tenant.
     /// A tenant that fails does not stop the sweep: its error is reported in
     /// [`Sweep::failures`] and the other tenants are still swept. Run it

@@ -211,7 +211,7 @@ impl TransactionEvent {
     }
 }
 
-/// What [`Payments::record_transaction`] did.
+/// What [`PaymentRepository::record_transaction`] did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Recorded {
     /// The transaction as it now stands.
@@ -273,171 +273,7 @@ impl<'a> Payments<'a> {
         Ok((intent, reservation))
     }
 
-    /// Records a card the host's provider issued for an approved intent. Its
-    /// hard limit is the amount reserved for the intent.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] for an unknown intent; [`Error::Conflict`] when the
-    /// intent is not approved, its reservation is no longer held, or the
-    /// provider card id is already recorded; [`Error::Invalid`] for a malformed
-    /// provider card.
-    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn issue_card(
-        &self,
-        intent: PurchaseIntentId,
-        card: ProviderCard,
-    ) -> Result<virtual_card::Model> {
-        let provider = provider_id("provider", &card.provider)?;
-        let card_id = provider_id("provider_card_id", &card.provider_card_id)?;
-        if card.last4.len() != 4 || !card.last4.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::invalid(
-                "last4",
-                format!("{:?} is not four digits", card.last4),
-            ));
-        }
-        if !(1..=12).contains(&card.exp_month) {
-            return Err(Error::invalid(
-                "exp_month",
-                format!("{} is not a month (1-12)", card.exp_month),
-            ));
-        }
-        let now = self.ctx.now();
-        if card.exp_year < now.year() {
-            return Err(Error::invalid(
-                "exp_year",
-                format!("{} is in the past", card.exp_year),
-            ));
-        }
-        let txn = self.ctx.begin_write().await?;
-        let result = async {
-            let (intent, reservation) = self.approved_intent(&txn, intent).await?;
-            let row = virtual_card::ActiveModel {
-                id: Set(VirtualCardId::new()),
-                tenant_id: Set(self.ctx.tenant),
-                purchase_intent_id: Set(intent.id),
-                agent_id: Set(intent.agent_id),
-                provider: Set(provider),
-                provider_card_id: Set(card_id.clone()),
-                last4: Set(card.last4.clone()),
-                exp_month: Set(i32::try_from(card.exp_month).unwrap_or(12)),
-                exp_year: Set(card.exp_year),
-                hard_limit: Set(reservation.amount),
-                currency: Set(reservation.currency),
-                status: Set(VirtualCardStatus::Active),
-                expires_at: Set(Some(reservation.expires_at)),
-                created_at: Set(now),
-                updated_at: Set(now),
-            }
-            .insert(&txn)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::Conflict { .. } => Error::conflict(
-                    "virtual_card",
-                    format!("provider card {card_id:?} is already recorded"),
-                ),
-                other => other,
-            })?;
-            append(
-                &txn,
-                self.ctx.tenant,
-                AuditEntry::new("card.issued", "virtual_card")
-                    .resource_id(row.id)
-                    .message(format!(
-                        "card ending {} limited to {} {}",
-                        row.last4, row.hard_limit, row.currency
-                    )),
-                now,
-            )
-            .await?;
-            Ok(row)
-        }
-        .await;
-        crate::store::repo::finish(txn, result).await
-    }
-
-    /// Asks the host's issuer for a card for an approved intent, then records
-    /// it (see [`Payments::issue_card`]).
-    ///
-    /// # Errors
-    /// As [`Payments::issue_card`], and whatever the issuer returns.
-    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card_with", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn issue_card_with(
-        &self,
-        intent: PurchaseIntentId,
-        issuer: &dyn CardIssuer,
-    ) -> Result<virtual_card::Model> {
-        let txn = self.ctx.begin_write().await?;
-        let found = self.approved_intent(&txn, intent).await;
-        txn.rollback().await?;
-        let (intent_row, reservation) = found?;
-        let request = CardRequest {
-            purchase_intent_id: intent_row.id,
-            hard_limit: Money::new(reservation.amount.get(), reservation.currency)?,
-            merchant_name: intent_row.merchant_name,
-        };
-        let card = issuer.issue(&request).await?;
-        self.issue_card(intent, card).await
-    }
-
-    /// Records a provider webhook about a charge. A settled charge is a fact:
-    /// it is recorded exactly once, whatever the order and timing of the
-    /// deliveries (see `docs/budgets.md`, "Settlement").
-    ///
-    /// - The provider charge id identifies the charge. The same charge id with
-    ///   the same status and amount is a replay and changes nothing
-    ///   (`replayed: true`), as is an event older than the recorded state (an
-    ///   `authorized` after a `captured`). The same charge id and status with
-    ///   **another amount** is a [`Error::Conflict`]; the delivery is first
-    ///   recorded for attention (the transaction's `attention`, and an audit
-    ///   entry at level warning), so it is never silently dropped.
-    /// - Distinct charge ids add up: a second charge against one purchase (a
-    ///   split shipment) is posted on top of the first.
-    /// - `captured` posts the charge against the intent's reservation, whatever
-    ///   its state (held, already captured by another charge, expired or
-    ///   released): on the windows of the period it was authorized in, with
-    ///   what does not fit posted as overspend.
-    /// - A `captured` charge for a purchase intent that is not approved
-    ///   (pending approval, rejected, expired) is recorded with status
-    ///   `needs_attention` and an audit entry at level warning, and moves no
-    ///   money; delivered again once the intent is approved, it is posted.
-    /// - `refunded` gives back part of a captured charge; the refund id
-    ///   (default: the charge id) identifies the refund, so distinct refund
-    ///   ids add up and the same one again changes nothing. A refund never
-    ///   exceeds what the charge captured.
-    /// - `failed` releases the hold of an approved intent that nothing was
-    ///   captured on yet.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`] when neither the card nor the intent is this
-    /// tenant's; [`Error::Invalid`] for a malformed event, a currency other than
-    /// the intent's, or a refund above what is left of the charge;
-    /// [`Error::Conflict`] for a conflicting repeat delivery (recorded for
-    /// attention) or a refund of a charge with no recorded capture.
-    #[tracing::instrument(level = "info", name = "bursar.payments.record_transaction", skip_all, fields(tenant = %self.ctx.tenant))]
-    pub async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
-        let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
-        let amount = settled_amount("amount", &event.amount)?;
-        if event.status == ChargeStatus::Refunded && amount.is_zero() {
-            return Err(Error::invalid("amount", "a refund must be positive, got 0"));
-        }
-        let refund_id = match event.status {
-            ChargeStatus::Refunded => Some(match &event.refund_id {
-                Some(id) => provider_id("refund_id", id)?,
-                None => charge_id.clone(),
-            }),
-            _ => None,
-        };
-        let event = Incoming {
-            event,
-            charge_id,
-            amount,
-            refund_id,
-            now: self.ctx.now(),
-        };
-        crate::store::repo::retry_contention(|| self.record_once(&event)).await
-    }
-
-    /// One try at recording an event (see [`Payments::record_transaction`]).
+    /// One try at recording an event (see [`PaymentRepository::record_transaction`]).
     async fn record_once(&self, event: &Incoming) -> Result<Recorded> {
         // Two deliveries of a new charge may race to insert it: the loser
         // fails on the unique key and, on its second pass, finds the winner's.
@@ -849,6 +685,190 @@ impl<'a> Payments<'a> {
         )
         .await?;
         Ok(())
+    }
+}
+
+/// Payments of one tenant: virtual cards for approved purchases, and the
+/// provider's charges settled against their reservations.
+#[async_trait]
+pub trait PaymentRepository {
+    /// Records a card the host's provider issued for an approved intent. Its
+    /// hard limit is the amount reserved for the intent.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] for an unknown intent; [`Error::Conflict`] when the
+    /// intent is not approved, its reservation is no longer held, or the
+    /// provider card id is already recorded; [`Error::Invalid`] for a malformed
+    /// provider card.
+    async fn issue_card(
+        &self,
+        intent: PurchaseIntentId,
+        card: ProviderCard,
+    ) -> Result<virtual_card::Model>;
+    /// Asks the host's issuer for a card for an approved intent, then records
+    /// it (see [`PaymentRepository::issue_card`]).
+    ///
+    /// # Errors
+    /// As [`PaymentRepository::issue_card`], and whatever the issuer returns.
+    async fn issue_card_with(
+        &self,
+        intent: PurchaseIntentId,
+        issuer: &dyn CardIssuer,
+    ) -> Result<virtual_card::Model>;
+    /// Records a provider webhook about a charge. A settled charge is a fact:
+    /// it is recorded exactly once, whatever the order and timing of the
+    /// deliveries (see `docs/budgets.md`, "Settlement").
+    ///
+    /// - The provider charge id identifies the charge. The same charge id with
+    ///   the same status and amount is a replay and changes nothing
+    ///   (`replayed: true`), as is an event older than the recorded state (an
+    ///   `authorized` after a `captured`). The same charge id and status with
+    ///   **another amount** is a [`Error::Conflict`]; the delivery is first
+    ///   recorded for attention (the transaction's `attention`, and an audit
+    ///   entry at level warning), so it is never silently dropped.
+    /// - Distinct charge ids add up: a second charge against one purchase (a
+    ///   split shipment) is posted on top of the first.
+    /// - `captured` posts the charge against the intent's reservation, whatever
+    ///   its state (held, already captured by another charge, expired or
+    ///   released): on the windows of the period it was authorized in, with
+    ///   what does not fit posted as overspend.
+    /// - A `captured` charge for a purchase intent that is not approved
+    ///   (pending approval, rejected, expired) is recorded with status
+    ///   `needs_attention` and an audit entry at level warning, and moves no
+    ///   money; delivered again once the intent is approved, it is posted.
+    /// - `refunded` gives back part of a captured charge; the refund id
+    ///   (default: the charge id) identifies the refund, so distinct refund
+    ///   ids add up and the same one again changes nothing. A refund never
+    ///   exceeds what the charge captured.
+    /// - `failed` releases the hold of an approved intent that nothing was
+    ///   captured on yet.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when neither the card nor the intent is this
+    /// tenant's; [`Error::Invalid`] for a malformed event, a currency other than
+    /// the intent's, or a refund above what is left of the charge;
+    /// [`Error::Conflict`] for a conflicting repeat delivery (recorded for
+    /// attention) or a refund of a charge with no recorded capture.
+    async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded>;
+}
+
+#[async_trait]
+impl PaymentRepository for Payments<'_> {
+    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn issue_card(
+        &self,
+        intent: PurchaseIntentId,
+        card: ProviderCard,
+    ) -> Result<virtual_card::Model> {
+        let provider = provider_id("provider", &card.provider)?;
+        let card_id = provider_id("provider_card_id", &card.provider_card_id)?;
+        if card.last4.len() != 4 || !card.last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Error::invalid(
+                "last4",
+                format!("{:?} is not four digits", card.last4),
+            ));
+        }
+        if !(1..=12).contains(&card.exp_month) {
+            return Err(Error::invalid(
+                "exp_month",
+                format!("{} is not a month (1-12)", card.exp_month),
+            ));
+        }
+        let now = self.ctx.now();
+        if card.exp_year < now.year() {
+            return Err(Error::invalid(
+                "exp_year",
+                format!("{} is in the past", card.exp_year),
+            ));
+        }
+        let txn = self.ctx.begin_write().await?;
+        let result = async {
+            let (intent, reservation) = self.approved_intent(&txn, intent).await?;
+            let row = virtual_card::ActiveModel {
+                id: Set(VirtualCardId::new()),
+                tenant_id: Set(self.ctx.tenant),
+                purchase_intent_id: Set(intent.id),
+                agent_id: Set(intent.agent_id),
+                provider: Set(provider),
+                provider_card_id: Set(card_id.clone()),
+                last4: Set(card.last4.clone()),
+                exp_month: Set(i32::try_from(card.exp_month).unwrap_or(12)),
+                exp_year: Set(card.exp_year),
+                hard_limit: Set(reservation.amount),
+                currency: Set(reservation.currency),
+                status: Set(VirtualCardStatus::Active),
+                expires_at: Set(Some(reservation.expires_at)),
+                created_at: Set(now),
+                updated_at: Set(now),
+            }
+            .insert(&txn)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => Error::conflict(
+                    "virtual_card",
+                    format!("provider card {card_id:?} is already recorded"),
+                ),
+                other => other,
+            })?;
+            append(
+                &txn,
+                self.ctx.tenant,
+                AuditEntry::new("card.issued", "virtual_card")
+                    .resource_id(row.id)
+                    .message(format!(
+                        "card ending {} limited to {} {}",
+                        row.last4, row.hard_limit, row.currency
+                    )),
+                now,
+            )
+            .await?;
+            Ok(row)
+        }
+        .await;
+        crate::store::repo::finish(txn, result).await
+    }
+
+    #[tracing::instrument(level = "info", name = "bursar.payments.issue_card_with", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn issue_card_with(
+        &self,
+        intent: PurchaseIntentId,
+        issuer: &dyn CardIssuer,
+    ) -> Result<virtual_card::Model> {
+        let txn = self.ctx.begin_write().await?;
+        let found = self.approved_intent(&txn, intent).await;
+        txn.rollback().await?;
+        let (intent_row, reservation) = found?;
+        let request = CardRequest {
+            purchase_intent_id: intent_row.id,
+            hard_limit: Money::new(reservation.amount.get(), reservation.currency)?,
+            merchant_name: intent_row.merchant_name,
+        };
+        let card = issuer.issue(&request).await?;
+        self.issue_card(intent, card).await
+    }
+
+    #[tracing::instrument(level = "info", name = "bursar.payments.record_transaction", skip_all, fields(tenant = %self.ctx.tenant))]
+    async fn record_transaction(&self, event: TransactionEvent) -> Result<Recorded> {
+        let charge_id = provider_id("provider_charge_id", &event.provider_charge_id)?;
+        let amount = settled_amount("amount", &event.amount)?;
+        if event.status == ChargeStatus::Refunded && amount.is_zero() {
+            return Err(Error::invalid("amount", "a refund must be positive, got 0"));
+        }
+        let refund_id = match event.status {
+            ChargeStatus::Refunded => Some(match &event.refund_id {
+                Some(id) => provider_id("refund_id", id)?,
+                None => charge_id.clone(),
+            }),
+            _ => None,
+        };
+        let event = Incoming {
+            event,
+            charge_id,
+            amount,
+            refund_id,
+            now: self.ctx.now(),
+        };
+        crate::store::repo::retry_contention(|| self.record_once(&event)).await
     }
 }
 

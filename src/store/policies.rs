@@ -13,10 +13,12 @@ use sea_orm::sea_query::{Expr, Func};
 
 use crate::entity::policy;
 use crate::id::{PolicyId, TenantId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::{AgentRepository, Page, PageRequest, ProjectRepository, TeamRepository};
-use crate::store::{Agents, Projects, Teams};
+use crate::store::agents::{AgentRepository, Agents};
+use crate::store::repo::Ctx;
+use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
 use crate::{Error, Result};
 
 /// What identifies one version of a tenant's policy set: how many policies

@@ -15,10 +15,11 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::entity::tenant_member::MemberStatus;
 use crate::entity::{member_role, permission, role, role_permission};
 use crate::id::{PermissionId, RoleId, TenantId, UserId};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::store::members::find_member;
-use crate::store::repo::{Ctx, finish, list_page};
-use crate::store::teams::validate_description;
-use crate::store::{Page, PageRequest};
+use crate::store::repo::{Ctx, finish};
+use crate::validate::validate_description;
 use crate::{Error, Result};
 
 /// The permission codes bursar knows, `resource:action`.
@@ -268,7 +269,7 @@ impl NewRole {
 pub trait RoleRepository {
     /// Creates the built-in roles (and the permission codes) if they are
     /// missing, and returns them. Safe to call any number of times, also
-    /// concurrently; [`Tenants::create`](crate::store::Tenants::create) calls it.
+    /// concurrently; [`TenantRepository::create`](crate::store::TenantRepository::create) calls it.
     ///
     /// # Errors
     /// [`Error::Database`].

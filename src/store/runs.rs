@@ -29,10 +29,12 @@ use crate::entity::reservation::{self, ReservationStatus};
 use crate::entity::{budget, budget_window};
 use crate::id::{AgentId, RunId, TenantId, UserId};
 use crate::money::{Amount, Money};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
 use crate::policy::{Reason, Request};
-use crate::store::repo::{Ctx, finish, list_page, retry_contention};
+use crate::store::repo::{Ctx, finish, retry_contention};
 use crate::store::reservations::end_hold_in;
-use crate::store::{Page, PageRequest, RoleRepository, Roles, permissions};
+use crate::store::roles::{RoleRepository, Roles, permissions};
 use crate::{Error, Result};
 
 /// Longest kill reason, in characters (the width of `agent_runs.kill_reason`).
@@ -230,11 +232,11 @@ impl<'a> Runs<'a> {
         check_list("allowed_tools", new.caps.allowed_tools.as_ref())?;
         check_list("allowed_models", new.caps.allowed_models.as_ref())?;
         if let Some(d) = &new.description {
-            crate::store::repo::check_width("description", d, 2_000)?;
+            crate::validate::check_width("description", d, 2_000)?;
         }
         let agent = {
-            use crate::store::AgentRepository;
-            crate::store::Agents::new(self.ctx.reborrow())
+            use crate::store::agents::AgentRepository;
+            crate::store::agents::Agents::new(self.ctx.reborrow())
                 .get(new.agent)
                 .await?
         };
@@ -284,13 +286,20 @@ impl<'a> Runs<'a> {
             if let Some(cap) = new.max_cost {
                 // The cost cap: a lifetime budget bound to this run by the
                 // store (the caller never names it).
-                crate::store::Budgets::new(Ctx::new(&txn, self.ctx.tenant, self.ctx.clock))
-                    .create(crate::store::NewBudget::for_scope(Scope::Run(id)).limit(
+                use crate::store::budgets::BudgetRepository;
+                crate::store::budgets::Budgets::new(Ctx::new(
+                    &txn,
+                    self.ctx.tenant,
+                    self.ctx.clock,
+                ))
+                .create(
+                    crate::store::budgets::NewBudget::for_scope(Scope::Run(id)).limit(
                         Period::Lifetime,
                         cap.amount(),
                         cap.currency().code(),
-                    ))
-                    .await?;
+                    ),
+                )
+                .await?;
             }
             append(
                 &txn,

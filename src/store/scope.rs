@@ -11,8 +11,8 @@ use crate::store::Store;
 use crate::store::agent_keys::AgentKeys;
 use crate::store::agents::Agents;
 use crate::store::blocked_attempts::BlockedAttempts;
-use crate::store::budgets::Budgets;
 use crate::store::budgets::NewBudget;
+use crate::store::budgets::{BudgetRepository, Budgets};
 use crate::store::cards::Cards;
 use crate::store::members::Members;
 use crate::store::merchants::Merchants;
@@ -272,7 +272,7 @@ impl TenantScope {
     ///
     /// # Errors
     /// As [`PolicyRepository::create`](crate::store::PolicyRepository::create)
-    /// and [`Budgets::create`](crate::store::Budgets::create).
+    /// and [`BudgetRepository::create`](crate::store::BudgetRepository::create).
     pub async fn apply_controls(&self, controls: &Controls) -> Result<()> {
         let txn = self.ctx().begin_write().await?;
         let result = async {

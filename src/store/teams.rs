@@ -5,9 +5,10 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
 use crate::entity::{project, team};
 use crate::id::{ProjectId, TeamId};
-use crate::store::repo::{Ctx, list_page};
-use crate::store::tenants::{validate_name, validate_slug};
-use crate::store::{Page, PageRequest};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
+use crate::validate::{validate_description, validate_name, validate_slug};
 use crate::{Error, Result};
 
 /// A team or project to create: a display name and a slug unique in the tenant.
@@ -39,23 +40,6 @@ impl NewGroup {
     pub fn description(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
         self
-    }
-}
-
-/// Longest description, in characters.
-pub const MAX_DESCRIPTION_LEN: usize = 2_000;
-
-pub(crate) fn validate_description(d: Option<&str>) -> Result<Option<String>> {
-    match d {
-        None => Ok(None),
-        Some(d) if d.chars().count() > MAX_DESCRIPTION_LEN => Err(Error::invalid(
-            "description",
-            format!(
-                "is {} characters long; at most {MAX_DESCRIPTION_LEN} are allowed",
-                d.chars().count()
-            ),
-        )),
-        Some(d) => Ok(Some(d.to_owned())),
     }
 }
 

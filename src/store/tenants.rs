@@ -1,17 +1,23 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
+use async_trait::async_trait;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
+};
 
+use crate::clock::Clock;
 use crate::entity::tenant;
 use crate::id::TenantId;
 use crate::money::Currency;
-use crate::store::Store;
+use crate::validate::{validate_name, validate_slug};
 use crate::{Error, Result};
 
-/// Longest tenant name, in characters.
-pub const MAX_NAME_LEN: usize = 200;
-/// Longest slug, in bytes.
-pub const MAX_SLUG_LEN: usize = 63;
+/// How long an approved purchase's reservation is held when the tenant's
+/// settings do not say (`settings.reservation_ttl_secs`): 15 minutes.
+pub const DEFAULT_RESERVATION_TTL: chrono::Duration = chrono::Duration::minutes(15);
+/// How long an approval request (and its hold on the budgets) lives when the
+/// tenant's settings do not say (`settings.approval_ttl_secs`): 24 hours.
+pub const DEFAULT_APPROVAL_TTL: chrono::Duration = chrono::Duration::hours(24);
 
 /// What to create a tenant with.
 ///
@@ -86,58 +92,26 @@ impl NewTenant {
     }
 }
 
-pub(crate) fn validate_name(field: &str, name: &str) -> Result<String> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() {
-        return Err(Error::invalid(field, "must not be empty"));
-    }
-    let chars = trimmed.chars().count();
-    if chars > MAX_NAME_LEN {
-        return Err(Error::invalid(
-            field,
-            format!("is {chars} characters long; at most {MAX_NAME_LEN} are allowed"),
-        ));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(Error::invalid(
-            field,
-            format!("{trimmed:?} contains control characters"),
-        ));
-    }
-    Ok(trimmed.to_owned())
+/// Creates and finds tenants. Get it from [`Store::tenants`](crate::Store::tenants).
+#[derive(Clone, Copy, Debug)]
+pub struct Tenants<'a> {
+    db: &'a DatabaseConnection,
+    clock: &'a dyn Clock,
+    /// PostgreSQL with row-level security enforced: transactions name the
+    /// rows' tenant (or user) first.
+    confine: bool,
 }
 
-pub(crate) fn validate_slug(field: &str, slug: &str) -> Result<String> {
-    let ok = !slug.is_empty()
-        && slug.len() <= MAX_SLUG_LEN
-        && slug
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !slug.starts_with('-')
-        && !slug.ends_with('-');
-    if ok {
-        Ok(slug.to_owned())
-    } else {
-        Err(Error::invalid(
-            field,
-            format!(
-                "{slug:?} is not a slug: use 1 to {MAX_SLUG_LEN} lowercase letters, digits and inner '-'"
-            ),
-        ))
+impl<'a> Tenants<'a> {
+    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock, confine: bool) -> Self {
+        Self { db, clock, confine }
     }
 }
 
-/// Creates and finds tenants. Get it from [`Store::tenants`].
-#[derive(Clone, Debug)]
-pub struct Tenants {
-    store: Store,
-}
-
-impl Tenants {
-    pub(crate) fn new(store: Store) -> Self {
-        Self { store }
-    }
-
+/// Tenants: created, found, changed and shut off. Not confined to a tenant;
+/// get it from [`Store::tenants`](crate::Store::tenants).
+#[async_trait]
+pub trait TenantRepository {
     /// Creates a tenant, with its built-in roles (admin, finance, developer,
     /// readonly; see [`RoleRepository::ensure_builtin`](crate::store::RoleRepository::ensure_builtin)),
     /// in one transaction.
@@ -145,13 +119,52 @@ impl Tenants {
     /// # Errors
     /// [`Error::Invalid`] naming the field for a bad name, slug, time zone or
     /// currency; [`Error::Conflict`] when the slug is taken; [`Error::Database`].
-    pub async fn create(&self, new: NewTenant) -> Result<tenant::Model> {
+    async fn create(&self, new: NewTenant) -> Result<tenant::Model>;
+    /// The tenant with this id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn get(&self, id: TenantId) -> Result<tenant::Model>;
+    /// The tenant with this slug.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn by_slug(&self, slug: &str) -> Result<tenant::Model>;
+    /// Shuts a tenant off: its agents' keys stop authenticating
+    /// ([`Error::Unauthenticated`]) and every [`authorize`](crate::TenantScope::authorize)
+    /// is rejected with `TENANT_INACTIVE`, while its data stays readable.
+    /// Audited as `tenant.deactivated`. Deactivating an inactive tenant
+    /// changes nothing and writes no entry.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn deactivate(&self, id: TenantId) -> Result<tenant::Model>;
+    /// Undoes [`TenantRepository::deactivate`]. Audited as `tenant.reactivated`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`]; [`Error::Database`].
+    async fn reactivate(&self, id: TenantId) -> Result<tenant::Model>;
+    /// Changes a tenant's settings (time zone, reservation and approval
+    /// TTLs, new-vendor flag, notification address, default effect), all
+    /// validated before anything is written. Audited as
+    /// `tenant.settings_updated` with the settings before and after.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] naming the field (`timezone`, `reservation_ttl_secs`,
+    /// `approval_ttl_secs`, `notification_email`); [`Error::NotFound`];
+    /// [`Error::Database`].
+    async fn update_settings(&self, id: TenantId, update: TenantUpdate) -> Result<tenant::Model>;
+}
+
+#[async_trait]
+impl TenantRepository for Tenants<'_> {
+    async fn create(&self, new: NewTenant) -> Result<tenant::Model> {
         let name = validate_name("name", &new.name)?;
         let slug = validate_slug("slug", &new.slug)?;
         let tz = crate::budget::parse_timezone(&new.timezone)?;
         let currency = Currency::from_code(&new.currency)?;
         let plan = validate_name("plan", &new.plan)?;
-        let now = self.store.clock().now();
+        let now = self.clock.now();
         let id = TenantId::new();
         let row = tenant::ActiveModel {
             id: Set(id),
@@ -172,8 +185,7 @@ impl Tenants {
             updated_at: Set(now),
         };
         // The built-in roles are the new tenant's rows: the transaction names it.
-        let txn = crate::store::repo::begin_for(self.store.connection(), id, self.store.confines())
-            .await?;
+        let txn = crate::store::repo::begin_for(self.db, id, self.confine).await?;
         let result = async {
             let tenant = row.insert(&txn).await.map_err(|e| match Error::from(e) {
                 Error::Conflict { .. } => {
@@ -188,27 +200,82 @@ impl Tenants {
         crate::store::repo::finish(txn, result).await
     }
 
-    /// The tenant with this id.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn get(&self, id: TenantId) -> Result<tenant::Model> {
+    async fn get(&self, id: TenantId) -> Result<tenant::Model> {
         tenant::Entity::find_by_id(id)
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, id))
     }
 
-    /// The tenant with this slug.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
+    async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
         tenant::Entity::find()
             .filter(tenant::Column::Slug.eq(slug))
-            .one(self.store.connection())
+            .one(self.db)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, slug))
+    }
+
+    async fn deactivate(&self, id: TenantId) -> Result<tenant::Model> {
+        self.set_active(id, false).await
+    }
+
+    async fn reactivate(&self, id: TenantId) -> Result<tenant::Model> {
+        self.set_active(id, true).await
+    }
+
+    async fn update_settings(&self, id: TenantId, update: TenantUpdate) -> Result<tenant::Model> {
+        let timezone = match &update.timezone {
+            Some(tz) => Some(crate::budget::parse_timezone(tz)?.name().to_owned()),
+            None => None,
+        };
+        let reservation_ttl = match update.reservation_ttl_secs {
+            Some(v) => Some(check_ttl(
+                "reservation_ttl_secs",
+                v,
+                MAX_RESERVATION_TTL_SECS,
+            )?),
+            None => None,
+        };
+        let approval_ttl = match update.approval_ttl_secs {
+            Some(v) => Some(check_ttl("approval_ttl_secs", v, MAX_APPROVAL_TTL_SECS)?),
+            None => None,
+        };
+        let email = match update.notification_email.clone() {
+            Some(v) => Some(check_email(v)?),
+            None => None,
+        };
+        self.change(id, "tenant.settings_updated", move |row| {
+            if let Some(tz) = &timezone {
+                row.timezone.clone_from(tz);
+            }
+            if let Some(v) = reservation_ttl {
+                row.settings.reservation_ttl_secs = v;
+            }
+            if let Some(v) = approval_ttl {
+                row.settings.approval_ttl_secs = v;
+            }
+            if let Some(v) = update.flag_all_new_vendors {
+                row.settings.flag_all_new_vendors = v;
+            }
+            if let Some(v) = update.require_run {
+                row.settings.require_run = v;
+            }
+            if let Some(v) = update.byok_exempt_from_budgets {
+                row.settings.byok_exempt_from_budgets = v;
+            }
+            if let Some(v) = &email {
+                row.settings.notification_email.clone_from(v);
+            }
+            if let Some(allow) = update.default_allow {
+                row.default_effect = if allow {
+                    crate::policy::DefaultEffect::Allow
+                } else {
+                    crate::policy::DefaultEffect::Deny
+                };
+            }
+            Ok(())
+        })
+        .await
     }
 }
 
@@ -352,27 +419,7 @@ fn settings_view(t: &tenant::Model) -> serde_json::Value {
     })
 }
 
-impl Tenants {
-    /// Shuts a tenant off: its agents' keys stop authenticating
-    /// ([`Error::Unauthenticated`]) and every [`authorize`](crate::TenantScope::authorize)
-    /// is rejected with `TENANT_INACTIVE`, while its data stays readable.
-    /// Audited as `tenant.deactivated`. Deactivating an inactive tenant
-    /// changes nothing and writes no entry.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn deactivate(&self, id: TenantId) -> Result<tenant::Model> {
-        self.set_active(id, false).await
-    }
-
-    /// Undoes [`Tenants::deactivate`]. Audited as `tenant.reactivated`.
-    ///
-    /// # Errors
-    /// [`Error::NotFound`]; [`Error::Database`].
-    pub async fn reactivate(&self, id: TenantId) -> Result<tenant::Model> {
-        self.set_active(id, true).await
-    }
-
+impl Tenants<'_> {
     async fn set_active(&self, id: TenantId, active: bool) -> Result<tenant::Model> {
         let action = if active {
             "tenant.reactivated"
@@ -386,74 +433,6 @@ impl Tenants {
         .await
     }
 
-    /// Changes a tenant's settings (time zone, reservation and approval
-    /// TTLs, new-vendor flag, notification address, default effect), all
-    /// validated before anything is written. Audited as
-    /// `tenant.settings_updated` with the settings before and after.
-    ///
-    /// # Errors
-    /// [`Error::Invalid`] naming the field (`timezone`, `reservation_ttl_secs`,
-    /// `approval_ttl_secs`, `notification_email`); [`Error::NotFound`];
-    /// [`Error::Database`].
-    pub async fn update_settings(
-        &self,
-        id: TenantId,
-        update: TenantUpdate,
-    ) -> Result<tenant::Model> {
-        let timezone = match &update.timezone {
-            Some(tz) => Some(crate::budget::parse_timezone(tz)?.name().to_owned()),
-            None => None,
-        };
-        let reservation_ttl = match update.reservation_ttl_secs {
-            Some(v) => Some(check_ttl(
-                "reservation_ttl_secs",
-                v,
-                MAX_RESERVATION_TTL_SECS,
-            )?),
-            None => None,
-        };
-        let approval_ttl = match update.approval_ttl_secs {
-            Some(v) => Some(check_ttl("approval_ttl_secs", v, MAX_APPROVAL_TTL_SECS)?),
-            None => None,
-        };
-        let email = match update.notification_email.clone() {
-            Some(v) => Some(check_email(v)?),
-            None => None,
-        };
-        self.change(id, "tenant.settings_updated", move |row| {
-            if let Some(tz) = &timezone {
-                row.timezone.clone_from(tz);
-            }
-            if let Some(v) = reservation_ttl {
-                row.settings.reservation_ttl_secs = v;
-            }
-            if let Some(v) = approval_ttl {
-                row.settings.approval_ttl_secs = v;
-            }
-            if let Some(v) = update.flag_all_new_vendors {
-                row.settings.flag_all_new_vendors = v;
-            }
-            if let Some(v) = update.require_run {
-                row.settings.require_run = v;
-            }
-            if let Some(v) = update.byok_exempt_from_budgets {
-                row.settings.byok_exempt_from_budgets = v;
-            }
-            if let Some(v) = &email {
-                row.settings.notification_email.clone_from(v);
-            }
-            if let Some(allow) = update.default_allow {
-                row.default_effect = if allow {
-                    crate::policy::DefaultEffect::Allow
-                } else {
-                    crate::policy::DefaultEffect::Deny
-                };
-            }
-            Ok(())
-        })
-        .await
-    }
-
     /// Locks the tenant row, applies `edit`, and when anything changed
     /// writes it and appends `action` to the tenant's audit chain, in one
     /// transaction.
@@ -462,7 +441,7 @@ impl Tenants {
         F: Fn(&mut tenant::Model) -> Result<()>,
     {
         crate::store::repo::retry_contention(|| async {
-            let ctx = crate::store::repo::Ctx::scoped(&self.store, id);
+            let ctx = crate::store::repo::Ctx::on_pool(self.db, id, self.clock, self.confine);
             let txn = ctx.begin_write().await?;
             let result = async {
                 let before = tenant::Entity::find_by_id(id)
@@ -475,7 +454,7 @@ impl Tenants {
                 if after == before {
                     return Ok(before);
                 }
-                let now = self.store.clock().now();
+                let now = self.clock.now();
                 after.updated_at = now;
                 let saved = tenant::ActiveModel::from(after)
                     .reset_all()

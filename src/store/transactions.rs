@@ -5,9 +5,10 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::entity::transaction::{self, TransactionStatus};
 use crate::id::TransactionId;
-use crate::store::repo::{Ctx, list_page};
+use crate::page::list_page;
+use crate::page::{Page, PageRequest};
+use crate::store::repo::Ctx;
 use crate::store::status::parse_status;
-use crate::store::{Page, PageRequest};
 use crate::{Error, Result};
 
 /// Longest provider charge id, in characters.

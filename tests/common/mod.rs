@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use bursar::Store;
+use bursar::store::UserRepository;
 
 /// The backends a test body runs on: in-memory SQLite always, PostgreSQL when
 /// `BURSAR_TEST_POSTGRES_URL` is set (CI sets it).

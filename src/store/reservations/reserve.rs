@@ -1,0 +1,254 @@
+//! Reserve: one all-or-nothing hold on every window that applies.
+
+use super::*;
+
+impl Reservations<'_> {
+    pub(super) async fn reserve_once(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
+        let now = self.ctx.now();
+        // A lost race on the idempotency key is retried a few times; anything
+        // else is returned at once.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let txn = self.ctx.begin_write().await?;
+            match reserve_in(&txn, self.ctx.tenant, request, now).await {
+                Ok(outcome) => {
+                    if matches!(outcome, ReserveOutcome::Reserved { .. }) {
+                        txn.commit().await?;
+                    } else {
+                        crate::store::repo::discard(txn).await;
+                    }
+                    return Ok(outcome);
+                }
+                // A concurrent call with the same idempotency key won the race:
+                // return its reservation.
+                Err(Error::Conflict { .. })
+                    if request.idempotency_key.is_some() && attempts < 5 =>
+                {
+                    crate::store::repo::discard(txn).await;
+                    if let Some(found) = self
+                        .find_by_key(request.idempotency_key.as_deref().unwrap_or_default())
+                        .await?
+                    {
+                        check_replay(&found.0, request)?;
+                        return Ok(ReserveOutcome::Reserved {
+                            reservation: found.0,
+                            lines: found.1,
+                            replayed: true,
+                        });
+                    }
+                    // The winner rolled back; try again.
+                }
+                Err(err) => {
+                    crate::store::repo::discard(txn).await;
+                    return Err(err);
+                }
+            }
+        }
+    }
+
+    pub(super) async fn find_by_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
+        find_by_key(&self.ctx.db, self.ctx.tenant, key).await
+    }
+}
+
+/// Reserves inside the caller's transaction (which must be a write
+/// transaction: `BEGIN IMMEDIATE` on SQLite).
+///
+/// 1. With an idempotency key, an existing reservation for it is returned
+///    (`replayed: true`) and nothing moves.
+/// 2. The reservation row is inserted first, so a concurrent call with the
+///    same key waits on the unique key and then fails with
+///    [`Error::Conflict`] (the caller then returns the winner's reservation).
+/// 3. The current window of every applicable budget is created if absent, and
+///    all of them are locked in ascending id order (`SELECT … FOR UPDATE` on
+///    PostgreSQL; SQLite's write lock is already held).
+/// 4. If `spent + reserved + amount > limit` for any window, the outcome is
+///    [`ReserveOutcome::Rejected`] naming every such budget; the caller rolls
+///    back, so nothing was written.
+/// 5. Otherwise each window's `reserved` grows by the amount through a guarded
+///    update, and one line and one ledger entry per window are written.
+///
+/// # Errors
+/// See [`ReservationRepository::reserve`].
+pub async fn reserve_in(
+    txn: &impl ConnectionTrait,
+    tenant: TenantId,
+    request: &ReserveRequest,
+    now: DateTime<Utc>,
+) -> Result<ReserveOutcome> {
+    reserve_with(txn, tenant, request, now, None).await
+}
+
+/// [`reserve_in`], given the tenant's time zone and the applicable budgets
+/// when the caller has loaded them already (`authorize` does, for its facts),
+/// so they are not read twice in one transaction.
+pub(crate) async fn reserve_with(
+    txn: &impl ConnectionTrait,
+    tenant: TenantId,
+    request: &ReserveRequest,
+    now: DateTime<Utc>,
+    known: Option<Vec<(budget::Model, budget_window::Model)>>,
+) -> Result<ReserveOutcome> {
+    let amount = positive_amount("amount", &request.amount)?;
+    if request.expires_at <= now {
+        return Err(Error::invalid(
+            "expires_at",
+            format!("{} is not after now ({now})", request.expires_at),
+        ));
+    }
+    if let Some(key) = &request.idempotency_key {
+        validate_key(key)?;
+        if let Some((found, lines)) = find_by_key(txn, tenant, key).await? {
+            check_replay(&found, request)?;
+            return Ok(ReserveOutcome::Reserved {
+                reservation: found,
+                lines,
+                replayed: true,
+            });
+        }
+    }
+    let currency = request.amount.currency();
+    let inside_authorize = known.is_some();
+    // Inside authorize, the windows were read and locked (in the lock order)
+    // by this transaction, and a budget in another currency refused the
+    // request already; they are not read again.
+    let to_read = match known {
+        Some(windows) => Ok(windows),
+        None => {
+            let budgets = applicable_budgets(txn, tenant, request.principal.as_ref()).await?;
+            // A budget in another currency cannot evaluate the amount:
+            // refused, never skipped.
+            let mismatched = currency_mismatches(&budgets, currency);
+            if !mismatched.is_empty() {
+                return Ok(ReserveOutcome::Rejected {
+                    shortfalls: mismatched,
+                });
+            }
+            Err((tenant_timezone(txn, tenant).await?, budgets))
+        }
+    };
+    let run_id = request.principal.and_then(|p| p.run_id);
+    // Inside authorize the run was locked and checked already.
+    if let (Some(run), false) = (run_id, inside_authorize) {
+        // A run of another tenant is reported exactly like a missing one.
+        let found = crate::entity::agent_run::Entity::find()
+            .filter(crate::entity::agent_run::Column::TenantId.eq(tenant))
+            .filter(crate::entity::agent_run::Column::Id.eq(run))
+            .one(txn)
+            .await?;
+        if found.is_none() {
+            return Err(Error::not_found(crate::id::RunId::ENTITY, run));
+        }
+    }
+    let reservation_id = ReservationId::new();
+    let row = reservation::ActiveModel {
+        id: Set(reservation_id),
+        tenant_id: Set(tenant),
+        agent_id: Set(request.principal.map(|p| p.agent_id)),
+        run_id: Set(run_id),
+        purchase_intent_id: Set(request.purchase_intent_id),
+        idempotency_key: Set(request.idempotency_key.clone()),
+        currency: Set(currency),
+        amount: Set(amount),
+        captured_amount: Set(Amount::ZERO),
+        refunded_amount: Set(Amount::ZERO),
+        status: Set(ReservationStatus::Held),
+        expires_at: Set(request.expires_at),
+        captured_at: Set(None),
+        released_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let reservation = row.insert(txn).await.map_err(|e| match Error::from(e) {
+        // The agent is a composite foreign key (tenant, agent): another
+        // tenant's agent fails it exactly like a missing one.
+        Error::Invalid { ref field, .. } if field == "reference" => match request.principal {
+            Some(p) => Error::not_found(AgentId::ENTITY, p.agent_id),
+            None => Error::invalid("reference", "the reservation refers to a missing row"),
+        },
+        Error::Conflict { .. } => Error::conflict(
+            "reservation",
+            format!(
+                "idempotency key {:?} is taken by a concurrent call",
+                request.idempotency_key.as_deref().unwrap_or_default()
+            ),
+        ),
+        other => other,
+    })?;
+
+    let windows = match to_read {
+        Ok(windows) => windows,
+        Err((tz, budgets)) => current_windows(txn, tenant, budgets, tz, now, true).await?,
+    };
+
+    let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
+    if let crate::budget::Fit::Exceeds(shortfalls) = check_fit(&balances, amount.get())? {
+        // Give the idempotency key back: a rejection holds nothing and
+        // records nothing, whoever commits this transaction.
+        reservation::Entity::delete_many()
+            .filter(reservation::Column::TenantId.eq(tenant))
+            .filter(reservation::Column::Id.eq(reservation_id))
+            .exec(txn)
+            .await?;
+        return Ok(ReserveOutcome::Rejected { shortfalls });
+    }
+
+    let mut lines = Vec::with_capacity(windows.len());
+    let mut entries = Vec::with_capacity(windows.len());
+    for (_, w) in &windows {
+        let reserved = w
+            .reserved
+            .checked_add(amount)
+            .map_err(|e| Error::invalid("amount", e))?;
+        write_window(txn, w, w.spent, reserved, true, now).await?;
+        lines.push(reservation_line::Model {
+            id: ReservationLineId::new(),
+            tenant_id: tenant,
+            reservation_id,
+            budget_id: w.budget_id,
+            window_id: w.id,
+            amount,
+            captured_amount: Amount::ZERO,
+            refunded_amount: Amount::ZERO,
+            created_at: now,
+        });
+        entries.push(ledger_row(
+            tenant,
+            w,
+            reservation_id,
+            currency,
+            EntryType::Reserve,
+            Bucket::Reserved,
+            Direction::Debit,
+            amount,
+            None,
+            now,
+        ));
+    }
+    if !lines.is_empty() {
+        // The lines are known: insert them and return them, no read-back.
+        reservation_line::Entity::insert_many(
+            lines
+                .iter()
+                .map(|l| reservation_line::ActiveModel::from(l.clone()).reset_all()),
+        )
+        .exec_without_returning(txn)
+        .await?;
+    }
+    append_ledger(txn, entries).await?;
+    if !inside_authorize {
+        // A direct reservation announces the thresholds its hold crossed
+        // (inside authorize, the flow announces them with its outcome).
+        let crossings = crate::events::threshold_events(&windows, amount.get())?;
+        crate::events::emit_all(txn, tenant, crossings, now).await?;
+    }
+    Ok(ReserveOutcome::Reserved {
+        reservation,
+        lines,
+        replayed: false,
+    })
+}
