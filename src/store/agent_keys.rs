@@ -26,7 +26,6 @@ use crate::entity::agent_api_key;
 use crate::id::{AgentId, ApiKeyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::Store;
 use crate::store::agents::{AgentRepository, Agents};
 use crate::store::repo::{self, Ctx, finish};
 use crate::validate::validate_name;
@@ -252,72 +251,41 @@ pub(crate) async fn verify_in(
     })
 }
 
-impl Store {
-    /// Finds the agent a presented API key belongs to, in whichever tenant, and
-    /// records the key's use.
-    ///
-    /// This is the one lookup that is not confined to a tenant, because an
-    /// agent presenting a key has not said which tenant it belongs to: the key
-    /// is its whole identity. It finds the key by the SHA-256 of the whole
-    /// secret (unique across tenants), so nothing but the holder of the secret
-    /// can reach the row, and it returns the tenant to open a
-    /// [`TenantScope`](crate::store::TenantScope) for. When the tenant is
-    /// already known, prefer
-    /// [`AgentKeyRepository::verify`] on that tenant's scope.
-    ///
-    /// On PostgreSQL with [`RowLevelSecurity::Enforced`](crate::store::RowLevelSecurity::Enforced)
-    /// it runs in one transaction that first sets `bursar.key_hash` to the
-    /// hash, which the `bursar_key_lookup` policy admits the matching key row
-    /// by (only that row, and only for reading), then names the key's tenant
-    /// in `bursar.tenant_id` for the rest of the checks and the update.
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), bursar::Error> {
-    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant, TenantRepository};
-    /// let store = bursar::Store::connect("sqlite::memory:").await?;
-    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
-    /// let bot = acme.agents().create(NewAgent::new("bot")).await?;
-    /// let (key, _) = acme.agent_keys().issue(bot.id, Some("ci"), None).await?;
-    /// let who = store.authenticate_agent(&key.secret).await?;
-    /// assert_eq!((who.tenant_id, who.agent_id), (acme.tenant_id(), bot.id));
-    /// assert!(store.authenticate_agent("bsk_not-a-key").await.is_err());
-    /// # Ok(())
-    /// # }
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
-    /// key, an agent that is not active, or an agent of a deactivated tenant;
-    /// [`Error::Database`].
-    #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
-    pub async fn authenticate_agent(&self, secret: &str) -> Result<VerifiedKey> {
-        let now = self.clock().now();
-        if !self.confines() {
-            return verify_in(self.connection(), None, secret, now).await;
-        }
-        if !well_formed(secret) {
-            return Err(Error::Unauthenticated);
-        }
-        let txn = self.connection().begin().await?;
-        let result = async {
-            repo::set_local(&txn, repo::KEY_HASH_SETTING, &hash_key(secret)).await?;
-            let tenant: Option<TenantId> = agent_api_key::Entity::find()
-                .select_only()
-                .column(agent_api_key::Column::TenantId)
-                .filter(agent_api_key::Column::KeyHash.eq(hash_key(secret)))
-                .into_tuple()
-                .one(&txn)
-                .await?;
-            let Some(tenant) = tenant else {
-                return Err(Error::Unauthenticated);
-            };
-            repo::name_tenant(&txn, tenant).await?;
-            verify_in(&txn, Some(tenant), secret, now).await
-        }
-        .await;
-        finish(txn, result).await
+/// Finds the agent `secret` belongs to in whichever tenant and records the
+/// key's use: [`Store::authenticate_agent`](crate::Store::authenticate_agent).
+/// With `confine` (PostgreSQL, row-level security enforced) the lookup runs
+/// in one transaction that names the key's hash (the `bursar_key_lookup`
+/// policy admits that row only, for reading), then the key's tenant.
+pub(crate) async fn authenticate(
+    pool: &sea_orm::DatabaseConnection,
+    confine: bool,
+    secret: &str,
+    now: DateTime<Utc>,
+) -> Result<VerifiedKey> {
+    if !confine {
+        return verify_in(pool, None, secret, now).await;
     }
+    if !well_formed(secret) {
+        return Err(Error::Unauthenticated);
+    }
+    let txn = pool.begin().await?;
+    let result = async {
+        repo::set_local(&txn, repo::KEY_HASH_SETTING, &hash_key(secret)).await?;
+        let tenant: Option<TenantId> = agent_api_key::Entity::find()
+            .select_only()
+            .column(agent_api_key::Column::TenantId)
+            .filter(agent_api_key::Column::KeyHash.eq(hash_key(secret)))
+            .into_tuple()
+            .one(&txn)
+            .await?;
+        let Some(tenant) = tenant else {
+            return Err(Error::Unauthenticated);
+        };
+        repo::name_tenant(&txn, tenant).await?;
+        verify_in(&txn, Some(tenant), secret, now).await
+    }
+    .await;
+    finish(txn, result).await
 }
 
 #[async_trait]

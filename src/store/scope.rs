@@ -72,6 +72,56 @@ fn record_outcome(span: &tracing::Span, result: &Result<Authorization>) {
     }
 }
 
+impl Store {
+    /// Finds the agent a presented API key belongs to, in whichever tenant, and
+    /// records the key's use.
+    ///
+    /// This is the one lookup that is not confined to a tenant, because an
+    /// agent presenting a key has not said which tenant it belongs to: the key
+    /// is its whole identity. It finds the key by the SHA-256 of the whole
+    /// secret (unique across tenants), so nothing but the holder of the secret
+    /// can reach the row, and it returns the tenant to open a
+    /// [`TenantScope`](crate::store::TenantScope) for. When the tenant is
+    /// already known, prefer
+    /// [`AgentKeyRepository::verify`](crate::store::AgentKeyRepository::verify) on that tenant's scope.
+    ///
+    /// On PostgreSQL with [`RowLevelSecurity::Enforced`](crate::store::RowLevelSecurity::Enforced)
+    /// it runs in one transaction that first sets `bursar.key_hash` to the
+    /// hash, which the `bursar_key_lookup` policy admits the matching key row
+    /// by (only that row, and only for reading), then names the key's tenant
+    /// in `bursar.tenant_id` for the rest of the checks and the update.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bursar::Error> {
+    /// use bursar::store::{AgentKeyRepository, AgentRepository, NewAgent, NewTenant, TenantRepository};
+    /// let store = bursar::Store::connect("sqlite::memory:").await?;
+    /// let acme = store.tenant(store.tenants().create(NewTenant::new("Acme", "acme")).await?.id);
+    /// let bot = acme.agents().create(NewAgent::new("bot")).await?;
+    /// let (key, _) = acme.agent_keys().issue(bot.id, Some("ci"), None).await?;
+    /// let who = store.authenticate_agent(&key.secret).await?;
+    /// assert_eq!((who.tenant_id, who.agent_id), (acme.tenant_id(), bot.id));
+    /// assert!(store.authenticate_agent("bsk_not-a-key").await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
+    /// key, an agent that is not active, or an agent of a deactivated tenant;
+    /// [`Error::Database`].
+    #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
+    pub async fn authenticate_agent(&self, secret: &str) -> Result<crate::store::VerifiedKey> {
+        crate::store::agent_keys::authenticate(
+            self.connection(),
+            self.confines(),
+            secret,
+            self.clock().now(),
+        )
+        .await
+    }
+}
+
 /// Everything bursar knows about one tenant, and nothing about any other.
 ///
 /// A scope carries its tenant's id, so no method takes one: every query it
