@@ -81,7 +81,7 @@ impl Store {
     /// is its whole identity. It finds the key by the SHA-256 of the whole
     /// secret (unique across tenants), so nothing but the holder of the secret
     /// can reach the row, and it returns the tenant to open a
-    /// [`TenantScope`](crate::store::TenantScope) for. When the tenant is
+    /// [`TenantScope`] for. When the tenant is
     /// already known, prefer
     /// [`AgentKeyRepository::verify`](crate::store::AgentKeyRepository::verify) on that tenant's scope.
     ///
@@ -107,9 +107,9 @@ impl Store {
     /// ```
     ///
     /// # Errors
-    /// [`Error::Unauthenticated`] for a malformed, unknown, revoked or expired
+    /// [`Error::Unauthenticated`](crate::Error::Unauthenticated) for a malformed, unknown, revoked or expired
     /// key, an agent that is not active, or an agent of a deactivated tenant;
-    /// [`Error::Database`].
+    /// [`Error::Database`](crate::Error::Database).
     #[tracing::instrument(level = "debug", name = "bursar.store.authenticate_agent", skip_all)]
     pub async fn authenticate_agent(&self, secret: &str) -> Result<crate::store::VerifiedKey> {
         crate::store::agent_keys::authenticate(
