@@ -53,6 +53,7 @@ pub use payments::{
     Payments, ProviderCard, Recorded, TransactionEvent,
 };
 pub use policies::{Policies, PolicyRepository};
+pub use repo::MAX_CONTENTION_ATTEMPTS;
 pub use reservations::{
     Discrepancy, Reconciliation, ReservationRepository, Reservations, ReserveOutcome,
     ReserveRequest,

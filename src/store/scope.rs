@@ -212,6 +212,13 @@ impl TenantScope {
     /// idempotency key was first used for a different request (another agent,
     /// run, merchant, amount or currency; keys are scoped per tenant, and the
     /// message never reveals the other request);
+    /// [`Error::NotFound`](crate::Error::NotFound) for a run that does not
+    /// exist or is another agent's;
+    /// [`Error::Contention`](crate::Error::Contention) when the transaction
+    /// still collided after [`MAX_CONTENTION_ATTEMPTS`](crate::store::MAX_CONTENTION_ATTEMPTS)
+    /// tries and [`Error::Unavailable`](crate::Error::Unavailable) when the
+    /// database could not be reached (both transient: retry with the same
+    /// idempotency key); [`Error::StorageFull`](crate::Error::StorageFull);
     /// [`Error::Database`](crate::Error::Database).
     pub async fn authorize(&self, request: Request) -> Result<Authorization> {
         self.authorize_with(request, &NoHook).await
