@@ -20,7 +20,7 @@
 
 use bursar::store::TenantRepository as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bursar::clock::ManualClock;
 use bursar::money::Currency;
@@ -29,6 +29,10 @@ use bursar::store::{AgentRepository, NewAgent, NewTenant};
 use bursar::{Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::Criterion;
+
+#[path = "common/rounds.rs"]
+mod rounds;
+use rounds::{batch, median};
 use rust_decimal::Decimal;
 
 fn now() -> DateTime<Utc> {
@@ -100,26 +104,6 @@ fn subscriber() -> impl tracing::Subscriber + Send + Sync {
         .with_max_level(tracing::Level::INFO)
         .with_writer(std::io::sink)
         .finish()
-}
-
-/// Runs `f` for about `budget`, returning the mean time per call.
-async fn batch<F, Fut>(budget: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let start = Instant::now();
-    let mut n = 0_u32;
-    while start.elapsed() < budget || n == 0 {
-        f().await;
-        n += 1;
-    }
-    start.elapsed() / n
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {

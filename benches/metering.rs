@@ -22,7 +22,7 @@
 //! `BURSAR_TEST_POSTGRES_URL` is set, PostgreSQL (a fresh schema).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bursar::budget::Principal;
 use bursar::clock::ManualClock;
@@ -34,6 +34,10 @@ use bursar::store::{
 use bursar::{Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::Criterion;
+
+#[path = "common/rounds.rs"]
+mod rounds;
+use rounds::{batch, median};
 use rust_decimal::Decimal;
 
 fn now() -> DateTime<Utc> {
@@ -166,26 +170,6 @@ async fn reserve_capture(s: &Setup) {
         .capture(id, Money::parse("0.007", "USD").expect("capture"))
         .await
         .expect("capture");
-}
-
-/// Runs `f` for about `budget`, returning the mean time per call.
-async fn batch<F, Fut>(budget: Duration, mut f: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let start = Instant::now();
-    let mut n = 0_u32;
-    while start.elapsed() < budget || n == 0 {
-        f().await;
-        n += 1;
-    }
-    start.elapsed() / n
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {
