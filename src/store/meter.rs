@@ -709,3 +709,35 @@ fn price_unknown(message: String) -> Reason {
         undetermined: true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recorded() -> Metadata {
+        let mut m = Metadata::default();
+        for (k, v) in RATE_KEYS.iter().zip(["USD", "2", "10", "0.5", "10"]) {
+            m.0.insert((*k).to_owned(), v.to_owned());
+        }
+        m
+    }
+
+    #[test]
+    fn rates_are_read_back_only_when_every_one_is_recorded_and_parses() {
+        let rates = Rates::from_metadata(&recorded()).expect("complete rates");
+        assert_eq!(rates.currency, Currency::USD);
+        assert_eq!(rates.output_per_million.get(), Decimal::from(10));
+        assert_eq!(rates.cached_input_per_million.get(), "0.5".parse().unwrap());
+        for key in RATE_KEYS {
+            let mut missing = recorded();
+            missing.0.remove(key);
+            assert_eq!(Rates::from_metadata(&missing), None, "{key} missing");
+            let mut bad = recorded();
+            bad.0.insert(key.to_owned(), "ten".to_owned());
+            assert_eq!(Rates::from_metadata(&bad), None, "{key} malformed");
+        }
+        let mut negative = recorded();
+        negative.0.insert(RATE_KEYS[1].to_owned(), "-1".to_owned());
+        assert_eq!(Rates::from_metadata(&negative), None, "a negative price");
+    }
+}
