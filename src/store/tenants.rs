@@ -158,6 +158,7 @@ pub trait TenantRepository {
 
 #[async_trait]
 impl TenantRepository for Tenants<'_> {
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.create", skip_all)]
     async fn create(&self, new: NewTenant) -> Result<tenant::Model> {
         let name = validate_name("name", &new.name)?;
         let slug = validate_slug("slug", &new.slug)?;
@@ -200,6 +201,7 @@ impl TenantRepository for Tenants<'_> {
         crate::store::repo::finish(txn, result).await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.get", skip_all, fields(tenant = %id))]
     async fn get(&self, id: TenantId) -> Result<tenant::Model> {
         tenant::Entity::find_by_id(id)
             .one(self.db)
@@ -207,6 +209,7 @@ impl TenantRepository for Tenants<'_> {
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, id))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.by_slug", skip_all)]
     async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
         tenant::Entity::find()
             .filter(tenant::Column::Slug.eq(slug))
@@ -215,14 +218,17 @@ impl TenantRepository for Tenants<'_> {
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, slug))
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.deactivate", skip_all, fields(tenant = %id))]
     async fn deactivate(&self, id: TenantId) -> Result<tenant::Model> {
         self.set_active(id, false).await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.reactivate", skip_all, fields(tenant = %id))]
     async fn reactivate(&self, id: TenantId) -> Result<tenant::Model> {
         self.set_active(id, true).await
     }
 
+    #[tracing::instrument(level = "debug", name = "bursar.tenants.update_settings", skip_all, fields(tenant = %id))]
     async fn update_settings(&self, id: TenantId, update: TenantUpdate) -> Result<tenant::Model> {
         let timezone = match &update.timezone {
             Some(tz) => Some(crate::budget::parse_timezone(tz)?.name().to_owned()),
