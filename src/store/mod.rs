@@ -314,7 +314,13 @@ impl StoreBuilder {
                 .fold(o, |o, (key, value)| o.pragma(key.clone(), value.clone()))
         });
         options.map_sqlx_sqlite_pool_opts(move |o| {
-            let o = o.after_release(|conn, _| Box::pin(reusable(conn)));
+            // A SQLite connection lives in this process: there is no server
+            // that could have dropped it while idle, so it is not pinged
+            // before each use (a round trip to its worker thread). The
+            // release check below still closes one left in a transaction.
+            let o = o
+                .test_before_acquire(false)
+                .after_release(|conn, _| Box::pin(reusable(conn)));
             if in_memory {
                 // The database lives as long as one connection to it
                 // does: keep one open and never retire it.
@@ -549,11 +555,16 @@ impl Store {
 /// on a full disk or an I/O error, after which the driver's `ROLLBACK` fails
 /// and it goes on believing a transaction is open. Reused, such a connection
 /// would run the next transaction as a savepoint inside one that never
-/// commits, holding the write lock. So: flush whatever rollback is queued
-/// (`ping`), and close the connection unless it is cleanly outside any
-/// transaction. Closing it ends whatever SQLite still holds; the pool opens a
-/// fresh one when needed.
+/// commits, holding the write lock. So: a connection the driver sees outside
+/// any transaction is reused at once (the common case: its transaction was
+/// committed or rolled back and awaited, so nothing is queued); otherwise
+/// flush whatever rollback is queued (`ping`), and close the connection unless
+/// it is then cleanly outside any transaction. Closing it ends whatever SQLite
+/// still holds; the pool opens a fresh one when needed.
 async fn reusable<C: sqlx::Connection>(conn: &mut C) -> std::result::Result<bool, sqlx::Error> {
+    if !conn.is_in_transaction() {
+        return Ok(true);
+    }
     conn.ping().await?;
     let clean = !conn.is_in_transaction();
     if !clean {
