@@ -13,8 +13,12 @@
 //! table is then run under `EXPLAIN (ANALYZE, FORMAT JSON)` in a transaction
 //! that is rolled back, with the values it was sent with: every scan of a
 //! tenant-owned table must be an `Index Scan` or `Index Only Scan` on the
-//! index [`INTENDED`] names for it, with `tenant_id` in its index condition,
-//! and no scan may be a sequential or bitmap scan.
+//! index [`INTENDED`] names for it, entered by `tenant_id` (or by the unique
+//! `id` of the primary key); a statement whose `WHERE` is an `OR` of index
+//! conditions may read through a bitmap whose every arm enters that index by
+//! the tenant. A sequential scan of a big table fails it. Tables that hold a
+//! few rows in this fill (policies, merchants, prices, roles) are read whole
+//! by any plan and are listed, not checked.
 
 mod common;
 
@@ -60,11 +64,22 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
     (
         "budget_windows",
         &["id", "tenant_id"],
-        "ux_budget_windows_tenant_id_id",
+        "budget_windows_pkey|ux_budget_windows_tenant_id_id",
+    ),
+    // The guarded updates of a locked window.
+    (
+        "budget_windows",
+        &["id", "reserved", "spent", "tenant_id"],
+        "budget_windows_pkey|ux_budget_windows_tenant_id_id",
+    ),
+    (
+        "budget_windows",
+        &["id", "limit_amount", "reserved", "spent", "tenant_id"],
+        "budget_windows_pkey|ux_budget_windows_tenant_id_id",
     ),
     (
         "budgets",
-        &["active", "scope_id", "scope_kind", "tenant_id"],
+        &["is_active", "scope_id", "scope_kind", "tenant_id"],
         "ix_budgets_tenant_id_scope_kind_scope_id",
     ),
     ("events", &["tenant_id"], "ux_events_tenant_id_seq"),
@@ -96,7 +111,7 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
     (
         "purchase_intents",
         &["id", "tenant_id"],
-        "ux_purchase_intents_tenant_id_id",
+        "purchase_intents_pkey|ux_purchase_intents_tenant_id_id",
     ),
     (
         "purchase_intents",
@@ -116,7 +131,7 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
     (
         "reservations",
         &["id", "tenant_id"],
-        "ux_reservations_tenant_id_id",
+        "reservations_pkey|ux_reservations_tenant_id_id",
     ),
     (
         "reservations",
@@ -133,7 +148,7 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
 /// The rows copied into other tenants and agents.
 const OTHER_TENANTS: i64 = 20;
 const AGENTS_PER_TENANT: i64 = 50;
-const INTENTS: i64 = 100_000;
+const INTENTS_PER_AGENT: i64 = 96;
 const CHAIN_ROWS_PER_TENANT: i64 = 5_000;
 const PAST_WINDOWS: i64 = 36;
 
@@ -147,12 +162,15 @@ fn buy(agent: bursar::id::AgentId, amount: &str, key: &str) -> Request {
 
 /// Copies the first row of `table` that `template` selects (as `x`) once
 /// per row of `source`, with the columns `overrides` (a `jsonb` expression
-/// over `x` and `source`'s aliases) replaced.
+/// over `tpl.j` and `source`'s aliases) replaced. The record is built once
+/// per row (`OFFSET 0` keeps the subquery from being flattened, which would
+/// build it again for every column).
 fn copy_rows(table: &str, template: &str, source: &str, overrides: &str) -> String {
     format!(
-        "INSERT INTO \"{table}\" \
-         SELECT (jsonb_populate_record(NULL::\"{table}\", tpl.j || {overrides})).* \
-         FROM (SELECT to_jsonb(x) AS j FROM \"{table}\" x WHERE {template} LIMIT 1) tpl, {source}"
+        "INSERT INTO \"{table}\" SELECT (s.r).* FROM ( \
+         SELECT jsonb_populate_record(NULL::\"{table}\", tpl.j || {overrides}) AS r \
+         FROM (SELECT to_jsonb(x) AS j FROM \"{table}\" x WHERE {template} LIMIT 1) tpl, {source} \
+         OFFSET 0) s"
     )
 }
 
@@ -193,18 +211,15 @@ async fn fill(db: &impl ConnectionTrait, acme: &str, bot: &str, budget: &str) {
              'period_end', (tpl.j->>'period_start')::timestamptz - make_interval(months => k::int - 1), \
              'reserved', '00000000000000000000.000000')",
         ),
-        // A hundred thousand requests, spread over every agent (acme's bot
-        // among them) and the past seventy days.
+        // A hundred thousand requests: 96 of every agent (acme's bot among
+        // them), eleven minutes apart.
         copy_rows(
             "purchase_intents",
             &format!("x.tenant_id = '{acme}'"),
-            &format!(
-                "generate_series(1, {INTENTS}) g \
-                 JOIN (SELECT id, tenant_id, row_number() OVER (ORDER BY id) - 1 AS n FROM agents) a \
-                 ON a.n = g % (SELECT count(*) FROM agents)"
-            ),
+            &format!("agents a, generate_series(1, {INTENTS_PER_AGENT}) g"),
             "jsonb_build_object('id', gen_random_uuid(), 'tenant_id', a.tenant_id, 'agent_id', a.id, \
-             'idempotency_key', 'other-' || g, 'created_at', now() - make_interval(mins => g::int), \
+             'idempotency_key', 'other-' || a.id || '-' || g, \
+             'created_at', now() - make_interval(mins => 11 * g::int), \
              'reservation_id', NULL, 'approval_request_id', NULL, 'run_id', NULL, \
              'team_id', NULL, 'project_id', NULL)",
         ),
@@ -226,21 +241,23 @@ async fn fill(db: &impl ConnectionTrait, acme: &str, bot: &str, budget: &str) {
             ),
             "jsonb_build_object('id', gen_random_uuid(), 'tenant_id', t.id, 'seq', g)",
         ),
-        copy_rows(
-            "events",
-            &format!("x.tenant_id = '{acme}'"),
-            &format!(
-                "tenants t, generate_series(1, {CHAIN_ROWS_PER_TENANT}) g WHERE t.id <> '{acme}'"
-            ),
-            "jsonb_build_object('id', gen_random_uuid(), 'tenant_id', t.id, 'seq', g, 'dedup_key', NULL)",
+        // No event template exists yet: the columns are written out. The
+        // tenant under test gets a long stream too, after its own events.
+        format!(
+            "INSERT INTO \"events\" (id, tenant_id, seq, event_type, version, subject_type, \
+             subject_id, dedup_key, payload, created_at) \
+             SELECT gen_random_uuid(), t.id, 1000 + g, 'budget.threshold_crossed', 1, 'budget', NULL, NULL, \
+             '{{}}'::jsonb, now() FROM tenants t, generate_series(1, {CHAIN_ROWS_PER_TENANT}) g"
         ),
     ];
+    let started = std::time::Instant::now();
     for sql in statements {
         db.execute_unprepared(&sql)
             .await
             .unwrap_or_else(|e| panic!("{e}: {sql}"));
     }
     db.execute_unprepared("ANALYZE").await.expect("analyze");
+    eprintln!("filled and analyzed in {:.1?}", started.elapsed());
 }
 
 /// One statement as the store sent it.
@@ -324,7 +341,7 @@ async fn hot_statements_use_the_index_for_their_full_key_on_big_tables() {
     // The tenant under test, made through the API.
     let tenant = store
         .tenants()
-        .create(NewTenant::new("Acme", "acme"))
+        .create(NewTenant::new("Acme", "acme").default_allow(true))
         .await
         .expect("tenant");
     let acme = store.tenant(tenant.id);
@@ -458,6 +475,19 @@ async fn hot_statements_use_the_index_for_their_full_key_on_big_tables() {
         .iter()
         .map(|(t, cols, ix)| ((*t, cols.iter().map(|c| (*c).to_owned()).collect()), *ix))
         .collect();
+    let mut big = BTreeSet::new();
+    for row in admin
+        .query_all_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT relname::text FROM pg_class WHERE relkind = 'r' AND reltuples >= 1000 \
+             AND relnamespace = current_schema()::regnamespace",
+        ))
+        .await
+        .expect("table sizes")
+    {
+        big.insert(row.try_get_by_index::<String>(0).expect("name"));
+    }
+    let mut small = BTreeSet::new();
     let mut failures = Vec::new();
     let mut seen = BTreeSet::new();
     let mut explained = 0;
@@ -470,6 +500,12 @@ async fn hot_statements_use_the_index_for_their_full_key_on_big_tables() {
             continue;
         };
         if !owned.contains(table.as_str()) || !seen.insert(r.sql.clone()) {
+            continue;
+        }
+        // A table of a few dozen rows is read whole whatever its indexes:
+        // only the big tables are checked.
+        if !big.contains(&table) {
+            small.insert(table);
             continue;
         }
         let Some(&index) = intended.get(&(table.as_str(), columns.clone())) else {
@@ -494,23 +530,44 @@ async fn hot_statements_use_the_index_for_their_full_key_on_big_tables() {
         let mut found = Vec::new();
         scans(&plan[0]["Plan"], &mut found);
         explained += 1;
+        let mut served = false;
         for (node, relation, used, cond) in &found {
-            let ok = matches!(node.as_str(), "Index Scan" | "Index Only Scan")
-                && (!owned.contains(relation.as_str())
-                    || (relation == &table && used == index && cond.contains("tenant_id")));
-            if !ok {
+            if !big.contains(relation) {
+                continue;
+            }
+            // The primary key on `id` reaches one row by a unique id; every
+            // other index must be entered by the tenant.
+            let intended_here = relation == &table
+                && index.split('|').any(|ix| ix == used)
+                && (used.ends_with("_pkey") || cond.contains("tenant_id"));
+            // An OR of index conditions reads through a bitmap: accepted when
+            // every arm enters the intended index by the tenant.
+            let bitmap_of_intended = node == "Bitmap Heap Scan"
+                && relation == &table
+                && found
+                    .iter()
+                    .filter(|(n, ..)| n == "Bitmap Index Scan")
+                    .all(|(_, _, ix, c)| {
+                        index.split('|').any(|i| i == ix) && c.contains("tenant_id")
+                    });
+            if (matches!(node.as_str(), "Index Scan" | "Index Only Scan") && intended_here)
+                || bitmap_of_intended
+            {
+                served = true;
+            } else {
                 failures.push(format!(
                     "{node} on {relation} using {used:?} ({cond}), intended {index}: {}",
                     r.sql
                 ));
             }
         }
-        if found.is_empty() {
-            failures.push(format!("no scan in the plan of {}", r.sql));
+        if !served {
+            failures.push(format!("no index scan on {table} in the plan of {}", r.sql));
         }
     }
     eprintln!(
-        "{} statements recorded, {explained} distinct reads explained on {sizes:?}",
+        "{} statements recorded, {explained} distinct reads of big tables explained \
+         on {sizes:?}; reads of small tables not checked: {small:?}",
         recorded.len()
     );
     assert!(explained >= 10, "only {explained} reads explained");
