@@ -826,7 +826,7 @@ impl Flow<'_> {
         row.rejection_reason = Set(first.map(|r| r.message.clone()));
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
-        let intent = row.update(self.txn).await?;
+        let intent = crate::store::repo::update_owned(self.txn, row).await?;
         let event = crate::events::rejection_event(&intent, &reasons)?;
         crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
@@ -871,7 +871,7 @@ impl Flow<'_> {
         row.status = Set(PurchaseIntentStatus::Approved);
         row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
         row.updated_at = Set(now);
-        let intent = row.update(self.txn).await?;
+        let intent = crate::store::repo::update_owned(self.txn, row).await?;
         crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
         self.audit(&intent, "approved", AuditStatus::Success, &[], request, now)
             .await?;
@@ -913,7 +913,7 @@ impl Flow<'_> {
             Some(hold) if hold.expires_at != expires_at => {
                 let mut row: reservation::ActiveModel = hold.into();
                 row.expires_at = Set(expires_at);
-                Some(row.update(self.txn).await?)
+                Some(crate::store::repo::update_owned(self.txn, row).await?)
             }
             other => other,
         };
@@ -951,7 +951,7 @@ impl Flow<'_> {
         row.approval_request_id = Set(Some(approval.id));
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
-        let intent = row.update(self.txn).await?;
+        let intent = crate::store::repo::update_owned(self.txn, row).await?;
         let event = crate::events::approval_event(
             crate::events::types::APPROVAL_REQUESTED,
             &approval,

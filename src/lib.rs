@@ -217,3 +217,8 @@ struct SecurityDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/performance.md")]
 struct PerformanceDoctests;
+
+/// Compiles and runs the examples in `docs/scaling.md`.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/scaling.md")]
+struct ScalingDoctests;

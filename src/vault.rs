@@ -477,7 +477,7 @@ impl<'a> Vault<'a> {
                 let mut change: connection::ActiveModel = row.into();
                 edit(&mut change);
                 change.updated_at = Set(self.ctx.now());
-                let saved = change.update(&txn).await?;
+                let saved = crate::store::repo::update_owned(&txn, change).await?;
                 self.audit(&txn, action, id).await?;
                 Ok(saved)
             }

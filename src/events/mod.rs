@@ -249,7 +249,7 @@ impl EventRepository for Events<'_> {
                     row.delivered_seq = Set(last.seq);
                     row.lease_until = Set(Some(now + DELIVERY_LEASE));
                     row.updated_at = Set(now);
-                    row.update(&txn).await?;
+                    crate::store::repo::update_owned(&txn, row).await?;
                 }
                 Ok(batch)
             }
@@ -286,7 +286,7 @@ impl EventRepository for Events<'_> {
                     row.lease_until = Set(None);
                 }
                 row.updated_at = Set(now);
-                row.update(&txn).await?;
+                crate::store::repo::update_owned(&txn, row).await?;
                 Ok(())
             }
             .await;

@@ -16,8 +16,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect, Set,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
 
@@ -27,6 +26,7 @@ use crate::id::{AgentId, ApiKeyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
 use crate::store::agents::{AgentRepository, Agents};
+use crate::store::cross_tenant;
 use crate::store::repo::{self, Ctx, finish};
 use crate::validate::validate_name;
 use crate::{Error, Result};
@@ -181,17 +181,17 @@ fn is_live(key: &agent_api_key::Model, now: DateTime<Utc>) -> bool {
     key.revoked_at.is_none() && key.expires_at.is_none_or(|e| e > now)
 }
 
-/// Verifies `secret`, within `tenant` when given, and records its use.
-///
-/// Every refusal is the same [`Error::Unauthenticated`].
 /// How fresh a key's `last_used_at` is kept: a verification writes it only
 /// when the recorded use is at least this old (or there is none), so an
 /// agent's requests within a minute commit no write of their own.
 pub const LAST_USED_PRECISION: chrono::Duration = chrono::Duration::seconds(60);
 
+/// Verifies `secret` within `tenant`, and records its use.
+///
+/// Every refusal is the same [`Error::Unauthenticated`].
 pub(crate) async fn verify_in(
     conn: &impl ConnectionTrait,
-    tenant: Option<TenantId>,
+    tenant: TenantId,
     secret: &str,
     now: DateTime<Utc>,
 ) -> Result<VerifiedKey> {
@@ -199,12 +199,23 @@ pub(crate) async fn verify_in(
         return Err(Error::Unauthenticated);
     }
     let hash = hash_key(secret);
-    let mut query =
-        agent_api_key::Entity::find().filter(agent_api_key::Column::KeyHash.eq(hash.as_str()));
-    if let Some(tenant) = tenant {
-        query = query.filter(agent_api_key::Column::TenantId.eq(tenant));
-    }
-    let Some(key) = query.one(conn).await? else {
+    let key = agent_api_key::Entity::find()
+        .filter(agent_api_key::Column::TenantId.eq(tenant))
+        .filter(agent_api_key::Column::KeyHash.eq(hash.as_str()))
+        .one(conn)
+        .await?;
+    check(conn, key, &hash, now).await
+}
+
+/// Accepts `key`, found by `hash`, when it is live, its agent active and its
+/// tenant active, and records its use.
+async fn check(
+    conn: &impl ConnectionTrait,
+    key: Option<agent_api_key::Model>,
+    hash: &str,
+    now: DateTime<Utc>,
+) -> Result<VerifiedKey> {
+    let Some(key) = key else {
         return Err(Error::Unauthenticated);
     };
     if !constant_time_eq(key.key_hash.as_bytes(), hash.as_bytes()) || !is_live(&key, now) {
@@ -253,36 +264,34 @@ pub(crate) async fn verify_in(
 
 /// Finds the agent `secret` belongs to in whichever tenant and records the
 /// key's use: [`Store::authenticate_agent`](crate::Store::authenticate_agent).
-/// With `confine` (PostgreSQL, row-level security enforced) the lookup runs
-/// in one transaction that names the key's hash (the `bursar_key_lookup`
-/// policy admits that row only, for reading), then the key's tenant.
+/// The key is found by its hash alone, the one lookup here that names no
+/// tenant ([`cross_tenant::key_by_hash`]); the checks and the update that
+/// follow name the key's tenant. With `confine` (PostgreSQL, row-level
+/// security enforced) it all runs in one transaction that names the key's
+/// hash (the `bursar_key_lookup` policy admits that row only, for reading),
+/// then the key's tenant.
 pub(crate) async fn authenticate(
     pool: &sea_orm::DatabaseConnection,
     confine: bool,
     secret: &str,
     now: DateTime<Utc>,
 ) -> Result<VerifiedKey> {
-    if !confine {
-        return verify_in(pool, None, secret, now).await;
-    }
     if !well_formed(secret) {
         return Err(Error::Unauthenticated);
     }
+    let hash = hash_key(secret);
+    if !confine {
+        let key = cross_tenant::key_by_hash(pool, &hash).await?;
+        return check(pool, key, &hash, now).await;
+    }
     let txn = pool.begin().await?;
     let result = async {
-        repo::set_local(&txn, repo::KEY_HASH_SETTING, &hash_key(secret)).await?;
-        let tenant: Option<TenantId> = agent_api_key::Entity::find()
-            .select_only()
-            .column(agent_api_key::Column::TenantId)
-            .filter(agent_api_key::Column::KeyHash.eq(hash_key(secret)))
-            .into_tuple()
-            .one(&txn)
-            .await?;
-        let Some(tenant) = tenant else {
-            return Err(Error::Unauthenticated);
-        };
-        repo::name_tenant(&txn, tenant).await?;
-        verify_in(&txn, Some(tenant), secret, now).await
+        repo::set_local(&txn, repo::KEY_HASH_SETTING, &hash).await?;
+        let key = cross_tenant::key_by_hash(&txn, &hash).await?;
+        if let Some(key) = &key {
+            repo::name_tenant(&txn, key.tenant_id).await?;
+        }
+        check(&txn, key, &hash, now).await
     }
     .await;
     finish(txn, result).await
@@ -435,7 +444,7 @@ impl AgentKeyRepository for AgentKeys<'_> {
 
     #[tracing::instrument(level = "debug", name = "bursar.agent_keys.verify", skip_all, fields(tenant = %self.ctx.tenant))]
     async fn verify(&self, secret: &str) -> Result<VerifiedKey> {
-        verify_in(&self.ctx.db, Some(self.ctx.tenant), secret, self.ctx.now()).await
+        verify_in(&self.ctx.db, self.ctx.tenant, secret, self.ctx.now()).await
     }
 }
 

@@ -295,7 +295,7 @@ impl Agents<'_> {
         let mut row: agent::ActiveModel = self.get(id).await?.into();
         row.status = Set(status);
         row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
+        Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
     }
 
     async fn assign_unaudited(
@@ -310,6 +310,6 @@ impl Agents<'_> {
         row.team_id = Set(team);
         row.project_id = Set(project);
         row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
+        Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
     }
 }

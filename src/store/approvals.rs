@@ -243,7 +243,7 @@ impl<'a> Approvals<'a> {
                 let mut row: reservation::ActiveModel = hold.into();
                 row.expires_at = Set(now + ttl);
                 row.updated_at = Set(now);
-                row.update(txn).await?;
+                crate::store::repo::update_owned(txn, row).await?;
                 if let Some(intent) = &intent {
                     record_seen(
                         txn,
@@ -288,14 +288,14 @@ impl<'a> Approvals<'a> {
                 row.rejection_reason = Set(Some(why.to_owned()));
             }
             row.updated_at = Set(now);
-            row.update(txn).await?;
+            crate::store::repo::update_owned(txn, row).await?;
         }
         let id = request.id;
         let mut row: approval_request::ActiveModel = request.into();
         row.status = Set(status);
         row.decided_at = Set(Some(now));
         row.updated_at = Set(now);
-        let closed = row.update(txn).await?;
+        let closed = crate::store::repo::update_owned(txn, row).await?;
         let event_type = if status == ApprovalStatus::Expired {
             types::APPROVAL_EXPIRED
         } else {

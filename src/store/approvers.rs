@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 
 use crate::Result;
 use crate::entity::approval_request;
@@ -141,5 +141,8 @@ pub(crate) async fn escalate_if_due(
     row.eligible_approvers = Set(UserIdList(eligible.into_iter().collect()));
     row.escalation_role_id = Set(None);
     row.updated_at = Set(now);
-    Ok((row.update(conn).await?, Some(role)))
+    Ok((
+        crate::store::repo::update_owned(conn, row).await?,
+        Some(role),
+    ))
 }

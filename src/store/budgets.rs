@@ -270,7 +270,7 @@ impl<'a> Budgets<'a> {
         let mut row: budget::ActiveModel = current.into();
         row.is_active = Set(active);
         row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
+        Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
     }
 }
 

@@ -5,9 +5,7 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use crate::clock::Clock;
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
@@ -155,11 +153,7 @@ impl<'a> Users<'a> {
             let saved = change.update(&txn).await?;
             // Tenants in one order, so that two of these never wait on each
             // other's audit chains.
-            let memberships = MemberEntity::find()
-                .filter(tenant_member::Column::UserId.eq(id))
-                .order_by_asc(tenant_member::Column::TenantId)
-                .all(&txn)
-                .await?;
+            let memberships = crate::store::cross_tenant::user_memberships(&txn, id).await?;
             let action = if active {
                 "user.reactivated"
             } else {
@@ -470,7 +464,7 @@ impl Members<'_> {
         }
         row.status = Set(status);
         row.updated_at = Set(now);
-        Ok(row.update(&self.ctx.db).await?)
+        Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
     }
 
     async fn set_seat_unaudited(
@@ -481,7 +475,7 @@ impl Members<'_> {
         let mut row: tenant_member::ActiveModel = self.get(user).await?.into();
         row.seat_type = Set(seat);
         row.updated_at = Set(self.ctx.now());
-        Ok(row.update(&self.ctx.db).await?)
+        Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
     }
 
     async fn remove_unaudited(&self, user: UserId) -> Result<()> {

@@ -524,11 +524,18 @@ impl<'a> Meter<'a> {
     ) -> Result<usage_record::Model> {
         let tenant = ctx.tenant;
         // The call and its usage record (when it was finished before), in one
-        // read.
+        // read. The join names the tenant on both sides, so that the
+        // statement stays on one tenant's shard (docs/scaling.md).
         let usage_of_intent: sea_orm::RelationDef =
             usage_record::Entity::belongs_to(purchase_intent::Entity)
-                .from(usage_record::Column::PurchaseIntentId)
-                .to(purchase_intent::Column::Id)
+                .from((
+                    usage_record::Column::TenantId,
+                    usage_record::Column::PurchaseIntentId,
+                ))
+                .to((
+                    purchase_intent::Column::TenantId,
+                    purchase_intent::Column::Id,
+                ))
                 .into();
         let (intent, finished) = purchase_intent::Entity::find()
             .select_also(usage_record::Entity)

@@ -8,6 +8,7 @@ mod approvers;
 mod blocked_attempts;
 mod budgets;
 mod cards;
+pub(crate) mod cross_tenant;
 mod intents;
 mod members;
 pub(crate) mod merchants;
@@ -146,6 +147,9 @@ pub enum RowLevelSecurity {
     Enforced,
 }
 
+/// What [`StoreBuilder::on_statement`] keeps.
+type StatementHook = Arc<dyn Fn(&sea_orm::metric::Info<'_>) + Send + Sync>;
+
 /// How to open a [`Store`]. Start from [`Store::builder`].
 #[derive(Clone)]
 pub struct StoreBuilder {
@@ -156,6 +160,7 @@ pub struct StoreBuilder {
     acquire_timeout: Duration,
     migrate: bool,
     clock: Arc<dyn Clock>,
+    on_statement: Option<StatementHook>,
     // Read only when connecting to SQLite.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     sqlite_pragmas: Vec<(String, String)>,
@@ -169,6 +174,7 @@ impl std::fmt::Debug for StoreBuilder {
             .field("max_connections", &self.max_connections)
             .field("busy_timeout", &self.busy_timeout)
             .field("migrate", &self.migrate)
+            .field("on_statement", &self.on_statement.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +249,41 @@ impl StoreBuilder {
         self
     }
 
+    /// Calls `hook` after every statement the store sends to the database
+    /// once it is connected, with its SQL, its bound values, how long it took
+    /// and whether it failed (SeaORM's [`sea_orm::metric::Info`]): for logging
+    /// slow statements, counting round trips, or checking which statements
+    /// bursar issues (`tests/statements_name_their_tenant.rs` records them to
+    /// show that each one names its tenant, see `docs/scaling.md`). The
+    /// migrations run before it is installed; `BEGIN`, `COMMIT` and
+    /// `ROLLBACK` are not statements it sees. It runs on the task that issued
+    /// the statement, so it should be quick and must not block.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bursar::Error> {
+    /// use std::sync::{Arc, Mutex};
+    /// use bursar::store::{NewTenant, TenantRepository};
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = Arc::clone(&seen);
+    /// let store = bursar::Store::builder("sqlite::memory:")
+    ///     .on_statement(move |info| log.lock().unwrap().push(info.statement.sql.clone()))
+    ///     .connect()
+    ///     .await?;
+    /// store.tenants().create(NewTenant::new("Acme", "acme")).await?;
+    /// assert!(seen.lock().unwrap().iter().any(|sql| sql.starts_with(r#"INSERT INTO "tenants""#)));
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn on_statement<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&sea_orm::metric::Info<'_>) + Send + Sync + 'static,
+    {
+        self.on_statement = Some(Arc::new(hook));
+        self
+    }
+
     /// Connects, and runs pending migrations unless told not to.
     ///
     /// # Errors
@@ -271,9 +312,12 @@ impl StoreBuilder {
             #[allow(unreachable_patterns)]
             other => return Err(missing_driver(other, &self.url)),
         }
-        let db = Database::connect(options).await?;
+        let mut db = Database::connect(options).await?;
         if self.migrate {
             bursar_migration::Migrator::up(&db, None).await?;
+        }
+        if let Some(hook) = self.on_statement {
+            db.set_metric_callback(move |info| hook(info));
         }
         Ok(Store {
             inner: Arc::new(Inner {
@@ -391,6 +435,7 @@ impl Store {
             acquire_timeout: Duration::from_secs(30),
             migrate: true,
             clock: Arc::new(SystemClock),
+            on_statement: None,
             sqlite_pragmas: Vec::new(),
         }
     }
@@ -461,14 +506,7 @@ impl Store {
     /// [`Error::Database`] only when the list of tenants cannot be read.
     #[tracing::instrument(level = "info", name = "bursar.store.expire_due_all", skip_all)]
     pub async fn expire_due_all(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Sweep> {
-        use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
-        let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
-            .select_only()
-            .column(crate::entity::tenant::Column::Id)
-            .order_by_asc(crate::entity::tenant::Column::Id)
-            .into_tuple()
-            .all(self.connection())
-            .await?;
+        let tenants = cross_tenant::tenant_ids(self.connection()).await?;
         let mut sweep = Sweep::default();
         for tenant in tenants {
             sweep.tenants += 1;
@@ -496,14 +534,7 @@ impl Store {
         &self,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<ApprovalSweepAll> {
-        use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
-        let tenants: Vec<crate::id::TenantId> = crate::entity::tenant::Entity::find()
-            .select_only()
-            .column(crate::entity::tenant::Column::Id)
-            .order_by_asc(crate::entity::tenant::Column::Id)
-            .into_tuple()
-            .all(self.connection())
-            .await?;
+        let tenants = cross_tenant::tenant_ids(self.connection()).await?;
         let mut sweep = ApprovalSweepAll::default();
         for tenant in tenants {
             match self

@@ -497,7 +497,7 @@ impl<'a> Payments<'a> {
                 Vec::new()
             }
         };
-        let transaction = row.update(txn).await?;
+        let transaction = crate::store::repo::update_owned(txn, row).await?;
         self.audit(txn, &transaction, incoming, Some(&overspend))
             .await?;
         Ok(done(transaction, false))
@@ -525,7 +525,7 @@ impl<'a> Payments<'a> {
         row.status = Set(TransactionStatus::Failed);
         row.raw_event = Set(incoming.event.raw.clone());
         row.updated_at = Set(incoming.now);
-        let transaction = row.update(txn).await?;
+        let transaction = crate::store::repo::update_owned(txn, row).await?;
         self.audit(txn, &transaction, incoming, None).await?;
         Ok(done(transaction, false))
     }
@@ -586,7 +586,7 @@ impl<'a> Payments<'a> {
             TransactionStatus::PartiallyRefunded
         });
         row.updated_at = Set(incoming.now);
-        let transaction = row.update(txn).await?;
+        let transaction = crate::store::repo::update_owned(txn, row).await?;
         self.audit(txn, &transaction, incoming, None).await?;
         Ok(done(transaction, false))
     }
@@ -619,7 +619,7 @@ impl<'a> Payments<'a> {
         let what = attention_note(what);
         row.attention = Set(Some(what.clone()));
         row.updated_at = Set(incoming.now);
-        row.update(txn).await?;
+        crate::store::repo::update_owned(txn, row).await?;
         append(
             txn,
             self.ctx.tenant,

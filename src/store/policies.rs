@@ -416,7 +416,7 @@ impl Policies<'_> {
             .transpose()?);
         row.version = Set(version);
         row.updated_at = Set(self.ctx.now());
-        row.update(&self.ctx.db).await?;
+        crate::store::repo::update_owned(&self.ctx.db, row).await?;
         self.cache.invalidate(self.ctx.tenant);
         Ok(policy)
     }

@@ -11,9 +11,10 @@
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseExecutor, DatabaseTransaction, DbBackend, DbErr,
-    ExecResult, QueryResult, SqliteTransactionMode, Statement, TransactionOptions,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseExecutor, DatabaseTransaction, DbBackend, DbErr, EntityName, EntityTrait, ExecResult,
+    IntoActiveModel, QueryFilter, QueryResult, SqliteTransactionMode, Statement,
+    TransactionOptions, TransactionTrait,
 };
 
 use crate::clock::Clock;
@@ -49,6 +50,46 @@ pub(crate) async fn name_tenant(
     tenant: TenantId,
 ) -> std::result::Result<(), DbErr> {
     set_local(db, TENANT_SETTING, &tenant.to_string()).await
+}
+
+/// Writes the changed columns of a tenant-owned row, found by its primary
+/// key **and** its `tenant_id`: `UPDATE "t" SET … WHERE "t"."id" = $1 AND
+/// "t"."tenant_id" = $2`. SeaORM's `ActiveModel::update` filters by the
+/// primary key alone; naming the tenant as well keeps the statement on the
+/// tenant's shard when the database is distributed by `tenant_id`
+/// (`docs/scaling.md`). The tenant is the row's own `tenant_id`, which a
+/// row read through a scope always carries.
+///
+/// # Errors
+/// [`DbErr::Custom`] when the entity has no `tenant_id` column or the model
+/// does not carry one; [`DbErr::RecordNotUpdated`] when no row matched; the
+/// database's error.
+pub(crate) async fn update_owned<A, C>(
+    db: &C,
+    model: A,
+) -> std::result::Result<<A::Entity as EntityTrait>::Model, DbErr>
+where
+    A: ActiveModelTrait + Send,
+    C: ConnectionTrait,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+{
+    use std::str::FromStr;
+    let table = A::Entity::default().table_name();
+    let column = <A::Entity as EntityTrait>::Column::from_str("tenant_id")
+        .map_err(|_| DbErr::Custom(format!("{table} has no tenant_id column")))?;
+    let tenant = match model.get(column) {
+        ActiveValue::Set(value) | ActiveValue::Unchanged(value) => value,
+        ActiveValue::NotSet => {
+            return Err(DbErr::Custom(format!(
+                "an update of {table} that does not carry its tenant_id"
+            )));
+        }
+    };
+    A::Entity::update(model)
+        .validate()?
+        .filter(column.eq(tenant))
+        .exec(db)
+        .await
 }
 
 /// Begins a transaction on the pool and names `tenant` in it when `confine`

@@ -439,7 +439,7 @@ impl<'a> Runs<'a> {
         row.kill_reason = Set(Some(reason.to_owned()));
         row.completed_at = Set(Some(now));
         row.updated_at = Set(now);
-        let run = row.update(txn).await?;
+        let run = crate::store::repo::update_owned(txn, row).await?;
         let event = crate::events::NewEvent::new(
             crate::events::types::RUN_KILLED,
             "agent_run",
@@ -497,7 +497,7 @@ impl<'a> Runs<'a> {
                 row.status = Set(RunStatus::Completed);
                 row.completed_at = Set(Some(now));
                 row.updated_at = Set(now);
-                let run = row.update(&txn).await?;
+                let run = crate::store::repo::update_owned(&txn, row).await?;
                 append(
                     &txn,
                     self.ctx.tenant,

@@ -181,7 +181,7 @@ macro_rules! group_repository {
                 let mut row: $entity::ActiveModel = self.get(id).await?.into();
                 row.name = Set(name);
                 row.updated_at = Set(self.ctx.now());
-                Ok(row.update(&self.ctx.db).await?)
+                Ok(crate::store::repo::update_owned(&self.ctx.db, row).await?)
             }
         }
     };

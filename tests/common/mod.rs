@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod scenario;
+
 use bursar::Store;
 use bursar::store::UserRepository;
 

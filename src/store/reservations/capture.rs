@@ -242,7 +242,7 @@ pub(crate) async fn post_charge_in(
     row.captured_amount = Set(captured_total);
     row.captured_at = Set(Some(now));
     row.updated_at = Set(now);
-    let reservation = row.update(txn).await?;
+    let reservation = crate::store::repo::update_owned(txn, row).await?;
     if !growing.is_empty() {
         let budgets = budget::Entity::find()
             .filter(budget::Column::TenantId.eq(tenant))

@@ -123,5 +123,5 @@ pub(crate) async fn refund_in(
     let mut row: reservation::ActiveModel = current.into();
     row.refunded_amount = Set(refunded);
     row.updated_at = Set(now);
-    Ok(row.update(txn).await?)
+    Ok(crate::store::repo::update_owned(txn, row).await?)
 }

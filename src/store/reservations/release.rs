@@ -61,5 +61,5 @@ pub async fn end_hold_in(
     row.status = Set(to);
     row.released_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(row.update(txn).await?)
+    Ok(crate::store::repo::update_owned(txn, row).await?)
 }
