@@ -5,9 +5,8 @@
 //! are granted to memberships ([`crate::store::RoleRepository`]).
 
 use async_trait::async_trait;
-use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 
-use crate::clock::Clock;
 use crate::entity::tenant_member::{self, MemberStatus, SeatType};
 use crate::entity::user::{self, UserKind};
 use crate::entity::{member_role, tenant_member::Entity as MemberEntity};
@@ -116,23 +115,18 @@ fn validate_external(field: &str, value: &str, max: usize) -> Result<String> {
 /// [`TenantScope::members`](crate::store::TenantScope::members).
 #[derive(Clone, Copy, Debug)]
 pub struct Users<'a> {
-    db: &'a DatabaseConnection,
-    clock: &'a dyn Clock,
-    /// PostgreSQL with row-level security enforced: transactions name the
-    /// rows' tenant (or user) first.
-    confine: bool,
+    store: &'a crate::Store,
 }
 
 impl<'a> Users<'a> {
-    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock, confine: bool) -> Self {
-        Self { db, clock, confine }
+    pub(crate) fn new(store: &'a crate::Store) -> Self {
+        Self { store }
     }
 
     async fn set_active(&self, id: UserId, active: bool) -> Result<user::Model> {
         use crate::store::repo;
-        use sea_orm::TransactionTrait;
-        let confine = self.confine;
-        let txn = self.db.begin().await?;
+        let confine = self.store.confines();
+        let txn = repo::begin_unscoped(self.store).await?;
         let result = async {
             if confine {
                 // The `bursar_user_memberships` policy admits this user's
@@ -146,7 +140,7 @@ impl<'a> Users<'a> {
             if row.is_active == active {
                 return Ok(row);
             }
-            let now = self.clock.now();
+            let now = self.store.clock().now();
             let mut change: user::ActiveModel = row.into();
             change.is_active = Set(active);
             change.updated_at = Set(now);
@@ -233,7 +227,7 @@ impl UserRepository for Users<'_> {
             ),
             None => (None, None),
         };
-        let now = self.clock.now();
+        let now = self.store.clock().now();
         user::ActiveModel {
             id: Set(UserId::new()),
             email: Set(email.clone()),
@@ -247,7 +241,7 @@ impl UserRepository for Users<'_> {
             created_at: Set(now),
             updated_at: Set(now),
         }
-        .insert(self.db)
+        .insert(self.store.connection())
         .await
         .map_err(|e| match Error::from(e) {
             Error::Conflict { .. } => {
@@ -260,7 +254,7 @@ impl UserRepository for Users<'_> {
     #[tracing::instrument(level = "debug", name = "bursar.users.get", skip_all)]
     async fn get(&self, id: UserId) -> Result<user::Model> {
         user::Entity::find_by_id(id)
-            .one(self.db)
+            .one(self.store.connection())
             .await?
             .ok_or_else(|| Error::not_found(UserId::ENTITY, id))
     }
@@ -280,7 +274,7 @@ impl UserRepository for Users<'_> {
         let email = normalize_email(email)?;
         user::Entity::find()
             .filter(user::Column::Email.eq(email.as_str()))
-            .one(self.db)
+            .one(self.store.connection())
             .await?
             .ok_or_else(|| Error::not_found(UserId::ENTITY, email))
     }

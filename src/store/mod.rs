@@ -326,6 +326,8 @@ impl StoreBuilder {
                 row_level_security: self.row_level_security,
                 clock: self.clock,
                 policies: policies::PolicyCache::default(),
+                writers: (backend == Backend::Sqlite)
+                    .then(|| repo::Writers::new(self.busy_timeout)),
             }),
         })
     }
@@ -398,6 +400,8 @@ struct Inner {
     row_level_security: RowLevelSecurity,
     clock: Arc<dyn Clock>,
     policies: policies::PolicyCache,
+    /// SQLite: the line its write transactions wait in.
+    writers: Option<repo::Writers>,
 }
 
 impl std::fmt::Debug for Store {
@@ -466,6 +470,11 @@ impl Store {
             && self.inner.row_level_security == RowLevelSecurity::Enforced
     }
 
+    /// SQLite: the line the store's write transactions wait in.
+    pub(crate) fn writers(&self) -> Option<&repo::Writers> {
+        self.inner.writers.as_ref()
+    }
+
     pub(crate) fn policy_cache(&self) -> &policies::PolicyCache {
         &self.inner.policies
     }
@@ -479,14 +488,14 @@ impl Store {
     /// Creates and finds tenants.
     #[must_use]
     pub fn tenants(&self) -> Tenants<'_> {
-        Tenants::new(self.connection(), self.clock(), self.confines())
+        Tenants::new(self)
     }
 
     /// Creates and finds users: global identities that may belong to several
     /// tenants.
     #[must_use]
     pub fn users(&self) -> Users<'_> {
-        Users::new(self.connection(), self.clock(), self.confines())
+        Users::new(self)
     }
 
     /// Everything about one tenant, and nothing about any other.

@@ -21,6 +21,121 @@ use crate::clock::Clock;
 use crate::id::TenantId;
 use crate::{Error, Result};
 
+/// The write transactions of one SQLite store, in line.
+///
+/// SQLite admits one writer at a time. Without a line, concurrent writers
+/// find the database locked and sleep in SQLite's busy handler, which wakes
+/// them in no order and with growing sleeps: under load a few wait far longer
+/// than the rest. With it, each write transaction the store begins on its
+/// pool first takes its turn here (first come, first served), so it finds
+/// the lock free; another process's writers are still waited for by the busy
+/// handler. A turn is given up when its transaction commits, rolls back or
+/// is dropped. Not used on PostgreSQL, where row locks order writers.
+#[derive(Debug)]
+pub(crate) struct Writers {
+    line: std::sync::Arc<tokio::sync::Semaphore>,
+    /// How long a writer waits for its turn: the store's busy timeout.
+    patience: std::time::Duration,
+}
+
+impl Writers {
+    pub(crate) fn new(patience: std::time::Duration) -> Self {
+        Self {
+            line: std::sync::Arc::new(tokio::sync::Semaphore::new(1)),
+            patience,
+        }
+    }
+
+    /// Waits for this writer's turn; [`Error::Contention`] after the busy
+    /// timeout, as a busy database would give.
+    async fn turn(&self) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let waiting = std::sync::Arc::clone(&self.line).acquire_owned();
+        match tokio::time::timeout(self.patience, waiting).await {
+            Ok(Ok(turn)) => Ok(turn),
+            // The line is never closed while the store lives.
+            Ok(Err(_)) | Err(_) => Err(Error::Contention {
+                reason: format!(
+                    "waited {} ms for the database's write lock",
+                    self.patience.as_millis()
+                ),
+            }),
+        }
+    }
+}
+
+/// A write transaction, holding its writer's turn (SQLite) until it ends.
+///
+/// It reads as the [`DatabaseTransaction`] it wraps; end it with [`finish`],
+/// [`discard`] or [`Write::commit`].
+#[derive(Debug)]
+pub(crate) struct Write {
+    txn: DatabaseTransaction,
+    /// Dropped after the transaction has ended (fields drop in order).
+    _turn: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Write {
+    /// Commits; the turn is given up once the commit has returned.
+    pub(crate) async fn commit(self) -> std::result::Result<(), DbErr> {
+        self.txn.commit().await
+    }
+
+    /// Rolls back; the turn is given up once the rollback has returned.
+    pub(crate) async fn rollback(self) -> std::result::Result<(), DbErr> {
+        self.txn.rollback().await
+    }
+}
+
+impl From<DatabaseTransaction> for Write {
+    fn from(txn: DatabaseTransaction) -> Self {
+        Self { txn, _turn: None }
+    }
+}
+
+impl<'a> From<&'a Write> for DatabaseExecutor<'a> {
+    fn from(write: &'a Write) -> Self {
+        DatabaseExecutor::Transaction(&write.txn)
+    }
+}
+
+impl std::ops::Deref for Write {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+#[async_trait::async_trait]
+impl ConnectionTrait for Write {
+    fn get_database_backend(&self) -> DbBackend {
+        self.txn.get_database_backend()
+    }
+
+    async fn execute_raw(&self, stmt: Statement) -> std::result::Result<ExecResult, DbErr> {
+        self.txn.execute_raw(stmt).await
+    }
+
+    async fn execute_unprepared(&self, sql: &str) -> std::result::Result<ExecResult, DbErr> {
+        self.txn.execute_unprepared(sql).await
+    }
+
+    async fn query_one_raw(
+        &self,
+        stmt: Statement,
+    ) -> std::result::Result<Option<QueryResult>, DbErr> {
+        self.txn.query_one_raw(stmt).await
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> std::result::Result<Vec<QueryResult>, DbErr> {
+        self.txn.query_all_raw(stmt).await
+    }
+
+    fn support_returning(&self) -> bool {
+        self.txn.support_returning()
+    }
+}
+
 /// The setting the row-level-security policies compare `tenant_id` with.
 pub(crate) const TENANT_SETTING: &str = "bursar.tenant_id";
 /// The setting that admits the `agent_api_keys` row with this `key_hash`.
@@ -92,19 +207,27 @@ where
         .await
 }
 
-/// Begins a transaction on the pool and names `tenant` in it when `confine`
-/// is set; a failure to name it rolls the transaction back.
-pub(crate) async fn begin_for(
-    conn: &DatabaseConnection,
-    tenant: TenantId,
-    confine: bool,
-) -> Result<DatabaseTransaction> {
-    let txn = conn.begin().await?;
-    if confine && let Err(err) = name_tenant(&txn, tenant).await {
-        discard(txn).await;
-        return Err(err.into());
-    }
-    Ok(txn)
+/// Begins a write transaction on `store`'s pool for `tenant` (see
+/// [`Ctx::begin_write`]).
+pub(crate) async fn begin_for(store: &crate::Store, tenant: TenantId) -> Result<Write> {
+    Ctx::scoped(store, tenant).begin_write().await
+}
+
+/// Begins a write transaction on `store`'s pool that names no tenant (for
+/// work on global rows, such as users), in the writers' line on SQLite.
+pub(crate) async fn begin_unscoped(store: &crate::Store) -> Result<Write> {
+    let turn = match store.writers() {
+        Some(writers) => Some(writers.turn().await?),
+        None => None,
+    };
+    let txn = store
+        .connection()
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    Ok(Write { txn, _turn: turn })
 }
 
 /// The executor of a [`Ctx`]: the pool or a transaction, and whether
@@ -120,6 +243,8 @@ pub(crate) struct Db<'a> {
     tenant: TenantId,
     /// PostgreSQL with row-level security enforced.
     confine: bool,
+    /// On a SQLite store's pool: the line write transactions wait in.
+    writers: Option<&'a Writers>,
 }
 
 impl Db<'_> {
@@ -142,6 +267,7 @@ impl Db<'_> {
             exec,
             tenant: self.tenant,
             confine: self.confine,
+            writers: self.writers,
         }
     }
 
@@ -265,6 +391,7 @@ impl<'a> Ctx<'a> {
                 exec: db.into(),
                 tenant,
                 confine: false,
+                writers: None,
             },
             tenant,
             clock,
@@ -274,25 +401,15 @@ impl<'a> Ctx<'a> {
     /// A context on `store`'s pool for `tenant`, naming the tenant in every
     /// transaction when the store enforces row-level security.
     pub(crate) fn scoped(store: &'a crate::Store, tenant: TenantId) -> Self {
-        Self::on_pool(store.connection(), tenant, store.clock(), store.confines())
-    }
-
-    /// A context on the pool, naming `tenant` in what it runs when `confine`
-    /// (PostgreSQL with row-level security enforced).
-    pub(crate) fn on_pool(
-        pool: &'a DatabaseConnection,
-        tenant: TenantId,
-        clock: &'a dyn Clock,
-        confine: bool,
-    ) -> Self {
         Self {
             db: Db {
-                exec: pool.into(),
+                exec: store.connection().into(),
                 tenant,
-                confine,
+                confine: store.confines(),
+                writers: store.writers(),
             },
             tenant,
-            clock,
+            clock: store.clock(),
         }
     }
 
@@ -310,12 +427,18 @@ impl<'a> Ctx<'a> {
         self.clock.now()
     }
 
-    /// A write transaction: on the pool, `BEGIN IMMEDIATE` on SQLite (the write
-    /// lock is taken at once, so writers queue on the busy timeout instead of
-    /// failing on a lock upgrade), followed on PostgreSQL with row-level
-    /// security enforced by the statement that names the tenant; inside a
-    /// transaction, a savepoint (the transaction names the tenant already).
-    pub(crate) async fn begin_write(&self) -> Result<DatabaseTransaction> {
+    /// A write transaction: on the pool, `BEGIN IMMEDIATE` on SQLite once it
+    /// is this writer's turn in the store's line ([`Writers`]; the write lock
+    /// is taken at once, so a writer of another process is waited for on the
+    /// busy timeout instead of failing on a lock upgrade), followed on
+    /// PostgreSQL with row-level security enforced by the statement that
+    /// names the tenant; inside a transaction, a savepoint (the transaction
+    /// names the tenant already).
+    pub(crate) async fn begin_write(&self) -> Result<Write> {
+        let turn = match self.db.writers {
+            Some(writers) => Some(writers.turn().await?),
+            None => None,
+        };
         let txn = self
             .db
             .exec
@@ -330,7 +453,7 @@ impl<'a> Ctx<'a> {
             discard(txn).await;
             return Err(err.into());
         }
-        Ok(txn)
+        Ok(Write { txn, _turn: turn })
     }
 }
 
@@ -341,7 +464,8 @@ impl<'a> Ctx<'a> {
 /// logged and `result`'s own error returned, since it says what went wrong.
 /// Either way the connection's state is uncertain, and the pool's release
 /// check closes it instead of handing it out again (see `Store`'s connect).
-pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Result<T> {
+pub(crate) async fn finish<T>(txn: impl Into<Write>, result: Result<T>) -> Result<T> {
+    let txn = txn.into();
     match result {
         Ok(value) => {
             txn.commit().await?;
@@ -363,8 +487,8 @@ pub(crate) async fn finish<T>(txn: DatabaseTransaction, result: Result<T>) -> Re
 /// Rolls back a transaction whose result is already decided; a failing
 /// rollback is logged, never allowed to replace that result (the connection
 /// is checked before it is reused).
-pub(crate) async fn discard(txn: DatabaseTransaction) {
-    if let Err(rollback) = txn.rollback().await {
+pub(crate) async fn discard(txn: impl Into<Write>) {
+    if let Err(rollback) = txn.into().rollback().await {
         tracing::warn!(
             target: "bursar::store",
             error = %rollback,

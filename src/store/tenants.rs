@@ -1,11 +1,8 @@
 //! Tenants: the one table that is not scoped by a tenant.
 
 use async_trait::async_trait;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QuerySelect, Set};
 
-use crate::clock::Clock;
 use crate::entity::tenant;
 use crate::id::TenantId;
 use crate::money::Currency;
@@ -95,16 +92,12 @@ impl NewTenant {
 /// Creates and finds tenants. Get it from [`Store::tenants`](crate::Store::tenants).
 #[derive(Clone, Copy, Debug)]
 pub struct Tenants<'a> {
-    db: &'a DatabaseConnection,
-    clock: &'a dyn Clock,
-    /// PostgreSQL with row-level security enforced: transactions name the
-    /// rows' tenant (or user) first.
-    confine: bool,
+    store: &'a crate::Store,
 }
 
 impl<'a> Tenants<'a> {
-    pub(crate) fn new(db: &'a DatabaseConnection, clock: &'a dyn Clock, confine: bool) -> Self {
-        Self { db, clock, confine }
+    pub(crate) fn new(store: &'a crate::Store) -> Self {
+        Self { store }
     }
 }
 
@@ -165,7 +158,7 @@ impl TenantRepository for Tenants<'_> {
         let tz = crate::budget::parse_timezone(&new.timezone)?;
         let currency = Currency::from_code(&new.currency)?;
         let plan = validate_name("plan", &new.plan)?;
-        let now = self.clock.now();
+        let now = self.store.clock().now();
         let id = TenantId::new();
         let row = tenant::ActiveModel {
             id: Set(id),
@@ -186,7 +179,7 @@ impl TenantRepository for Tenants<'_> {
             updated_at: Set(now),
         };
         // The built-in roles are the new tenant's rows: the transaction names it.
-        let txn = crate::store::repo::begin_for(self.db, id, self.confine).await?;
+        let txn = crate::store::repo::begin_for(self.store, id).await?;
         let result = async {
             let tenant = row.insert(&txn).await.map_err(|e| match Error::from(e) {
                 Error::Conflict { .. } => {
@@ -204,7 +197,7 @@ impl TenantRepository for Tenants<'_> {
     #[tracing::instrument(level = "debug", name = "bursar.tenants.get", skip_all, fields(tenant = %id))]
     async fn get(&self, id: TenantId) -> Result<tenant::Model> {
         tenant::Entity::find_by_id(id)
-            .one(self.db)
+            .one(self.store.connection())
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, id))
     }
@@ -213,7 +206,7 @@ impl TenantRepository for Tenants<'_> {
     async fn by_slug(&self, slug: &str) -> Result<tenant::Model> {
         tenant::Entity::find()
             .filter(tenant::Column::Slug.eq(slug))
-            .one(self.db)
+            .one(self.store.connection())
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, slug))
     }
@@ -447,7 +440,7 @@ impl Tenants<'_> {
         F: Fn(&mut tenant::Model) -> Result<()>,
     {
         crate::store::repo::retry_contention(|| async {
-            let ctx = crate::store::repo::Ctx::on_pool(self.db, id, self.clock, self.confine);
+            let ctx = crate::store::repo::Ctx::scoped(self.store, id);
             let txn = ctx.begin_write().await?;
             let result = async {
                 let before = tenant::Entity::find_by_id(id)
@@ -460,7 +453,7 @@ impl Tenants<'_> {
                 if after == before {
                     return Ok(before);
                 }
-                let now = self.clock.now();
+                let now = self.store.clock().now();
                 after.updated_at = now;
                 let saved = tenant::ActiveModel::from(after)
                     .reset_all()
