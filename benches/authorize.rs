@@ -48,8 +48,12 @@ use sqlx::AssertSqlSafe;
 
 #[path = "common/minimal.rs"]
 mod minimal;
+#[path = "common/periods.rs"]
+mod periods;
 #[path = "common/rounds.rs"]
 mod rounds;
+#[path = "common/same_statements.rs"]
+mod same_statements;
 #[path = "common/authorize_setup.rs"]
 mod setup;
 
@@ -100,6 +104,16 @@ enum Engine {
         begin: String,
         target: minimal::Target,
     },
+    SameSqlite {
+        pool: sqlx::SqlitePool,
+        sql: same_statements::Sql,
+        target: minimal::Target,
+    },
+    SamePostgres {
+        pool: sqlx::PgPool,
+        sql: same_statements::Sql,
+        target: minimal::Target,
+    },
     /// The minimal statements through rusqlite, one connection.
     Rusqlite {
         conn: Mutex<rusqlite::Connection>,
@@ -125,6 +139,16 @@ impl Engine {
                 minimal::postgres::authorize(pool, begin, target)
                     .await
                     .expect("minimal postgres");
+            }
+            Engine::SameSqlite { pool, sql, target } => {
+                same_statements::sqlite::authorize(pool, sql, target)
+                    .await
+                    .expect("same statements sqlite");
+            }
+            Engine::SamePostgres { pool, sql, target } => {
+                same_statements::postgres::authorize(pool, sql, target)
+                    .await
+                    .expect("same statements postgres");
             }
             Engine::Rusqlite { conn, sql, target } => {
                 let conn = conn.lock().expect("the connection");
@@ -262,38 +286,64 @@ async fn against_minimal(backend: Backend, plan: Plan, lines: &mut Vec<String>) 
     };
     let ours = Tenant::create(&db.store).await;
     let theirs = Tenant::create(&db.store).await;
-    // The first call creates the windows the baseline expects.
-    ours.authorize().await;
-    theirs.authorize().await;
+    let same = Tenant::create(&db.store).await;
+    // The first call creates the windows the baselines expect (and caches
+    // the policies, and records the merchant).
+    for t in [&ours, &theirs, &same] {
+        t.authorize().await;
+    }
     let conn = db.store.connection();
-    let minimal = match backend {
-        Backend::Postgres => Engine::MinimalPostgres {
-            pool: conn.get_postgres_connection_pool().clone(),
-            begin: minimal::postgres::begin(theirs.id().as_uuid()),
-            target: target(&theirs),
-        },
-        _ => Engine::MinimalSqlite {
-            pool: conn.get_sqlite_connection_pool().clone(),
-            sql: minimal::sqlite_sql::Sql::new(),
-            target: target(&theirs),
-        },
+    let (minimal, same_engine) = match backend {
+        Backend::Postgres => (
+            Engine::MinimalPostgres {
+                pool: conn.get_postgres_connection_pool().clone(),
+                begin: minimal::postgres::begin(theirs.id().as_uuid()),
+                target: target(&theirs),
+            },
+            Engine::SamePostgres {
+                pool: conn.get_postgres_connection_pool().clone(),
+                sql: same_statements::Sql::new(true),
+                target: target(&same),
+            },
+        ),
+        _ => (
+            Engine::MinimalSqlite {
+                pool: conn.get_sqlite_connection_pool().clone(),
+                sql: minimal::sqlite_sql::Sql::new(),
+                target: target(&theirs),
+            },
+            Engine::SameSqlite {
+                pool: conn.get_sqlite_connection_pool().clone(),
+                sql: same_statements::Sql::new(false),
+                target: target(&same),
+            },
+        ),
     };
-    let engines = [Arc::new(Engine::Bursar(ours.clone())), Arc::new(minimal)];
+    let engines = [
+        Arc::new(Engine::Bursar(ours.clone())),
+        Arc::new(minimal),
+        Arc::new(same_engine),
+    ];
     for clients in [1, 8, 64] {
         let stats = interleaved(&engines, clients, plan).await;
         let line = format!(
-            "authorize {} {clients} client{}: bursar {} | minimal {} (bursar/minimal {:.1}%)",
+            "authorize {} {clients} client{}: bursar {} | minimal {} (bursar/minimal {:.1}%) \
+             | same-statements {} (bursar/same {:.1}%)",
             backend.name(),
             if clients == 1 { "" } else { "s" },
             stats[0].describe(),
             stats[1].describe(),
             ratio(&stats[0], &stats[1]),
+            stats[2].describe(),
+            ratio(&stats[0], &stats[2]),
         );
         println!("{line}");
         lines.push(line);
     }
     assert_consistent(&ours, "bursar").await;
     assert_consistent(&theirs, "minimal").await;
+    assert_consistent(&same, "same statements").await;
+    drop(engines);
     db.close().await;
     if backend != Backend::Postgres {
         c_speed(backend, plan, lines).await;

@@ -57,6 +57,9 @@ use criterion::{Criterion, Throughput};
 use rust_decimal::Decimal;
 use sqlx::{AssertSqlSafe, Connection};
 
+#[path = "common/periods.rs"]
+mod periods;
+
 /// Clients of the concurrent variant.
 const CLIENTS: usize = 8;
 /// The tenant's time zone: windows are computed in it.
@@ -561,9 +564,10 @@ fn main() {
 /// store's own sqlx pool. It shares nothing with bursar but the schema and the
 /// fixed-width money text (`Amount::to_db_string` / `from_db_str`).
 mod raw {
+    use super::periods::period;
     use bursar::Store;
     use bursar::money::Amount;
-    use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+    use chrono::{DateTime, Utc};
     use chrono_tz::Tz;
     use sqlx::Row;
     use uuid::Uuid;
@@ -755,38 +759,6 @@ mod raw {
 
     fn amount(s: &str) -> Result<Amount, Error> {
         Ok(Amount::from_db_str(s)?)
-    }
-
-    fn local_midnight(tz: Tz, day: NaiveDate) -> Result<DateTime<Utc>, Error> {
-        let naive = day.and_hms_opt(0, 0, 0).ok_or("no midnight")?;
-        let local = tz
-            .from_local_datetime(&naive)
-            .earliest()
-            .ok_or("midnight falls in a gap")?;
-        Ok(local.with_timezone(&Utc))
-    }
-
-    /// `[start, end)` of the daily or monthly period holding `now` in `tz`.
-    fn period(
-        kind: &str,
-        tz: Tz,
-        now: DateTime<Utc>,
-    ) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
-        let today = now.with_timezone(&tz).date_naive();
-        let (first, next) = match kind {
-            "daily" => (today, today.succ_opt().ok_or("no next day")?),
-            "monthly" => {
-                let first = today.with_day(1).ok_or("no first day")?;
-                (
-                    first,
-                    first
-                        .checked_add_months(Months::new(1))
-                        .ok_or("no next month")?,
-                )
-            }
-            other => return Err(format!("the baseline knows no {other} period").into()),
-        };
-        Ok((local_midnight(tz, first)?, local_midnight(tz, next)?))
     }
 
     macro_rules! driver {

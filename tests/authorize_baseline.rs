@@ -1,5 +1,6 @@
-//! The minimal baseline of `benches/authorize.rs` does what it claims: run
-//! against bursar's own schema, it holds on every window of the hierarchy,
+//! The baselines of `benches/authorize.rs` do what they claim: run against
+//! bursar's own schema, the minimal one and the same-statements one hold on
+//! every window of the hierarchy,
 //! leaves each window's balance equal to its ledger sums and within its
 //! limit, writes the reservation, its lines, the intent and an audit entry
 //! that `audit_log().verify()` accepts as chained to bursar's own entries.
@@ -8,11 +9,17 @@
 
 #[path = "../benches/common/minimal.rs"]
 mod minimal;
+#[path = "../benches/common/periods.rs"]
+mod periods;
+#[path = "../benches/common/same_statements.rs"]
+mod same_statements;
 #[path = "../benches/common/authorize_setup.rs"]
 mod setup;
 
 use bursar::audit::AuditLogRepository as _;
-use bursar::entity::{audit_log, budget_window, purchase_intent, reservation, reservation_line};
+use bursar::entity::{
+    audit_log, budget_window, merchant, purchase_intent, reservation, reservation_line,
+};
 use bursar::money::Amount;
 use bursar::store::ReservationRepository as _;
 use rust_decimal::Decimal;
@@ -103,6 +110,17 @@ async fn assert_consistent(store: &bursar::Store, tenant: &Tenant) {
         "approved-purchase audit entries",
         1 + CALLS,
     );
+    // The merchant bursar recorded first, found again under the same
+    // normalized name.
+    count(
+        merchant::Entity::find()
+            .filter(merchant::Column::TenantId.eq(tenant_id))
+            .count(db)
+            .await
+            .expect("merchants"),
+        "merchants",
+        1,
+    );
     let chain = tenant.scope.audit_log().verify().await.expect("verify");
     assert_eq!(chain.first_broken_seq, None, "{chain:?}");
     assert!(chain.entries > CALLS as u64);
@@ -189,6 +207,41 @@ async fn the_postgres_baseline_keeps_the_ledger_and_the_chain() {
     let begin = minimal::postgres::begin(t.tenant);
     for _ in 0..CALLS {
         let windows = minimal::postgres::authorize(&pool, &begin, &t)
+            .await
+            .expect("baseline");
+        assert_eq!(windows, 3);
+    }
+    assert_consistent(&db.store, &tenant).await;
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_same_statements_baseline_keeps_the_ledger_and_the_chain() {
+    let db = Database::open(Backend::SqliteMemory).await.expect("sqlite");
+    let tenant = Tenant::create(&db.store).await;
+    tenant.authorize().await;
+    let pool = db.store.connection().get_sqlite_connection_pool().clone();
+    let sql = same_statements::Sql::new(false);
+    let t = target(&tenant);
+    for _ in 0..CALLS {
+        let windows = same_statements::sqlite::authorize(&pool, &sql, &t)
+            .await
+            .expect("baseline");
+        assert_eq!(windows, 3);
+    }
+    assert_consistent(&db.store, &tenant).await;
+    db.close().await;
+    let Some(db) = Database::open(Backend::Postgres).await else {
+        eprintln!("PostgreSQL skipped: BURSAR_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let tenant = Tenant::create(&db.store).await;
+    tenant.authorize().await;
+    let pool = db.store.connection().get_postgres_connection_pool().clone();
+    let sql = same_statements::Sql::new(true);
+    let t = target(&tenant);
+    for _ in 0..CALLS {
+        let windows = same_statements::postgres::authorize(&pool, &sql, &t)
             .await
             .expect("baseline");
         assert_eq!(windows, 3);
