@@ -39,9 +39,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bursar::audit::AuditLogRepository as _;
 use bursar::money::Amount;
-use bursar::store::ReservationRepository as _;
 use criterion::Criterion;
 use rust_decimal::Decimal;
 use sqlx::AssertSqlSafe;
@@ -56,6 +54,8 @@ mod rounds;
 mod same_statements;
 #[path = "common/authorize_setup.rs"]
 mod setup;
+#[path = "common/sql_text.rs"]
+mod sql_text;
 
 use setup::{Backend, Database, Tenant};
 
@@ -158,17 +158,6 @@ impl Engine {
     }
 }
 
-fn target(tenant: &Tenant) -> minimal::Target {
-    minimal::Target {
-        tenant: tenant.id().as_uuid(),
-        agent: tenant.agent.as_uuid(),
-        team: tenant.team.as_uuid(),
-        now: setup::now(),
-        amount: Amount::new(Decimal::from(setup::AMOUNT)).expect("an amount"),
-        merchant: setup::MERCHANT.to_owned(),
-    }
-}
-
 /// What one engine did over the rounds.
 #[derive(Default)]
 struct Stats {
@@ -260,20 +249,6 @@ fn ratio(a: &Stats, b: &Stats) -> f64 {
     100.0 * a.rate() / b.rate()
 }
 
-/// Every window of the tenant matches its ledger and fits, and its audit
-/// chain verifies.
-async fn assert_consistent(tenant: &Tenant, what: &str) {
-    let report = tenant
-        .scope
-        .reservations()
-        .reconcile()
-        .await
-        .expect("reconcile");
-    assert!(report.is_clean(), "{what}: {report:#?}");
-    let chain = tenant.scope.audit_log().verify().await.expect("verify");
-    assert_eq!(chain.first_broken_seq, None, "{what}: {chain:?}");
-}
-
 /// bursar against the minimal baseline on one backend, for each client count;
 /// on SQLite also the rusqlite line.
 async fn against_minimal(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
@@ -298,24 +273,24 @@ async fn against_minimal(backend: Backend, plan: Plan, lines: &mut Vec<String>) 
             Engine::MinimalPostgres {
                 pool: conn.get_postgres_connection_pool().clone(),
                 begin: minimal::postgres::begin(theirs.id().as_uuid()),
-                target: target(&theirs),
+                target: theirs.target(),
             },
             Engine::SamePostgres {
                 pool: conn.get_postgres_connection_pool().clone(),
                 sql: same_statements::Sql::new(true),
-                target: target(&same),
+                target: same.target(),
             },
         ),
         _ => (
             Engine::MinimalSqlite {
                 pool: conn.get_sqlite_connection_pool().clone(),
                 sql: minimal::sqlite_sql::Sql::new(),
-                target: target(&theirs),
+                target: theirs.target(),
             },
             Engine::SameSqlite {
                 pool: conn.get_sqlite_connection_pool().clone(),
                 sql: same_statements::Sql::new(false),
-                target: target(&same),
+                target: same.target(),
             },
         ),
     };
@@ -340,9 +315,9 @@ async fn against_minimal(backend: Backend, plan: Plan, lines: &mut Vec<String>) 
         println!("{line}");
         lines.push(line);
     }
-    assert_consistent(&ours, "bursar").await;
-    assert_consistent(&theirs, "minimal").await;
-    assert_consistent(&same, "same statements").await;
+    ours.assert_consistent("bursar").await;
+    theirs.assert_consistent("minimal").await;
+    same.assert_consistent("same statements").await;
     drop(engines);
     db.close().await;
     if backend != Backend::Postgres {
@@ -373,12 +348,12 @@ async fn c_speed(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
         Arc::new(Engine::Rusqlite {
             conn: Mutex::new(conn),
             sql: minimal::sqlite_sql::Sql::new(),
-            target: target(&direct),
+            target: direct.target(),
         }),
         Arc::new(Engine::MinimalSqlite {
             pool: db.store.connection().get_sqlite_connection_pool().clone(),
             sql: minimal::sqlite_sql::Sql::new(),
-            target: target(&via_sqlx),
+            target: via_sqlx.target(),
         }),
         Arc::new(Engine::Bursar(via_sqlx.clone())),
     ];
@@ -395,7 +370,7 @@ async fn c_speed(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
     );
     println!("{line}");
     lines.push(line);
-    assert_consistent(&via_sqlx, "sqlx minimal").await;
+    via_sqlx.assert_consistent("sqlx minimal").await;
     match &*engines[0] {
         Engine::Rusqlite { conn, .. } if backend == Backend::SqliteMemory => {
             // What rusqlite wrote in memory is copied to a file that bursar
@@ -411,14 +386,12 @@ async fn c_speed(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
                 )
                 .expect("a backup");
             let reopened = Database::reopen_file(&copy).await;
-            assert_consistent(
-                &Tenant::attach(&reopened.store, &direct),
-                "rusqlite minimal",
-            )
-            .await;
+            Tenant::attach(&reopened.store, &direct)
+                .assert_consistent("rusqlite minimal")
+                .await;
             reopened.close().await;
         }
-        _ => assert_consistent(&direct, "rusqlite minimal").await,
+        _ => direct.assert_consistent("rusqlite minimal").await,
     }
     drop(engines);
     file_db.close().await;
@@ -545,7 +518,7 @@ async fn big_tables(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
         println!("{line}");
         lines.push(line);
     }
-    assert_consistent(&on_full, "bursar on big tables").await;
+    on_full.assert_consistent("bursar on big tables").await;
     drop(engines);
     empty.close().await;
     full.close().await;

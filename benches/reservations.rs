@@ -59,6 +59,8 @@ use sqlx::{AssertSqlSafe, Connection};
 
 #[path = "common/periods.rs"]
 mod periods;
+#[path = "common/sql_text.rs"]
+mod sql_text;
 
 /// Clients of the concurrent variant.
 const CLIENTS: usize = 8;
@@ -565,6 +567,7 @@ fn main() {
 /// fixed-width money text (`Amount::to_db_string` / `from_db_str`).
 mod raw {
     use super::periods::period;
+    use super::sql_text::{self, leak};
     use bursar::Store;
     use bursar::money::Amount;
     use chrono::{DateTime, Utc};
@@ -618,23 +621,6 @@ mod raw {
         entry_type, bucket, direction, amount, currency, reference, occurred_at, created_at";
     const WINDOW_COLUMNS: &str = "id, budget_id, limit_amount, spent, reserved";
 
-    fn leak(s: String) -> &'static str {
-        // Prepared once per fixture, for the life of the benchmark process.
-        s.leak()
-    }
-
-    /// `($1, …, $k), ($k+1, …)`: `rows` groups of `width` placeholders.
-    fn values(width: usize, rows: usize) -> String {
-        (0..rows)
-            .map(|r| {
-                let group: Vec<String> =
-                    (1..=width).map(|i| format!("${}", r * width + i)).collect();
-                format!("({})", group.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     impl Sql {
         fn new(postgres: bool) -> Self {
             let lock = if postgres { " FOR UPDATE" } else { "" };
@@ -670,7 +656,7 @@ mod raw {
                      idempotency_key, currency, amount, captured_amount, refunded_amount, status, \
                      expires_at, captured_at, released_at, created_at, updated_at) VALUES {} \
                      RETURNING {RESERVATION_COLUMNS}",
-                    values(15, 1)
+                    sql_text::values('$', 15, 1)
                 )),
                 tenant_timezone: "SELECT timezone FROM tenants WHERE id = $1 LIMIT 1",
                 applicable_budgets: "SELECT id, scope_kind, scope_id, period, limit_amount \
@@ -693,7 +679,7 @@ mod raw {
                     .map(|n| {
                         leak(format!(
                             "INSERT INTO reservation_lines ({LINE_COLUMNS}) VALUES {}",
-                            values(9, n)
+                            sql_text::values('$', 9, n)
                         ))
                     })
                     .collect(),
@@ -702,7 +688,7 @@ mod raw {
                     .map(|n| {
                         leak(format!(
                             "INSERT INTO ledger_entries ({LEDGER_COLUMNS}) VALUES {}",
-                            values(13, n)
+                            sql_text::values('$', 13, n)
                         ))
                     })
                     .collect(),

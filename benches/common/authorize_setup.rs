@@ -222,6 +222,34 @@ impl Tenant {
         self.scope.tenant_id()
     }
 
+    /// What the raw baselines need to authorize for this tenant's agent.
+    pub fn target(&self) -> crate::minimal::Target {
+        crate::minimal::Target {
+            tenant: self.id().as_uuid(),
+            agent: self.agent.as_uuid(),
+            team: self.team.as_uuid(),
+            now: now(),
+            amount: bursar::money::Amount::new(Decimal::from(AMOUNT)).expect("an amount"),
+            merchant: MERCHANT.to_owned(),
+        }
+    }
+
+    /// Every window of the tenant matches its ledger entries and fits its
+    /// limit, and its audit chain verifies; panics naming `what` otherwise.
+    pub async fn assert_consistent(&self, what: &str) {
+        use bursar::audit::AuditLogRepository as _;
+        use bursar::store::ReservationRepository as _;
+        let report = self
+            .scope
+            .reservations()
+            .reconcile()
+            .await
+            .expect("reconcile");
+        assert!(report.is_clean(), "{what}: {report:#?}");
+        let chain = self.scope.audit_log().verify().await.expect("verify");
+        assert_eq!(chain.first_broken_seq, None, "{what}: {chain:?}");
+    }
+
     /// One approved purchase through bursar.
     pub async fn authorize(&self) {
         let request = Request::purchase(self.agent, Decimal::from(AMOUNT), Currency::USD, MERCHANT);

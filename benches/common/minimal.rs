@@ -312,6 +312,7 @@ SELECT (SELECT count(*) FROM app) AS budgets, (SELECT count(*) FROM upd) AS wind
 /// (`?N` parameters, which both number the same way).
 pub mod sqlite_sql {
     use super::MAX_WINDOWS;
+    use crate::sql_text::{leak, values};
 
     /// `a + b` over two fixed-width amount texts, exactly (integer
     /// arithmetic on the whole and the micro parts), as fixed-width text.
@@ -344,23 +345,6 @@ pub mod sqlite_sql {
         pub ledger: Vec<&'static str>,
         /// The audit entry.
         pub audit: &'static str,
-    }
-
-    fn leak(s: String) -> &'static str {
-        // Written once per fixture, for the life of the process.
-        s.leak()
-    }
-
-    /// `(?1, …, ?k), (?k+1, …)`: `rows` groups of `width` placeholders.
-    fn values(width: usize, rows: usize) -> String {
-        (0..rows)
-            .map(|r| {
-                let group: Vec<String> =
-                    (1..=width).map(|i| format!("?{}", r * width + i)).collect();
-                format!("({})", group.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 
     impl Sql {
@@ -407,7 +391,7 @@ RETURNING id, budget_id,
                             "INSERT INTO reservation_lines (id, tenant_id, reservation_id, \
                              budget_id, window_id, amount, captured_amount, refunded_amount, \
                              created_at) VALUES {}",
-                            values(9, n)
+                            values('?', 9, n)
                         ))
                     })
                     .collect(),
@@ -417,7 +401,7 @@ RETURNING id, budget_id,
                             "INSERT INTO ledger_entries (id, tenant_id, budget_id, window_id, \
                              reservation_id, entry_type, bucket, direction, amount, currency, \
                              occurred_at, created_at) VALUES {}",
-                            values(12, n)
+                            values('?', 12, n)
                         ))
                     })
                     .collect(),

@@ -36,6 +36,11 @@ use uuid::Uuid;
 
 use crate::minimal::{Call, Error, MAX_WINDOWS, Target, next_in_chain};
 use crate::periods::period;
+use crate::sql_text::leak;
+
+fn values(width: usize, rows: usize) -> String {
+    crate::sql_text::values('$', width, rows)
+}
 
 const TENANT_COLUMNS: &str = "id, name, slug, plan, plan_expires_at, is_active, timezone, \
     default_currency, default_effect, settings, created_at, updated_at";
@@ -61,22 +66,6 @@ const LEDGER_COLUMNS: &str = "id, tenant_id, budget_id, window_id, reservation_i
 const AUDIT_COLUMNS: &str = "id, tenant_id, seq, actor_type, actor_id, action, resource_type, \
     resource_id, level, status, correlation_id, ip_address, user_agent, message, details, \
     prev_hash, hash, created_at";
-
-fn leak(s: String) -> &'static str {
-    // Written once per fixture, for the life of the process.
-    s.leak()
-}
-
-/// `($1, …, $k), ($k+1, …)`: `rows` groups of `width` placeholders.
-fn values(width: usize, rows: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let group: Vec<String> = (1..=width).map(|i| format!("${}", r * width + i)).collect();
-            format!("({})", group.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
 
 /// Every statement, with `$n` placeholders (SQLite reads `$n` as the n-th
 /// parameter too).
