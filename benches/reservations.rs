@@ -57,6 +57,11 @@ use criterion::{Criterion, Throughput};
 use rust_decimal::Decimal;
 use sqlx::{AssertSqlSafe, Connection};
 
+#[path = "common/periods.rs"]
+mod periods;
+#[path = "common/sql_text.rs"]
+mod sql_text;
+
 /// Clients of the concurrent variant.
 const CLIENTS: usize = 8;
 /// The tenant's time zone: windows are computed in it.
@@ -561,9 +566,11 @@ fn main() {
 /// store's own sqlx pool. It shares nothing with bursar but the schema and the
 /// fixed-width money text (`Amount::to_db_string` / `from_db_str`).
 mod raw {
+    use super::periods::period;
+    use super::sql_text::{self, leak};
     use bursar::Store;
     use bursar::money::Amount;
-    use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+    use chrono::{DateTime, Utc};
     use chrono_tz::Tz;
     use sqlx::Row;
     use uuid::Uuid;
@@ -614,23 +621,6 @@ mod raw {
         entry_type, bucket, direction, amount, currency, reference, occurred_at, created_at";
     const WINDOW_COLUMNS: &str = "id, budget_id, limit_amount, spent, reserved";
 
-    fn leak(s: String) -> &'static str {
-        // Prepared once per fixture, for the life of the benchmark process.
-        s.leak()
-    }
-
-    /// `($1, …, $k), ($k+1, …)`: `rows` groups of `width` placeholders.
-    fn values(width: usize, rows: usize) -> String {
-        (0..rows)
-            .map(|r| {
-                let group: Vec<String> =
-                    (1..=width).map(|i| format!("${}", r * width + i)).collect();
-                format!("({})", group.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     impl Sql {
         fn new(postgres: bool) -> Self {
             let lock = if postgres { " FOR UPDATE" } else { "" };
@@ -666,7 +656,7 @@ mod raw {
                      idempotency_key, currency, amount, captured_amount, refunded_amount, status, \
                      expires_at, captured_at, released_at, created_at, updated_at) VALUES {} \
                      RETURNING {RESERVATION_COLUMNS}",
-                    values(15, 1)
+                    sql_text::values('$', 15, 1)
                 )),
                 tenant_timezone: "SELECT timezone FROM tenants WHERE id = $1 LIMIT 1",
                 applicable_budgets: "SELECT id, scope_kind, scope_id, period, limit_amount \
@@ -689,7 +679,7 @@ mod raw {
                     .map(|n| {
                         leak(format!(
                             "INSERT INTO reservation_lines ({LINE_COLUMNS}) VALUES {}",
-                            values(9, n)
+                            sql_text::values('$', 9, n)
                         ))
                     })
                     .collect(),
@@ -698,7 +688,7 @@ mod raw {
                     .map(|n| {
                         leak(format!(
                             "INSERT INTO ledger_entries ({LEDGER_COLUMNS}) VALUES {}",
-                            values(13, n)
+                            sql_text::values('$', 13, n)
                         ))
                     })
                     .collect(),
@@ -755,38 +745,6 @@ mod raw {
 
     fn amount(s: &str) -> Result<Amount, Error> {
         Ok(Amount::from_db_str(s)?)
-    }
-
-    fn local_midnight(tz: Tz, day: NaiveDate) -> Result<DateTime<Utc>, Error> {
-        let naive = day.and_hms_opt(0, 0, 0).ok_or("no midnight")?;
-        let local = tz
-            .from_local_datetime(&naive)
-            .earliest()
-            .ok_or("midnight falls in a gap")?;
-        Ok(local.with_timezone(&Utc))
-    }
-
-    /// `[start, end)` of the daily or monthly period holding `now` in `tz`.
-    fn period(
-        kind: &str,
-        tz: Tz,
-        now: DateTime<Utc>,
-    ) -> Result<(DateTime<Utc>, DateTime<Utc>), Error> {
-        let today = now.with_timezone(&tz).date_naive();
-        let (first, next) = match kind {
-            "daily" => (today, today.succ_opt().ok_or("no next day")?),
-            "monthly" => {
-                let first = today.with_day(1).ok_or("no first day")?;
-                (
-                    first,
-                    first
-                        .checked_add_months(Months::new(1))
-                        .ok_or("no next month")?,
-                )
-            }
-            other => return Err(format!("the baseline knows no {other} period").into()),
-        };
-        Ok((local_midnight(tz, first)?, local_midnight(tz, next)?))
     }
 
     macro_rules! driver {
