@@ -75,7 +75,11 @@ async fn main() -> Result<(), bursar::Error> {
             .await?;
         if !begun.is_approved() {
             let reason = &begun.reasons[0];
-            println!("call {call}: refused {} — {}", reason.code, reason.message);
+            println!(
+                "call {call}: refused {} — {}",
+                reason.code(),
+                reason.message()
+            );
             break;
         }
         let estimate = begun
@@ -135,7 +139,8 @@ async fn main() -> Result<(), bursar::Error> {
     let refused = acme.meter().begin(call()).await?;
     println!(
         "call 2: refused {} — {}",
-        refused.reasons[0].code, refused.reasons[0].message
+        refused.reasons[0].code(),
+        refused.reasons[0].message()
     );
     let report = acme.reservations().reconcile().await?;
     println!(

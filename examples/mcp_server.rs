@@ -465,7 +465,7 @@ fn reasons_json(reasons: &[Reason]) -> Value {
     Value::Array(
         reasons
             .iter()
-            .map(|r| json!({ "code": r.code, "message": r.message }))
+            .map(|r| json!({ "code": r.code(), "message": r.message() }))
             .collect(),
     )
 }

@@ -126,7 +126,7 @@ async fn show(
 ) -> Result<(), bursar::Error> {
     println!("{what}: {:?}", result.outcome);
     for reason in &result.reasons {
-        println!("  {} — {}", reason.code, reason.message);
+        println!("  {} — {}", reason.code(), reason.message());
     }
     print_budgets(acme, agent).await
 }

@@ -102,7 +102,7 @@ impl Authorization {
 
     /// The reason codes, in order.
     pub fn codes(&self) -> impl Iterator<Item = &str> {
-        self.reasons.iter().map(|r| r.code.as_str())
+        self.reasons.iter().map(Reason::code)
     }
 
     /// Whether the request was approved.
@@ -183,19 +183,13 @@ fn shortfall_reason(s: &Shortfall, currency: Currency) -> Reason {
             s.period, s.budget_id, s.remaining, s.limit
         )
     };
-    Reason {
-        code: s.code.to_owned(),
-        message,
-        policy_id: None,
-        budget: Some(BudgetDetail {
-            budget_id: s.budget_id,
-            period: s.period,
-            currency,
-            limit: s.limit,
-            remaining: s.remaining,
-        }),
-        undetermined: false,
-    }
+    Reason::new(s.code, message).with_budget(BudgetDetail {
+        budget_id: s.budget_id,
+        period: s.period,
+        currency,
+        limit: s.limit,
+        remaining: s.remaining,
+    })
 }
 
 /// What an intent records as its merchant: the merchant's name, else the
@@ -211,16 +205,14 @@ fn merchant_label(request: &Request) -> String {
 }
 
 fn mismatch_reason(s: &Shortfall, currency: Currency) -> Reason {
-    Reason {
-        code: s.code.to_owned(),
-        message: format!(
+    Reason::new(
+        s.code,
+        format!(
             "the {} budget {} is kept in another currency and cannot evaluate an amount in {currency}",
             s.period, s.budget_id
         ),
-        policy_id: None,
-        budget: None,
-        undetermined: true,
-    }
+    )
+    .with_undetermined(true)
 }
 
 fn ttl(secs: Option<u32>, default: Duration) -> Duration {
@@ -300,30 +292,21 @@ fn early_refusal(
     // An unknown or inactive agent is refused before any policy runs.
     let refusal = match &claim.agent {
         // A deactivated tenant's agents may not act at all.
-        _ if !claim.tenant_row.is_active => Some(Reason {
-            code: codes::TENANT_INACTIVE.to_owned(),
-            message: format!("tenant {tenant} is deactivated"),
-            policy_id: None,
-            budget: None,
-            undetermined: false,
-        }),
-        None => Some(Reason {
-            code: codes::AGENT_NOT_FOUND.to_owned(),
-            message: format!(
+        _ if !claim.tenant_row.is_active => Some(Reason::new(
+            codes::TENANT_INACTIVE,
+            format!("tenant {tenant} is deactivated"),
+        )),
+        None => Some(Reason::new(
+            codes::AGENT_NOT_FOUND,
+            format!(
                 "agent {} does not exist in this tenant",
                 claim.claimed_agent
             ),
-            policy_id: None,
-            budget: None,
-            undetermined: false,
-        }),
-        Some(a) if a.status != AgentStatus::Active => Some(Reason {
-            code: codes::AGENT_INACTIVE.to_owned(),
-            message: format!("agent {} is {} and may not act", a.id, a.status.to_value()),
-            policy_id: None,
-            budget: None,
-            undetermined: false,
-        }),
+        )),
+        Some(a) if a.status != AgentStatus::Active => Some(Reason::new(
+            codes::AGENT_INACTIVE,
+            format!("agent {} is {} and may not act", a.id, a.status.to_value()),
+        )),
         Some(_) => extra.refusal.clone(),
     };
     if refusal.is_some() {
@@ -333,13 +316,12 @@ fn early_refusal(
     // that every action names a run.
     match &claim.run {
         Some(run) => crate::store::runs::refusal(run, request, extra.tokens, claim.now),
-        None if claim.tenant_row.settings.require_run && claim.agent.is_some() => Some(Reason {
-            code: codes::RUN_REQUIRED.to_owned(),
-            message: "this tenant requires every agent action to name an active run".to_owned(),
-            policy_id: None,
-            budget: None,
-            undetermined: false,
-        }),
+        None if claim.tenant_row.settings.require_run && claim.agent.is_some() => {
+            Some(Reason::new(
+                codes::RUN_REQUIRED,
+                "this tenant requires every agent action to name an active run",
+            ))
+        }
         None => None,
     }
 }
@@ -805,10 +787,10 @@ impl Flow<'_> {
                 tenant_id: Set(self.tenant),
                 agent_id: Set(intent.agent_id),
                 purchase_intent_id: Set(Some(intent.id)),
-                policy_id: Set(r.policy_id),
+                policy_id: Set(r.policy_id()),
                 run_id: Set(intent.run_id),
-                reason_code: Set(r.code.clone()),
-                reason: Set(r.message.clone()),
+                reason_code: Set(r.code().to_owned()),
+                reason: Set(r.message().into_owned()),
                 amount: Set(Some(intent.amount)),
                 currency: Set(Some(intent.currency)),
                 merchant_name: Set(Some(intent.merchant_name.clone())),
@@ -822,8 +804,8 @@ impl Flow<'_> {
         }
         let mut row: purchase_intent::ActiveModel = intent.into();
         row.status = Set(PurchaseIntentStatus::Rejected);
-        row.rejection_code = Set(first.map(|r| r.code.clone()));
-        row.rejection_reason = Set(first.map(|r| r.message.clone()));
+        row.rejection_code = Set(first.map(|r| r.code().to_owned()));
+        row.rejection_reason = Set(first.map(|r| r.message().into_owned()));
         row.reasons = Set(ReasonList(reasons.clone()));
         row.updated_at = Set(now);
         let intent = crate::store::repo::update_owned(self.txn, row).await?;
@@ -1003,7 +985,7 @@ impl Flow<'_> {
                 "{} {} at {:?}",
                 intent.amount, intent.currency, intent.merchant_name
             ))
-            .reason_codes(reasons.iter().map(|r| r.code.clone()));
+            .reason_codes(reasons.iter().map(|r| r.code().to_owned()));
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
         }

@@ -168,7 +168,7 @@ async fn pending_approval_opens_a_request_and_holds_the_budget_until_it_expires(
         let approval = auth.approval.as_ref().unwrap();
         assert_eq!(approval.status, ApprovalStatus::Pending);
         assert_eq!(approval.expires_at, noon() + DEFAULT_APPROVAL_TTL);
-        assert_eq!(approval.reasons.0[0].code, codes::OVER_THRESHOLD);
+        assert_eq!(approval.reasons.0[0].code(), codes::OVER_THRESHOLD);
         assert_eq!(auth.intent.approval_request_id, Some(approval.id));
         let hold = auth.reservation.as_ref().unwrap();
         assert_eq!(
@@ -221,7 +221,7 @@ async fn rejected_records_the_intent_one_blocked_attempt_per_reason_and_holds_no
         assert_eq!(auth.intent.status, PurchaseIntentStatus::Rejected);
         assert_eq!(
             auth.intent.rejection_code.as_deref(),
-            Some(auth.reasons[0].code.as_str())
+            Some(auth.reasons[0].code())
         );
         let attempts = blocked_attempt::Entity::find()
             .filter(blocked_attempt::Column::TenantId.eq(acme.tenant_id()))
@@ -271,8 +271,8 @@ async fn a_budget_taken_between_evaluation_and_reservation_is_a_rejection_not_an
         );
         let auth = acme.authorize(buy(agent, "20", "GitHub")).await.unwrap();
         assert_eq!(auth.outcome, Outcome::Rejected, "{backend:?}");
-        assert_eq!(auth.reasons[0].code, codes::ORG_BUDGET_EXCEEDED);
-        let detail = auth.reasons[0].budget.as_ref().unwrap();
+        assert_eq!(auth.reasons[0].code(), codes::ORG_BUDGET_EXCEEDED);
+        let detail = auth.reasons[0].budget().unwrap();
         assert_eq!(
             (detail.budget_id, detail.remaining, detail.limit),
             (budget.id, dec("10"), dec("50"))
@@ -295,7 +295,7 @@ async fn unknown_and_inactive_agents_are_refused_with_a_blocked_attempt() {
             [codes::AGENT_NOT_FOUND],
             "{backend:?}"
         );
-        assert!(auth.reasons[0].message.contains(&ghost.to_string()));
+        assert!(auth.reasons[0].message().contains(&ghost.to_string()));
         acme.agents()
             .set_status(agent, AgentStatus::Paused)
             .await
@@ -524,7 +524,7 @@ async fn only_merchants_never_approved_before_count_as_new_vendors() {
         );
         let vercel = acme.authorize(buy(agent, "20", "Vercel")).await.unwrap();
         assert_eq!(vercel.codes().collect::<Vec<_>>(), [codes::NEW_VENDOR]);
-        assert_eq!(vercel.reasons[0].message, "Vercel is new");
+        assert_eq!(vercel.reasons[0].message(), "Vercel is new");
     }
 }
 

@@ -190,7 +190,7 @@ async fn a_budget_in_another_currency_refuses_instead_of_approving_unchecked() {
             auth.codes().collect::<Vec<_>>(),
             [codes::BUDGET_CURRENCY_MISMATCH]
         );
-        assert!(auth.reasons[0].undetermined);
+        assert!(auth.reasons[0].is_undetermined());
         // In its own currency the same agent is approved.
         assert!(
             acme.authorize(buy(agent, "10"))

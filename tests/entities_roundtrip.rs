@@ -320,19 +320,17 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         eligible_approvers: bursar::entity::json::UserIdList(vec![id_users]),
         escalation_role_id: Some(id_roles),
         status: approval_request::ApprovalStatus::Cancelled,
-        reasons: ReasonList(vec![Reason {
-            code: "OVER_THRESHOLD".to_owned(),
-            message: "above 100 USD".to_owned(),
-            policy_id: Some(id_policies),
-            budget: Some(BudgetDetail {
-                budget_id: bursar::id::BudgetId::new(),
-                period: bursar::budget::Period::Monthly,
-                currency: bursar::money::Currency::USD,
-                limit: amount().get(),
-                remaining: amount().get(),
-            }),
-            undetermined: false,
-        }]),
+        reasons: ReasonList(vec![
+            Reason::new("OVER_THRESHOLD", "above 100 USD")
+                .with_policy_id(id_policies)
+                .with_budget(BudgetDetail {
+                    budget_id: bursar::id::BudgetId::new(),
+                    period: bursar::budget::Period::Monthly,
+                    currency: bursar::money::Currency::USD,
+                    limit: amount().get(),
+                    remaining: amount().get(),
+                }),
+        ]),
         requested_by: Some(id_agents),
         expires_at: ts(),
         escalate_at: Some(ts()),
@@ -362,19 +360,17 @@ async fn every_entity_roundtrips(db: &DatabaseConnection) {
         status: purchase_intent::PurchaseIntentStatus::Cancelled,
         rejection_code: Some("rejection_code-x".to_owned()),
         rejection_reason: Some("rejection_reason: ünïcode ✓".to_owned()),
-        reasons: ReasonList(vec![Reason {
-            code: "OVER_THRESHOLD".to_owned(),
-            message: "above 100 USD".to_owned(),
-            policy_id: Some(id_policies),
-            budget: Some(BudgetDetail {
-                budget_id: bursar::id::BudgetId::new(),
-                period: bursar::budget::Period::Monthly,
-                currency: bursar::money::Currency::USD,
-                limit: amount().get(),
-                remaining: amount().get(),
-            }),
-            undetermined: false,
-        }]),
+        reasons: ReasonList(vec![
+            Reason::new("OVER_THRESHOLD", "above 100 USD")
+                .with_policy_id(id_policies)
+                .with_budget(BudgetDetail {
+                    budget_id: bursar::id::BudgetId::new(),
+                    period: bursar::budget::Period::Monthly,
+                    currency: bursar::money::Currency::USD,
+                    limit: amount().get(),
+                    remaining: amount().get(),
+                }),
+        ]),
         reservation_id: Some(id_reservations),
         approval_request_id: Some(id_approval_requests),
         created_at: ts(),

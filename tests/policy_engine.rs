@@ -331,7 +331,7 @@ fn scope_filtering_never_applies_another_principals_policy() {
                     }
             };
             for reason in d.reasons() {
-                if let Some(id) = reason.policy_id {
+                if let Some(id) = reason.policy_id() {
                     prop_assert!(
                         applies(id),
                         "reason from a policy that does not apply: {reason:?}"
@@ -349,7 +349,137 @@ fn scope_filtering_never_applies_another_principals_policy() {
                 .map(|p| p.scope(PolicyScope::agent(AgentId::from_uuid(Uuid::from_u128(404)))))
                 .collect();
             let d = run(&elsewhere, default, &r, &f);
-            prop_assert!(d.reasons().iter().all(|r| r.policy_id.is_none()));
+            prop_assert!(d.reasons().iter().all(|r| r.policy_id().is_none()));
+            Ok(())
+        })
+        .unwrap();
+}
+
+/// The first amount threshold of a condition, in tree order (what `{limit}`
+/// shows when no budget is exceeded).
+fn first_threshold(c: &Condition) -> Option<(Decimal, Currency)> {
+    match c {
+        Condition::AmountAbove { amount, currency }
+        | Condition::AmountAtLeast { amount, currency }
+        | Condition::AmountBelow { amount, currency } => Some((*amount, *currency)),
+        Condition::All { of } | Condition::Any { of } => of.iter().find_map(first_threshold),
+        Condition::Not { condition } => first_threshold(condition),
+        _ => None,
+    }
+}
+
+/// Every amount threshold of a condition, in tree order.
+fn thresholds(c: &Condition, out: &mut Vec<(Decimal, Currency)>) {
+    match c {
+        Condition::AmountAbove { amount, currency }
+        | Condition::AmountAtLeast { amount, currency }
+        | Condition::AmountBelow { amount, currency } => out.push((*amount, *currency)),
+        Condition::All { of } | Condition::Any { of } => {
+            of.iter().for_each(|c| thresholds(c, out));
+        }
+        Condition::Not { condition } => thresholds(condition, out),
+        _ => {}
+    }
+}
+
+fn uses_budget(c: &Condition) -> bool {
+    match c {
+        Condition::BudgetExceeded { .. } => true,
+        Condition::All { of } | Condition::Any { of } => of.iter().any(uses_budget),
+        Condition::Not { condition } => uses_budget(condition),
+        _ => false,
+    }
+}
+
+/// `d` as a message shows it: at least `scale` decimal places.
+fn shown(d: Decimal, scale: u32) -> String {
+    let mut d = d;
+    if d.scale() < scale {
+        d.rescale(scale);
+    }
+    d.to_string()
+}
+
+/// The message a policy's reason must read as, written from the policy, the
+/// request and the facts: the generated template
+/// `{amount} {merchant} {limit} {remaining}`, or what could not be compared.
+fn expected_message(p: &Policy, reason: &bursar::policy::Reason, r: &Request, f: &Facts) -> String {
+    let (amount, currency) = r.money().unwrap();
+    let amount_text = format!(
+        "{} {}",
+        shown(amount, currency.minor_units()),
+        currency.code()
+    );
+    if reason.is_undetermined() {
+        let mut all = Vec::new();
+        thresholds(&p.condition, &mut all);
+        if let Some((limit, c)) = all.iter().find(|(_, c)| *c != currency) {
+            return format!(
+                "Amount {amount_text} cannot be compared with the limit of {} {} of \"{}\" (different currency)",
+                shown(*limit, c.minor_units()),
+                c.code(),
+                p.name
+            );
+        }
+        // The facts hold one monthly tenant window, which every generated
+        // budget condition looks at.
+        let w = &f.budgets[0];
+        if uses_budget(&p.condition) && w.currency != currency {
+            return format!(
+                "Amount {amount_text} cannot be compared with the monthly budget of {} {} of \"{}\" (different currency)",
+                shown(w.limit, w.currency.minor_units()),
+                w.currency.code(),
+                p.name
+            );
+        }
+    }
+    let limit = match (reason.budget(), first_threshold(&p.condition)) {
+        (Some(b), _) => shown(b.limit, b.currency.minor_units()),
+        (None, Some((l, c))) => shown(l, c.minor_units()),
+        (None, None) => String::new(),
+    };
+    let remaining = reason
+        .budget()
+        .map(|b| shown(b.remaining, b.currency.minor_units()))
+        .unwrap_or_default();
+    let merchant = r.merchant.as_ref().map(|m| m.name.trim()).unwrap_or("");
+    format!(
+        "{} {merchant} {limit} {remaining}",
+        shown(amount, currency.minor_units())
+    )
+}
+
+#[test]
+fn every_message_read_on_demand_is_the_message_its_template_gives() {
+    runner()
+        .run(&case(), |(policies, default, r, f)| {
+            let d = run(&policies, default, &r, &f);
+            let stored = serde_json::to_value(&d).unwrap();
+            for (i, reason) in d.reasons().iter().enumerate() {
+                let message = reason.message();
+                let expected = match reason.policy_id() {
+                    Some(id) => {
+                        let p = policies.iter().find(|p| p.id == id).unwrap();
+                        expected_message(p, reason, &r, &f)
+                    }
+                    None => {
+                        prop_assert_eq!(reason.code(), codes::NO_MATCHING_POLICY);
+                        "no policy allows this request and the tenant's default is deny".to_owned()
+                    }
+                };
+                prop_assert_eq!(&*message, expected.as_str());
+                let mut buf = String::new();
+                reason.write_message(&mut buf);
+                prop_assert_eq!(&buf, &expected);
+                // Stored as before: the message is in the JSON.
+                prop_assert_eq!(
+                    stored["reasons"][i]["message"].as_str(),
+                    Some(expected.as_str())
+                );
+                prop_assert_eq!(stored["reasons"][i]["code"].as_str(), Some(reason.code()));
+            }
+            let back: bursar::policy::Decision = serde_json::from_value(stored).unwrap();
+            prop_assert_eq!(&back, &d);
             Ok(())
         })
         .unwrap();

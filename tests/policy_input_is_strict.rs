@@ -455,9 +455,9 @@ fn an_amount_in_another_currency_says_what_it_could_not_compare() {
     let decision = evaluate(&compiled, &request, &facts());
     assert!(decision.is_rejected());
     let reason = &decision.reasons()[0];
-    assert!(reason.undetermined);
+    assert!(reason.is_undetermined());
     assert_eq!(
-        reason.message,
+        reason.message(),
         "Amount 5.00 EUR cannot be compared with the limit of 200.00 USD of \"Per-transaction limit\" (different currency)"
     );
 
@@ -472,7 +472,7 @@ fn an_amount_in_another_currency_says_what_it_could_not_compare() {
             &facts(),
         );
         assert_eq!(
-            decision.reasons()[0].message,
+            decision.reasons()[0].message(),
             "Amount 5.00 EUR cannot be compared with the limit of 1000 JPY of \"p\" (different currency)",
             "{kind}"
         );
@@ -505,9 +505,9 @@ fn a_budget_in_another_currency_is_undetermined_and_says_so() {
     let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
     let decision = evaluate(&compiled, &eur(5), &facts().budget(window.clone()));
     assert!(decision.is_rejected());
-    assert!(decision.reasons()[0].undetermined);
+    assert!(decision.reasons()[0].is_undetermined());
     assert_eq!(
-        decision.reasons()[0].message,
+        decision.reasons()[0].message(),
         "Amount 5.00 EUR cannot be compared with the monthly budget of 500.00 USD of \"Monthly budget\" (different currency)"
     );
     // In its own currency the budget decides as before.

@@ -110,7 +110,7 @@ async fn every_run_cap_refuses_with_its_code_and_names_the_cap() {
             [codes::RUN_LIMIT_EXCEEDED]
         );
         assert!(
-            third.reasons[0].message.contains("max_rounds"),
+            third.reasons[0].message().contains("max_rounds"),
             "{:?}",
             third.reasons
         );
@@ -139,7 +139,7 @@ async fn every_run_cap_refuses_with_its_code_and_names_the_cap() {
             shell.codes().collect::<Vec<_>>(),
             [codes::RUN_LIMIT_EXCEEDED]
         );
-        assert!(shell.reasons[0].message.contains("allowed_tools"));
+        assert!(shell.reasons[0].message().contains("allowed_tools"));
         let big = acme
             .authorize(
                 Request::new(agent, ActionKind::LlmUsage)
@@ -148,7 +148,10 @@ async fn every_run_cap_refuses_with_its_code_and_names_the_cap() {
             )
             .await
             .unwrap();
-        assert!(big.reasons[0].message.contains("allowed_models"), "{big:?}");
+        assert!(
+            big.reasons[0].message().contains("allowed_models"),
+            "{big:?}"
+        );
 
         // Deadline.
         let run = acme
@@ -577,7 +580,7 @@ async fn an_unknown_price_or_an_unbounded_call_fails_closed() {
             .await
             .unwrap();
         assert_eq!(unknown.codes().collect::<Vec<_>>(), [codes::PRICE_UNKNOWN]);
-        assert!(unknown.reasons[0].undetermined);
+        assert!(unknown.reasons[0].is_undetermined());
         let unbounded = acme
             .meter()
             .begin(MeterRequest::new(agent, "acme-ai", "small", 10))
@@ -808,7 +811,7 @@ async fn the_token_cap_admits_a_call_only_when_its_bound_fits_what_is_left() {
             [codes::RUN_LIMIT_EXCEEDED]
         );
         assert!(
-            over.reasons[0].message.contains("max_tokens"),
+            over.reasons[0].message().contains("max_tokens"),
             "{backend:?}"
         );
         let first = acme.meter().begin(call(400, 400)).await.unwrap();

@@ -101,7 +101,7 @@ async fn a_deactivated_tenant_is_refused_until_reactivated_and_stays_readable() 
         ));
         let refused = acme.authorize(buy(agent, "20")).await.unwrap();
         assert_eq!(refused.outcome, Outcome::Rejected, "{backend:?}");
-        let codes_seen: Vec<&str> = refused.reasons.iter().map(|r| r.code.as_str()).collect();
+        let codes_seen: Vec<&str> = refused.reasons.iter().map(|r| r.code()).collect();
         assert_eq!(codes_seen, [codes::TENANT_INACTIVE]);
         assert!(refused.reservation.is_none());
         // Reads still work for its admins.

@@ -345,7 +345,12 @@ pub(crate) fn approval_event(
         expires_at: request.expires_at,
         escalate_at: request.escalate_at,
         escalated_to_role,
-        reason_codes: request.reasons.0.iter().map(|r| r.code.clone()).collect(),
+        reason_codes: request
+            .reasons
+            .0
+            .iter()
+            .map(|r| r.code().to_owned())
+            .collect(),
     };
     NewEvent::new(
         event_type,
@@ -387,7 +392,7 @@ pub(crate) fn rejection_event(
             amount: intent.amount.get(),
             currency: intent.currency,
             merchant: intent.merchant_name.clone(),
-            reason_codes: reasons.iter().map(|r| r.code.clone()).collect(),
+            reason_codes: reasons.iter().map(|r| r.code().to_owned()).collect(),
         },
     )
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use chrono_tz::Tz;
 use rust_decimal::Decimal;
@@ -10,6 +11,7 @@ use super::ActionKind;
 use super::merchant::MerchantSet;
 use super::model::{BudgetScopeKind, Condition, DefaultEffect, Effect, Policy, PolicyScope};
 use super::normalize::fold;
+use super::reason::PolicyText;
 use super::template::Template;
 use super::validate::{parse_day, parse_hhmm, parse_zone, validate};
 use crate::budget::Period;
@@ -98,9 +100,9 @@ pub(crate) struct BudgetFilter {
 #[derive(Clone, Debug)]
 pub(crate) struct CompiledPolicy {
     pub(crate) id: PolicyId,
-    pub(crate) name: Box<str>,
-    pub(crate) code: Box<str>,
-    pub(crate) template: Template,
+    /// Name, code, message template and first threshold, shared with every
+    /// reason the policy gives.
+    pub(crate) text: Arc<PolicyText>,
     pub(crate) root: Node,
     /// Every amount threshold in the condition with its currency, in tree
     /// order: the first is `{limit}`; one in another currency than the
@@ -249,9 +251,12 @@ impl CompiledPolicies {
                 })?;
             out.policies.push(CompiledPolicy {
                 id: p.id,
-                name: p.name.as_str().into(),
-                code: p.reason_code.as_str().into(),
-                template,
+                text: Arc::new(PolicyText {
+                    name: p.name.as_str().into(),
+                    code: p.reason_code.as_str().into(),
+                    template,
+                    first_limit: limits.first().copied(),
+                }),
                 root,
                 limits: limits.into_boxed_slice(),
                 budget_filters: budget_filters.into_boxed_slice(),

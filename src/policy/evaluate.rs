@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::cmp::Ordering;
+use std::sync::Arc;
 
 use chrono::{Datelike, Timelike};
 use chrono_tz::Tz;
@@ -12,12 +13,12 @@ use super::compile::{AmountOp, BudgetFilter, CompiledPolicies, CompiledPolicy, N
 use super::merchant::{MerchantMatch, MerchantSet};
 use super::model::{BudgetScopeKind, DefaultEffect, Effect};
 use super::normalize::contains_folded;
-use super::template::{DECIMAL_LEN_HINT, Field, write_decimal};
+use super::reason::{BudgetDetail, Incomparable, Reason, Reasons, RequestText, Values};
+use super::template::Field;
 use super::{ActionKind, Facts, Request};
-use crate::budget::{Period, WindowBalance};
+use crate::budget::WindowBalance;
 use crate::codes;
-use crate::id::{BudgetId, PolicyId};
-use crate::money::Currency;
+use crate::id::PolicyId;
 
 /// The outcome of a decision.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,45 +46,6 @@ impl Outcome {
     }
 }
 
-/// The budget behind a reason: which one would be exceeded, and by how much room.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BudgetDetail {
-    /// The budget that the request does not fit.
-    pub budget_id: BudgetId,
-    /// Its period.
-    pub period: Period,
-    /// Its currency.
-    pub currency: Currency,
-    /// Its limit.
-    #[serde(with = "crate::money::decimal_text")]
-    pub limit: Decimal,
-    /// What remained in its window before the request.
-    #[serde(with = "crate::money::decimal_text")]
-    pub remaining: Decimal,
-}
-
-/// Why a decision came out as it did: one per matching `deny` (for a
-/// rejection) or `require_approval` policy (for a pending approval).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reason {
-    /// The reason code (the policy's, or [`codes::NO_MATCHING_POLICY`]).
-    pub code: String,
-    /// The policy's rendered message.
-    pub message: String,
-    /// The policy that gave the reason (`None` for the default effect).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy_id: Option<PolicyId>,
-    /// For budget conditions, the budget that would be exceeded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub budget: Option<BudgetDetail>,
-    /// True when the policy matched only because part of its condition could
-    /// not be decided (an amount in another currency, a missing velocity
-    /// count, a merchant whose name is listed but whose domain is not):
-    /// `deny` and `require_approval` policies fail closed.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub undetermined: bool,
-}
-
 /// The result of [`evaluate`]: an outcome and every reason for it.
 ///
 /// ```
@@ -95,14 +57,14 @@ pub struct Reason {
 /// let request = Request::purchase(AgentId::new(), 10.into(), Currency::USD, "GitHub");
 /// let decision = evaluate(&compiled, &request, &Facts::new(Utc::now(), chrono_tz::UTC));
 /// assert_eq!(decision.outcome(), Outcome::Rejected);
-/// assert_eq!(decision.reasons()[0].code, bursar::codes::NO_MATCHING_POLICY);
+/// assert_eq!(decision.reasons()[0].code(), bursar::codes::NO_MATCHING_POLICY);
 /// # Ok::<(), bursar::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     outcome: Outcome,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    reasons: Vec<Reason>,
+    #[serde(default, skip_serializing_if = "Reasons::is_empty")]
+    reasons: Reasons,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     allowed_by: Option<PolicyId>,
 }
@@ -117,18 +79,18 @@ impl Decision {
     /// Every reason, highest priority first. Empty when approved.
     #[must_use]
     pub fn reasons(&self) -> &[Reason] {
-        &self.reasons
+        self.reasons.as_slice()
     }
 
     /// Consumes the decision, returning its reasons.
     #[must_use]
     pub fn into_reasons(self) -> Vec<Reason> {
-        self.reasons
+        self.reasons.into_vec()
     }
 
     /// The reason codes, highest priority first.
     pub fn codes(&self) -> impl Iterator<Item = &str> {
-        self.reasons.iter().map(|r| r.code.as_str())
+        self.reasons().iter().map(Reason::code)
     }
 
     /// The `allow` policy that approved the request (`None` when the tenant's
@@ -415,122 +377,84 @@ impl Ctx<'_> {
     }
 
     /// For a policy that matched undetermined, what could not be compared:
-    /// the amount with a threshold or a budget window in another currency,
-    /// named in that currency. `None` when the cause was something else.
-    fn incomparable(&self, p: &CompiledPolicy) -> Option<String> {
-        let (amount, currency) = self.req.money()?;
-        let (what, limit, limit_currency) = match p.limits.iter().find(|(_, c)| *c != currency) {
-            Some((limit, c)) => ("limit", *limit, *c),
+    /// the amount with a threshold or a budget window in another currency.
+    /// `None` when the cause was something else.
+    fn incomparable(&self, p: &CompiledPolicy) -> Option<Incomparable> {
+        let (_, currency) = self.req.money()?;
+        match p.limits.iter().find(|(_, c)| *c != currency) {
+            Some((limit, c)) => Some(Incomparable {
+                budget: None,
+                limit: *limit,
+                currency: *c,
+            }),
             None => {
                 let w = self.facts.budgets.iter().find(|w| {
                     w.currency != currency
                         && p.budget_filters.iter().any(|f| Self::budget_applies(w, *f))
                 })?;
-                (w.period.as_str(), w.limit, w.currency)
+                Some(Incomparable {
+                    budget: Some(w.period),
+                    limit: w.limit,
+                    currency: w.currency,
+                })
             }
-        };
-        let mut out = String::with_capacity(120 + p.name.len());
-        out.push_str("Amount ");
-        write_decimal(&mut out, amount, currency.minor_units());
-        out.push(' ');
-        out.push_str(currency.code());
-        out.push_str(" cannot be compared with the ");
-        out.push_str(what);
-        if what != "limit" {
-            out.push_str(" budget");
         }
-        out.push_str(" of ");
-        write_decimal(&mut out, limit, limit_currency.minor_units());
-        out.push(' ');
-        out.push_str(limit_currency.code());
-        out.push_str(" of \"");
-        out.push_str(&p.name);
-        out.push_str("\" (different currency)");
-        Some(out)
     }
 
+    /// The request's texts that the policy's template names (`None` when it
+    /// names none, the common case: nothing is copied).
+    fn request_text(&self, p: &CompiledPolicy) -> Option<Box<RequestText>> {
+        let template = &p.text.template;
+        if !template.names_request_text() {
+            return None;
+        }
+        let copy = |field: Field, text: Option<&str>| {
+            text.filter(|_| template.names(field)).map(Box::from)
+        };
+        Some(Box::new(RequestText {
+            merchant: copy(
+                Field::Merchant,
+                self.req.merchant.as_ref().map(|m| m.name.trim()),
+            ),
+            tool: copy(Field::Tool, self.req.tool.as_deref()),
+            model: copy(Field::Model, self.req.model.as_deref()),
+            action: template
+                .names(Field::Action)
+                .then(|| self.req.action.clone()),
+        }))
+    }
+
+    /// The reason a matching policy gives: its shared text and the values its
+    /// message is rendered from when read.
     fn reason(&self, p: &CompiledPolicy, truth: Truth) -> Reason {
         let window = self.exceeded_budget(p);
-        let scale = self.req.currency.map_or(0, |c| c.minor_units());
         let incomparable = match truth {
             Truth::Unknown => self.incomparable(p),
             _ => None,
         };
-        let message = if let Some(m) = incomparable {
-            m
-        } else if p.template.is_empty() {
-            p.name.to_string()
-        } else {
-            let field_len = |field: Field| match field {
-                Field::Amount | Field::Limit | Field::Remaining => DECIMAL_LEN_HINT,
-                Field::Currency => 3,
-                Field::Merchant => self.req.merchant.as_ref().map_or(0, |m| m.name.len()),
-                Field::Policy => p.name.len(),
-                Field::Code => p.code.len(),
-                Field::Tool => self.req.tool.as_ref().map_or(0, String::len),
-                Field::Model => self.req.model.as_ref().map_or(0, String::len),
-                Field::Action | Field::Period => 16,
-            };
-            p.template.render(field_len, |field, out| match field {
-                Field::Amount => {
-                    if let Some(a) = self.req.amount {
-                        write_decimal(out, a, scale);
-                    }
-                }
-                Field::Currency => {
-                    if let Some(c) = self.req.currency {
-                        out.push_str(c.code());
-                    }
-                }
-                Field::Limit => match (window, p.limits.first()) {
-                    (Some(w), _) => write_decimal(out, w.limit, w.currency.minor_units()),
-                    (None, Some((l, c))) => write_decimal(out, *l, c.minor_units()),
-                    (None, None) => {}
-                },
-                Field::Remaining => {
-                    if let Some(w) = window {
-                        write_decimal(out, w.remaining(), w.currency.minor_units());
-                    }
-                }
-                Field::Merchant => {
-                    if let Some(m) = &self.req.merchant {
-                        out.push_str(m.name.trim());
-                    }
-                }
-                Field::Policy => out.push_str(&p.name),
-                Field::Code => out.push_str(&p.code),
-                Field::Tool => out.push_str(self.req.tool.as_deref().unwrap_or("")),
-                Field::Model => out.push_str(self.req.model.as_deref().unwrap_or("")),
-                Field::Action => match &self.req.action {
-                    ActionKind::Custom(name) => {
-                        out.push_str("custom:");
-                        out.push_str(name);
-                    }
-                    other => {
-                        use std::fmt::Write as _;
-                        let _ = write!(out, "{other}");
-                    }
-                },
-                Field::Period => {
-                    if let Some(w) = window {
-                        out.push_str(w.period.as_str());
-                    }
-                }
-            })
+        let request = match incomparable {
+            Some(_) => None,
+            None => self.request_text(p),
         };
-        Reason {
-            code: p.code.to_string(),
-            message,
-            policy_id: Some(p.id),
-            budget: window.map(|w| BudgetDetail {
+        let values = Values {
+            amount: self.req.amount,
+            currency: self.req.currency,
+            incomparable,
+            request,
+        };
+        Reason::from_policy(
+            Arc::clone(&p.text),
+            values,
+            p.id,
+            window.map(|w| BudgetDetail {
                 budget_id: w.budget_id,
                 period: w.period,
                 currency: w.currency,
                 limit: w.limit,
                 remaining: w.remaining(),
             }),
-            undetermined: truth == Truth::Unknown,
-        }
+            truth == Truth::Unknown,
+        )
     }
 }
 
@@ -648,7 +572,9 @@ impl Iterator for Merge<'_> {
 ///
 /// Only the policies whose scope contains the request's principal are visited
 /// (through the compiled scope index). Reads nothing but its arguments,
-/// never parses JSON, and allocates only the decision it returns.
+/// never parses JSON, and allocates nothing for a decision with at most one
+/// reason whose message names none of the request's texts (its message is
+/// rendered when read, see [`Reason::message`]).
 #[must_use]
 pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -> Decision {
     let ctx = Ctx {
@@ -667,7 +593,7 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
         Merge { lists }.filter_map(|rank| policies.get(rank as usize))
     };
 
-    let mut reasons = Vec::new();
+    let mut reasons = Reasons::None;
     for effect in [Effect::Deny, Effect::RequireApproval] {
         for p in matching(effect) {
             let truth = ctx.eval(&p.root);
@@ -702,13 +628,10 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
             allowed_by: None,
         };
     }
-    reasons.push(Reason {
-        code: codes::NO_MATCHING_POLICY.to_owned(),
-        message: "no policy allows this request and the tenant's default is deny".to_owned(),
-        policy_id: None,
-        budget: None,
-        undetermined: false,
-    });
+    reasons.push(Reason::new(
+        codes::NO_MATCHING_POLICY,
+        "no policy allows this request and the tenant's default is deny",
+    ));
     Decision {
         outcome: Outcome::Rejected,
         reasons,
@@ -719,8 +642,9 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::budget::Scope;
+    use crate::budget::{Period, Scope};
     use crate::id::BudgetId;
+    use crate::money::Currency;
 
     /// Fixed-seed decimals: small and huge mantissas, every scale, both signs.
     fn decimals() -> Vec<Decimal> {

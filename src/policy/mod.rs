@@ -49,6 +49,7 @@ mod model;
 mod names;
 pub use names::{fold_merchant, merchant_host};
 mod normalize;
+mod reason;
 mod request;
 mod strict;
 mod template;
@@ -60,11 +61,12 @@ pub use approval::{
 };
 pub use compile::CompiledPolicies;
 pub use controls::{BudgetSpec, Controls, SpendingControls, priority};
-pub use evaluate::{BudgetDetail, Decision, Outcome, Reason, evaluate};
+pub use evaluate::{Decision, Outcome, evaluate};
 pub use facts::{Facts, Velocity};
 pub use model::{
     BudgetScopeKind, Condition, DefaultEffect, Effect, MccSpec, NumberOp, Policy, PolicyScope,
 };
+pub use reason::{BudgetDetail, Reason};
 pub use request::{ActionKind, Merchant, Principal, Request};
 pub use template::PLACEHOLDERS;
 pub use validate::validate;

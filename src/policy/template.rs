@@ -78,6 +78,8 @@ pub(crate) struct Template {
     segments: Box<[Segment]>,
     /// Bytes of literal text, to size the rendered message in one allocation.
     text_len: usize,
+    /// Whether a placeholder names one of the request's texts.
+    request_text: bool,
 }
 
 impl Template {
@@ -134,9 +136,16 @@ impl Template {
                 Segment::Field(_) => 0,
             })
             .sum();
+        let request_text = segments.iter().any(|seg| {
+            matches!(
+                seg,
+                Segment::Field(Field::Merchant | Field::Tool | Field::Model | Field::Action)
+            )
+        });
         Ok(Self {
             segments: segments.into_boxed_slice(),
             text_len,
+            request_text,
         })
     }
 
@@ -145,14 +154,23 @@ impl Template {
         self.segments.is_empty()
     }
 
-    /// Renders the template, asking `value` for each placeholder. `field_len`
-    /// is the expected length of a placeholder's value: the message is
-    /// allocated once when the values are no longer than that.
-    pub(crate) fn render(
-        &self,
-        field_len: impl Fn(Field) -> usize,
-        mut value: impl FnMut(Field, &mut String),
-    ) -> String {
+    /// Whether the template names one of the request's texts (`{merchant}`,
+    /// `{tool}`, `{model}`, `{action}`), which a reason must then copy.
+    pub(crate) fn names_request_text(&self) -> bool {
+        self.request_text
+    }
+
+    /// Whether the template names `field`.
+    pub(crate) fn names(&self, field: Field) -> bool {
+        self.segments
+            .iter()
+            .any(|seg| matches!(seg, Segment::Field(f) if *f == field))
+    }
+
+    /// The expected length of the rendered message, given the expected length
+    /// of each placeholder's value: rendered into a buffer of that capacity,
+    /// the message is allocated once when the values are no longer than that.
+    pub(crate) fn len_hint(&self, field_len: impl Fn(Field) -> usize) -> usize {
         let fields: usize = self
             .segments
             .iter()
@@ -161,14 +179,17 @@ impl Template {
                 Segment::Field(f) => field_len(*f),
             })
             .sum();
-        let mut out = String::with_capacity(self.text_len + fields);
+        self.text_len + fields
+    }
+
+    /// Renders the template onto `out`, asking `value` for each placeholder.
+    pub(crate) fn render_into(&self, out: &mut String, mut value: impl FnMut(Field, &mut String)) {
         for seg in &self.segments {
             match seg {
                 Segment::Text(t) => out.push_str(t),
-                Segment::Field(f) => value(*f, &mut out),
+                Segment::Field(f) => value(*f, out),
             }
         }
-        out
     }
 }
 
@@ -225,11 +246,37 @@ mod tests {
     #[test]
     fn templates_parse_placeholders_and_escapes() {
         let t = Template::parse("{amount} over {limit} {{literal}}").unwrap();
-        let s = t.render(
-            |_| 6,
-            |f, out| out.push_str(if f == Field::Amount { "150.00" } else { "50" }),
-        );
-        assert_eq!(s, "150.00 over 50 {literal}");
+        let mut s = String::from("> ");
+        t.render_into(&mut s, |f, out| {
+            out.push_str(if f == Field::Amount { "150.00" } else { "50" })
+        });
+        assert_eq!(s, "> 150.00 over 50 {literal}");
+        assert_eq!(t.len_hint(|_| 6), " over  {literal}".len() + 12);
+        assert!(t.names(Field::Amount) && t.names(Field::Limit) && !t.names(Field::Merchant));
+        assert!(!t.names_request_text());
+        for text in [
+            "{merchant}",
+            "{tool}",
+            "{model}",
+            "{action}",
+            "a {merchant} b",
+        ] {
+            assert!(
+                Template::parse(text).unwrap().names_request_text(),
+                "{text}"
+            );
+        }
+        for text in [
+            "{amount}",
+            "{policy} {code} {period} {currency}",
+            "{remaining}",
+            "merchant",
+        ] {
+            assert!(
+                !Template::parse(text).unwrap().names_request_text(),
+                "{text}"
+            );
+        }
         assert!(
             Template::parse("{amont}")
                 .unwrap_err()

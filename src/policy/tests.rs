@@ -88,7 +88,7 @@ fn amounts_in_another_currency_fail_closed_for_deny_and_never_allow() {
     let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
     let decision = evaluate(&compiled, &eur, &facts());
     assert!(decision.is_rejected());
-    assert!(decision.reasons()[0].undetermined);
+    assert!(decision.reasons()[0].is_undetermined());
     // ...and an allow never approves on it, whichever way it compares.
     assert!(!allows(below.clone(), &eur, &facts()));
     assert!(!allows(Condition::not(above), &eur, &facts()));
@@ -271,7 +271,7 @@ fn new_vendor_and_velocity() {
     let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
     assert_eq!(compiled.velocity_windows(), &[3600]);
     let decision = evaluate(&compiled, &r, &facts());
-    assert!(decision.is_rejected() && decision.reasons()[0].undetermined);
+    assert!(decision.is_rejected() && decision.reasons()[0].is_undetermined());
 }
 
 fn window(scope: Scope, period: Period, limit: &str, spent: &str, reserved: &str) -> WindowBalance {
@@ -301,13 +301,13 @@ fn budget_exceeded_names_the_budget_limit_and_remaining() {
     let decision = evaluate(&compiled, &req, &f);
     assert!(decision.is_rejected());
     let reason = &decision.reasons()[0];
-    assert_eq!(reason.code, codes::DAILY_LIMIT_EXCEEDED);
-    assert_eq!(reason.policy_id, Some(p.id));
-    let budget = reason.budget.as_ref().unwrap();
+    assert_eq!(reason.code(), codes::DAILY_LIMIT_EXCEEDED);
+    assert_eq!(reason.policy_id(), Some(p.id));
+    let budget = reason.budget().unwrap();
     assert_eq!(budget.budget_id, daily.budget_id);
     assert_eq!((budget.limit, budget.remaining), (d("100"), d("10")));
     assert_eq!(
-        reason.message,
+        reason.message(),
         "10.01 would exceed the daily limit of 100.00 (10.00 left)"
     );
     // Exactly the remainder fits.
@@ -317,8 +317,8 @@ fn budget_exceeded_names_the_budget_limit_and_remaining() {
     let eur = Request::purchase(agent, d("5"), Currency::EUR, "x");
     let decision = evaluate(&compiled, &eur, &f);
     assert!(decision.is_rejected());
-    assert!(decision.reasons()[0].undetermined);
-    assert!(decision.reasons()[0].budget.is_none());
+    assert!(decision.reasons()[0].is_undetermined());
+    assert!(decision.reasons()[0].budget().is_none());
 }
 
 #[test]
@@ -688,7 +688,7 @@ mod roony {
             [codes::OVER_TRANSACTION_LIMIT]
         );
         assert_eq!(
-            decision.reasons()[0].message,
+            decision.reasons()[0].message(),
             "Amount 60.00 USD exceeds the per-transaction limit of 50.00 USD"
         );
     }
@@ -734,13 +734,13 @@ mod roony {
             decision.codes().collect::<Vec<_>>(),
             [codes::MONTHLY_LIMIT_EXCEEDED]
         );
-        let b = decision.reasons()[0].budget.as_ref().unwrap();
+        let b = decision.reasons()[0].budget().unwrap();
         assert_eq!(
             (b.budget_id, b.limit, b.remaining),
             (w.budget_id, d("500"), d("20"))
         );
         assert_eq!(
-            decision.reasons()[0].message,
+            decision.reasons()[0].message(),
             "Amount 50.00 USD would exceed the monthly limit of 500.00 USD (20.00 remaining)"
         );
     }
@@ -781,7 +781,7 @@ mod roony {
             [codes::MERCHANT_BLOCKED]
         );
         assert_eq!(
-            decision.reasons()[0].message,
+            decision.reasons()[0].message(),
             "Merchant Facebook Ads is blocked"
         );
         let ok = Request::purchase(agent, d("10"), Currency::USD, "Facebook Adsense Consulting");
@@ -876,4 +876,339 @@ fn an_outcome_is_named_as_it_is_serialized() {
         );
     }
     assert_ne!(Outcome::Approved.as_str(), Outcome::Rejected.as_str());
+}
+
+/// Reasons render their messages when read: for every kind of reason the
+/// message read (`message`, `write_message`, the serialized `message`, and
+/// after a round trip through JSON) is the text the template and the
+/// request's values give, written here by hand.
+mod messages_on_demand {
+    use super::*;
+
+    const EVERY_PLACEHOLDER: &str = "{amount}|{currency}|{limit}|{remaining}|{merchant}|{policy}|{code}|{tool}|{model}|{action}|{period}";
+
+    /// Asserts every way of reading `reason`'s message gives `expected`, and
+    /// that its JSON is the stored shape with that message.
+    fn reads(reason: &Reason, expected: &str) {
+        assert_eq!(reason.message(), expected);
+        let mut buf = String::from("» ");
+        reason.write_message(&mut buf);
+        assert_eq!(buf, format!("» {expected}"));
+        let json = serde_json::to_value(reason).unwrap();
+        let mut want = serde_json::json!({ "code": reason.code(), "message": expected });
+        if let Some(id) = reason.policy_id() {
+            want["policy_id"] = serde_json::to_value(id).unwrap();
+        }
+        if let Some(b) = reason.budget() {
+            want["budget"] = serde_json::to_value(b).unwrap();
+        }
+        if reason.is_undetermined() {
+            want["undetermined"] = true.into();
+        }
+        assert_eq!(json, want);
+        // The keys keep their order: code, message, then the optional ones.
+        let text = serde_json::to_string(reason).unwrap();
+        assert!(text.starts_with(&format!(
+            "{{\"code\":{},\"message\":{}",
+            serde_json::to_string(reason.code()).unwrap(),
+            serde_json::to_string(expected).unwrap()
+        )));
+        let back: Reason = serde_json::from_value(json).unwrap();
+        assert_eq!(&back, reason);
+        assert_eq!(back.message(), expected);
+        assert_eq!(
+            (
+                back.code(),
+                back.policy_id(),
+                back.budget(),
+                back.is_undetermined()
+            ),
+            (
+                reason.code(),
+                reason.policy_id(),
+                reason.budget(),
+                reason.is_undetermined()
+            )
+        );
+        assert!(format!("{reason:?}").contains(&format!("{expected:?}")));
+    }
+
+    fn only_reason(policy: Policy, req: &Request, f: &Facts) -> Reason {
+        let compiled = CompiledPolicies::compile(&[policy], DefaultEffect::Allow).unwrap();
+        let decision = evaluate(&compiled, req, f);
+        assert_eq!(decision.reasons().len(), 1, "{decision:?}");
+        decision.into_reasons().remove(0)
+    }
+
+    #[test]
+    fn every_placeholder_with_an_exceeded_budget() {
+        let agent = AgentId::new();
+        let f = facts().budget(window(Scope::Agent(agent), Period::Daily, "100", "90", "7"));
+        let p = Policy::new(
+            "Daily cap",
+            Effect::Deny,
+            "DAILY_CAP",
+            c(r#"{"type":"budget_exceeded","period":"daily"}"#),
+        )
+        .message(EVERY_PLACEHOLDER);
+        let req = Request::custom(agent, "Deploy")
+            .cost(d("12.5"), Currency::USD)
+            .merchant("  Acme  Corp ")
+            .tool("shell")
+            .model("gpt-x");
+        let reason = only_reason(p, &req, &f);
+        assert!(reason.budget().is_some() && !reason.is_undetermined());
+        reads(
+            &reason,
+            "12.50|USD|100.00|3.00|Acme  Corp|Daily cap|DAILY_CAP|shell|gpt-x|custom:Deploy|daily",
+        );
+    }
+
+    #[test]
+    fn every_placeholder_with_a_threshold_and_no_budget() {
+        let p = Policy::new(
+            "Per-transaction",
+            Effect::Deny,
+            "OVER",
+            c(r#"{"type":"amount_above","amount":"50","currency":"JPY"}"#),
+        )
+        .message(EVERY_PLACEHOLDER);
+        let req = Request::purchase(AgentId::new(), d("60"), Currency::JPY, "GitHub");
+        reads(
+            &only_reason(p, &req, &facts()),
+            "60|JPY|50||GitHub|Per-transaction|OVER|||purchase|",
+        );
+        // A threshold in BHD (3 minor units) and an amount given with more.
+        let p = Policy::new(
+            "Fine",
+            Effect::RequireApproval,
+            "ASK",
+            c(r#"{"type":"amount_above","amount":"1.5","currency":"BHD"}"#),
+        )
+        .message("{amount} over {limit} {currency} ({action})");
+        let req = Request::llm_usage(AgentId::new(), "m", d("2.12345"), Currency::BHD);
+        reads(
+            &only_reason(p, &req, &facts()),
+            "2.12345 over 1.500 BHD (llm_usage)",
+        );
+    }
+
+    #[test]
+    fn placeholders_without_values_are_empty() {
+        let p = Policy::new("Tools", Effect::Deny, "NO_TOOLS", Condition::Always)
+            .message(EVERY_PLACEHOLDER);
+        let req = Request::tool_call(AgentId::new(), "rm -rf");
+        reads(
+            &only_reason(p, &req, &facts()),
+            "|||||Tools|NO_TOOLS|rm -rf||tool_call|",
+        );
+    }
+
+    #[test]
+    fn an_empty_template_is_the_policy_name() {
+        let p = Policy::new("Just the name", Effect::Deny, "NAMED", Condition::Always);
+        let reason = only_reason(p, &buy("5", "x"), &facts());
+        reads(&reason, "Just the name");
+    }
+
+    #[test]
+    fn braces_and_repeated_placeholders() {
+        let p = Policy::new("P", Effect::Deny, "C", Condition::Always)
+            .message("{{{merchant}}} {merchant} {code}{code}");
+        reads(
+            &only_reason(p, &buy("5", " Shop "), &facts()),
+            "{Shop} Shop CC",
+        );
+    }
+
+    #[test]
+    fn an_amount_in_another_currency_than_the_threshold_says_so() {
+        let p = Policy::new(
+            "Per-transaction limit",
+            Effect::Deny,
+            "OVER",
+            c(r#"{"type":"amount_above","amount":"200","currency":"USD"}"#),
+        )
+        .message("{merchant} {amount}");
+        let req = Request::purchase(AgentId::new(), d("5"), Currency::EUR, "x");
+        let reason = only_reason(p, &req, &facts());
+        assert!(reason.is_undetermined());
+        reads(
+            &reason,
+            "Amount 5.00 EUR cannot be compared with the limit of 200.00 USD of \"Per-transaction limit\" (different currency)",
+        );
+    }
+
+    #[test]
+    fn an_amount_in_another_currency_than_the_budget_says_so() {
+        let agent = AgentId::new();
+        let f = facts().budget(window(
+            Scope::Agent(agent),
+            Period::Monthly,
+            "500",
+            "0",
+            "0",
+        ));
+        let p = Policy::new(
+            "Monthly budget",
+            Effect::Deny,
+            "MONTHLY",
+            c(r#"{"type":"budget_exceeded","period":"monthly"}"#),
+        );
+        let req = Request::purchase(agent, d("5"), Currency::EUR, "x");
+        let reason = only_reason(p, &req, &f);
+        assert!(reason.is_undetermined() && reason.budget().is_none());
+        reads(
+            &reason,
+            "Amount 5.00 EUR cannot be compared with the monthly budget of 500.00 USD of \"Monthly budget\" (different currency)",
+        );
+    }
+
+    #[test]
+    fn undetermined_for_another_cause_renders_the_template() {
+        let p = Policy::new(
+            "Fast",
+            Effect::Deny,
+            "VELOCITY",
+            c(r#"{"type":"velocity_above","window_seconds":60,"max":3}"#),
+        )
+        .message("{merchant}: too fast");
+        let reason = only_reason(p, &buy("5", "Shop"), &facts());
+        assert!(reason.is_undetermined());
+        reads(&reason, "Shop: too fast");
+    }
+
+    #[test]
+    fn the_default_deny_and_given_reasons() {
+        let compiled = CompiledPolicies::compile(&[], DefaultEffect::Deny).unwrap();
+        let decision = evaluate(&compiled, &buy("5", "x"), &facts());
+        let reason = &decision.reasons()[0];
+        assert_eq!(reason.code(), codes::NO_MATCHING_POLICY);
+        assert_eq!(reason.policy_id(), None);
+        reads(
+            reason,
+            "no policy allows this request and the tenant's default is deny",
+        );
+        reads(&Reason::new("PAUSED", String::from("paused")), "paused");
+        let budget = BudgetDetail {
+            budget_id: BudgetId::new(),
+            period: Period::Weekly,
+            currency: Currency::USD,
+            limit: d("10"),
+            remaining: d("1"),
+        };
+        let with = Reason::new("SPENT", "spent").with_budget(budget.clone());
+        assert_eq!(with.budget(), Some(&budget));
+        reads(&with, "spent");
+        let unsure = Reason::new("UNSURE", "unsure").with_undetermined(true);
+        assert!(unsure.is_undetermined());
+        reads(&unsure, "unsure");
+        assert!(!unsure.with_undetermined(false).is_undetermined());
+        let id = crate::id::PolicyId::new();
+        let named = Reason::new("NAMED", "named").with_policy_id(id);
+        assert_eq!(named.policy_id(), Some(id));
+        reads(&named, "named");
+    }
+
+    #[test]
+    fn a_budget_set_on_a_policy_reason_keeps_its_message() {
+        let agent = AgentId::new();
+        let f = facts().budget(window(Scope::Agent(agent), Period::Daily, "100", "90", "7"));
+        let p = Policy::new(
+            "Daily",
+            Effect::Deny,
+            "DAILY",
+            c(r#"{"type":"budget_exceeded","period":"daily"}"#),
+        )
+        .message("{limit} {remaining} {period}");
+        let reason = only_reason(p, &Request::purchase(agent, d("5"), Currency::USD, "x"), &f);
+        reads(&reason, "100.00 3.00 daily");
+        let other = BudgetDetail {
+            budget_id: BudgetId::new(),
+            period: Period::Yearly,
+            currency: Currency::JPY,
+            limit: d("7"),
+            remaining: d("0"),
+        };
+        let moved = reason.clone().with_budget(other.clone());
+        assert_eq!(moved.budget(), Some(&other));
+        assert_eq!(moved.code(), "DAILY");
+        assert_eq!(moved.policy_id(), reason.policy_id());
+        reads(&moved, "100.00 3.00 daily");
+    }
+
+    #[test]
+    fn reasons_differing_in_anything_readable_are_not_equal() {
+        let base = Reason::new("A", "m");
+        assert_eq!(base, Reason::new(String::from("A"), String::from("m")));
+        assert_ne!(base, Reason::new("B", "m"));
+        assert_ne!(base, Reason::new("A", "n"));
+        assert_ne!(base, base.clone().with_undetermined(true));
+        let budget = BudgetDetail {
+            budget_id: BudgetId::new(),
+            period: Period::Daily,
+            currency: Currency::USD,
+            limit: d("1"),
+            remaining: d("0"),
+        };
+        assert_ne!(base, base.clone().with_budget(budget));
+        let mut json = serde_json::to_value(&base).unwrap();
+        json["policy_id"] = serde_json::to_value(crate::id::PolicyId::new()).unwrap();
+        assert_ne!(base, serde_json::from_value::<Reason>(json).unwrap());
+        // A policy's reason equals the same reason read back from storage.
+        let p = Policy::new("P", Effect::Deny, "C", Condition::Always).message("{amount}");
+        let ours = only_reason(p, &buy("5", "x"), &facts());
+        let stored: Reason = serde_json::from_str(&serde_json::to_string(&ours).unwrap()).unwrap();
+        assert_eq!(ours, stored);
+        assert_eq!(stored, ours);
+    }
+
+    #[test]
+    fn a_decision_keeps_none_one_or_many_reasons_and_stores_them_as_a_list() {
+        let agent = AgentId::new();
+        let deny = |code: &str, prio| {
+            Policy::new(code, Effect::Deny, code, Condition::Always)
+                .priority(prio)
+                .message("{code}!")
+        };
+        for n in 0..5usize {
+            let policies: Vec<Policy> = (0..n)
+                .map(|i| deny(&format!("D{i}"), 10 - i as i32))
+                .collect();
+            let compiled = CompiledPolicies::compile(&policies, DefaultEffect::Allow).unwrap();
+            let decision = evaluate(
+                &compiled,
+                &Request::purchase(agent, d("1"), Currency::USD, "x"),
+                &facts(),
+            );
+            let codes: Vec<String> = (0..n).map(|i| format!("D{i}")).collect();
+            assert_eq!(decision.codes().collect::<Vec<_>>(), codes);
+            assert_eq!(decision.is_rejected(), n > 0);
+            let messages: Vec<String> = decision
+                .reasons()
+                .iter()
+                .map(|r| r.message().into_owned())
+                .collect();
+            assert_eq!(
+                messages,
+                codes.iter().map(|c| format!("{c}!")).collect::<Vec<_>>()
+            );
+            let json = serde_json::to_value(&decision).unwrap();
+            match n {
+                0 => assert!(json.get("reasons").is_none(), "{json}"),
+                _ => assert_eq!(json["reasons"].as_array().map(Vec::len), Some(n)),
+            }
+            let back: Decision = serde_json::from_value(json).unwrap();
+            assert_eq!(back, decision);
+            assert_eq!(back.reasons(), decision.reasons());
+            assert_eq!(
+                format!("{:?}", decision.reasons()),
+                format!("{:?}", back.reasons())
+            );
+            assert!(format!("{decision:?}").contains(&format!("{:?}", decision.reasons())));
+            let owned = decision.clone().into_reasons();
+            assert_eq!(owned.as_slice(), decision.reasons());
+            assert_eq!(owned.len(), n);
+        }
+    }
 }

@@ -799,7 +799,7 @@ pub(crate) async fn approval_settings(
         .await?;
     let all: Vec<ApprovalSettings> = reasons
         .iter()
-        .filter_map(|r| r.policy_id)
+        .filter_map(crate::policy::Reason::policy_id)
         .filter_map(|id| compiled.approval_settings(id).copied())
         .collect();
     let role = all.iter().find_map(|s| s.approver_role);

@@ -708,13 +708,7 @@ impl<'a> Meter<'a> {
 }
 
 fn price_unknown(message: String) -> Reason {
-    Reason {
-        code: codes::PRICE_UNKNOWN.to_owned(),
-        message,
-        policy_id: None,
-        budget: None,
-        undetermined: true,
-    }
+    Reason::new(codes::PRICE_UNKNOWN, message).with_undetermined(true)
 }
 
 #[cfg(test)]

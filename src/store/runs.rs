@@ -579,14 +579,8 @@ pub(crate) async fn run_cost(
     Ok((spent, held))
 }
 
-fn refuse(code: &str, message: String) -> Option<Reason> {
-    Some(Reason {
-        code: code.to_owned(),
-        message,
-        policy_id: None,
-        budget: None,
-        undetermined: false,
-    })
+fn refuse(code: &'static str, message: String) -> Option<Reason> {
+    Some(Reason::new(code, message))
 }
 
 /// Why a run does not admit an action, if it does not: killed, over (status
