@@ -524,3 +524,88 @@ where
         }
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    async fn store(busy: Duration) -> crate::Store {
+        crate::Store::builder("sqlite::memory:")
+            .busy_timeout(busy)
+            .connect()
+            .await
+            .expect("store")
+    }
+
+    #[tokio::test]
+    async fn sqlite_writers_take_turns_in_the_order_they_came() {
+        let store = store(Duration::from_secs(5)).await;
+        let tenant = TenantId::new();
+        let first = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("first");
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut waiting = Vec::new();
+        for n in 0..4 {
+            let (store, order) = (store.clone(), order.clone());
+            waiting.push(tokio::spawn(async move {
+                let txn = Ctx::scoped(&store, tenant)
+                    .begin_write()
+                    .await
+                    .expect("turn");
+                order.lock().expect("order").push(n);
+                txn.commit().await.expect("commit");
+            }));
+            // Each is in line before the next one comes.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            order.lock().expect("order").is_empty(),
+            "nobody writes before the first ends"
+        );
+        first.commit().await.expect("commit");
+        for w in waiting {
+            w.await.expect("writer");
+        }
+        assert_eq!(*order.lock().expect("order"), vec![0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_dropped_write_gives_up_its_turn_and_a_long_wait_is_contention() {
+        let store = store(Duration::from_millis(100)).await;
+        let tenant = TenantId::new();
+        let held = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("held");
+        let waited = Ctx::scoped(&store, tenant).begin_write().await;
+        assert!(
+            matches!(waited, Err(Error::Contention { .. })),
+            "a writer that waits past the busy timeout is told so: {waited:?}"
+        );
+        // A caller that goes away mid-transaction (a dropped future) rolls
+        // back and gives up its turn.
+        drop(held);
+        let next = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("next");
+        next.commit().await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn transactions_inside_a_transaction_are_savepoints_without_a_turn() {
+        let store = store(Duration::from_millis(100)).await;
+        let tenant = TenantId::new();
+        let outer = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("outer");
+        let inner = Ctx::new(&outer, tenant, store.clock()).begin_write().await;
+        assert!(inner.is_ok(), "a savepoint waits for no turn: {inner:?}");
+        inner.expect("inner").commit().await.expect("release");
+        outer.commit().await.expect("commit");
+    }
+}
