@@ -216,12 +216,20 @@ pub(crate) async fn begin_for(store: &crate::Store, tenant: TenantId) -> Result<
 /// Begins a write transaction on `store`'s pool that names no tenant (for
 /// work on global rows, such as users), in the writers' line on SQLite.
 pub(crate) async fn begin_unscoped(store: &crate::Store) -> Result<Write> {
-    let turn = match store.writers() {
+    begin_in_line(store.connection(), store.writers()).await
+}
+
+/// `BEGIN IMMEDIATE` on `exec` (a plain `BEGIN` on PostgreSQL, a savepoint
+/// inside a transaction), once it is this writer's turn in `writers`' line.
+async fn begin_in_line<C>(exec: &C, writers: Option<&Writers>) -> Result<Write>
+where
+    C: TransactionTrait<Transaction = DatabaseTransaction>,
+{
+    let turn = match writers {
         Some(writers) => Some(writers.turn().await?),
         None => None,
     };
-    let txn = store
-        .connection()
+    let txn = exec
         .begin_with_options(TransactionOptions {
             sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
             ..TransactionOptions::default()
@@ -435,25 +443,14 @@ impl<'a> Ctx<'a> {
     /// names the tenant; inside a transaction, a savepoint (the transaction
     /// names the tenant already).
     pub(crate) async fn begin_write(&self) -> Result<Write> {
-        let turn = match self.db.writers {
-            Some(writers) => Some(writers.turn().await?),
-            None => None,
-        };
-        let txn = self
-            .db
-            .exec
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await?;
+        let txn = begin_in_line(&self.db.exec, self.db.writers).await?;
         if self.db.confined_pool().is_some()
             && let Err(err) = name_tenant(&txn, self.tenant).await
         {
             discard(txn).await;
             return Err(err.into());
         }
-        Ok(Write { txn, _turn: turn })
+        Ok(txn)
     }
 }
 
