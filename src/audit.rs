@@ -254,9 +254,13 @@ pub(crate) async fn append(
         created_at: now.trunc_subsecs(6),
     };
     model.hash = hash_of(&model)?;
-    // `reset_all` marks every field as set, so the insert writes them all.
-    let row = audit_log::ActiveModel::from(model).reset_all();
-    Ok(row.insert(conn).await?)
+    // `reset_all` marks every field as set, so the insert writes them all;
+    // the row is known, so nothing is read back.
+    let row = audit_log::ActiveModel::from(model.clone()).reset_all();
+    audit_log::Entity::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(model)
 }
 
 /// What [`AuditLogRepository::search`] selects; every filter left unset matches all.

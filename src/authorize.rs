@@ -6,7 +6,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::LockType;
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
     QuerySelect, Set,
@@ -237,30 +237,47 @@ fn micros(d: std::time::Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
-/// Locks a run for an agent's action. A run of another agent (or tenant) is
-/// reported exactly like a missing one.
+/// Locks a run for an agent's action by counting the action as one of its
+/// rounds, in one statement: `UPDATE agent_runs SET rounds = rounds + 1 …
+/// WHERE tenant_id = ? AND id = ? AND agent_id = ? RETURNING *`. The row stays
+/// locked until the transaction ends, so the count cannot overshoot; an
+/// action that is then rejected gives its round back
+/// ([`crate::store::runs::uncount_round`]). Returns the run as it was before
+/// this action. A run of another agent (or tenant) is reported exactly like
+/// a missing one, and is not touched.
 async fn lock_run(
     txn: &DatabaseTransaction,
     tenant: TenantId,
     run: crate::id::RunId,
     agent: crate::id::AgentId,
+    now: DateTime<Utc>,
 ) -> Result<crate::entity::agent_run::Model> {
-    agent_run::Entity::find()
+    let mut counted = agent_run::Entity::update_many()
+        .col_expr(
+            agent_run::Column::Rounds,
+            Expr::col(agent_run::Column::Rounds).add(1),
+        )
+        .col_expr(agent_run::Column::UpdatedAt, Expr::value(now))
         .filter(agent_run::Column::TenantId.eq(tenant))
         .filter(agent_run::Column::Id.eq(run))
-        .lock_exclusive()
-        .one(txn)
-        .await?
-        .filter(|r| r.agent_id == Some(agent))
-        .ok_or_else(|| Error::not_found(crate::id::RunId::ENTITY, run))
+        .filter(agent_run::Column::AgentId.eq(agent))
+        .exec_with_returning(txn)
+        .await?;
+    let mut before = counted
+        .pop()
+        .ok_or_else(|| Error::not_found(crate::id::RunId::ENTITY, run))?;
+    before.rounds -= 1;
+    Ok(before)
 }
 
 /// What [`Flow::claim`] read and wrote: the tenant, the agent (if it exists),
-/// the locked run, the money and the pending intent.
+/// the locked run, the money and the intent, not yet recorded.
 struct Claim {
     now: DateTime<Utc>,
     tz: chrono_tz::Tz,
     tenant_row: tenant::Model,
+    /// The stamp of the tenant's policies, read with its row.
+    policies: crate::store::policies::TenantAndStamp,
     cost: Option<(Decimal, Currency)>,
     amount: Decimal,
     currency: Currency,
@@ -420,8 +437,8 @@ impl Flow<'_> {
     /// The steps, in order: [`claim`](Self::claim) the request (tenant, agent,
     /// run and the intent under its idempotency key); refuse it early
     /// ([`early_refusal`]); [`load_facts`](Self::load_facts); evaluate the
-    /// policies; [`decide`](Self::decide), which reserves and records; and
-    /// count the run's round.
+    /// policies; [`decide`](Self::decide), which reserves and records. The
+    /// claim counted a round of the run; a rejected action gives it back.
     pub(crate) async fn run_with(
         &self,
         mut request: Request,
@@ -429,17 +446,35 @@ impl Flow<'_> {
     ) -> Result<Authorization> {
         let started = std::time::Instant::now();
         let claim = self.claim(&mut request).await?;
-        if let Some(reason) = early_refusal(self.tenant, &claim, &request, &extra) {
+        let counted = claim.run.as_ref().map(|r| (r.id, r.rounds));
+        let authorization = self
+            .decide_claimed(claim, &request, &extra, started)
+            .await?;
+        if let (Some((run, rounds)), Outcome::Rejected) = (counted, authorization.outcome) {
+            crate::store::runs::uncount_round(self.txn, self.tenant, run, rounds).await?;
+        }
+        Ok(authorization)
+    }
+
+    /// Steps 2 to 5 of [`Flow::run_with`], for a claimed request.
+    async fn decide_claimed(
+        &self,
+        claim: Claim,
+        request: &Request,
+        extra: &Extra,
+        started: std::time::Instant,
+    ) -> Result<Authorization> {
+        if let Some(reason) = early_refusal(self.tenant, &claim, request, extra) {
             return self
-                .reject(claim.intent, vec![reason], &request, claim.now)
+                .reject(claim.intent, vec![reason], request, claim.now)
                 .await;
         }
-        let facts = self.load_facts(&claim, &request).await?;
+        let facts = self.load_facts(&claim, request).await?;
 
         let span = tracing::Span::current();
         let evaluating = std::time::Instant::now();
         span.record("load_us", micros(evaluating - started));
-        let decision = evaluate(&facts.policies, &request, &facts.facts);
+        let decision = evaluate(&facts.policies, request, &facts.facts);
         let evaluated = std::time::Instant::now();
         span.record("evaluate_us", micros(evaluated - evaluating));
         if !facts.mismatched.is_empty() {
@@ -456,20 +491,11 @@ impl Flow<'_> {
                     .iter()
                     .map(|s| mismatch_reason(s, currency)),
             );
-            return self
-                .reject(claim.intent, reasons, &request, claim.now)
-                .await;
+            return self.reject(claim.intent, reasons, request, claim.now).await;
         }
-        let run = claim.run.clone();
-        let now = claim.now;
         let (authorization, reserving) = self
-            .decide(claim, facts, decision, &request, &extra, &span)
+            .decide(claim, facts, decision, request, extra, &span)
             .await?;
-        // An admitted action (approved, or waiting for a human) counts as one
-        // round of its run; the run row is locked since the start.
-        if let (Some(run), false) = (&run, authorization.outcome == Outcome::Rejected) {
-            crate::store::runs::count_round(self.txn, run, now).await?;
-        }
         span.record(
             "record_us",
             micros(evaluated.elapsed().saturating_sub(reserving)),
@@ -479,15 +505,17 @@ impl Flow<'_> {
 
     /// Step 1, claim: checks the request, reads the tenant, finds the agent
     /// (whose row is authoritative for team and project), locks the run and
-    /// inserts the pending intent under the idempotency key.
+    /// prepares the intent; it is recorded once, with its outcome
+    /// ([`Flow::record`]).
     async fn claim(&self, request: &mut Request) -> Result<Claim> {
         request.validate()?;
         stored_widths(request)?;
         let now = self.clock.now();
-        let tenant_row = tenant::Entity::find_by_id(self.tenant)
-            .one(self.txn)
+        // The tenant row and the stamp of its policies, in one read.
+        let policies = crate::store::policies::TenantAndStamp::read(self.txn, self.tenant)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
+        let tenant_row = policies.tenant.clone();
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
         // An action may carry a cost (held like a purchase) or none (nothing
         // is held); the intent then records zero in the tenant's currency.
@@ -509,8 +537,6 @@ impl Flow<'_> {
         let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
         let merchant_name = merchant_label(request);
 
-        // Claim the idempotency key first: a concurrent duplicate waits on the
-        // unique key and then fails, and its caller returns this result.
         let claimed_agent = request.principal.agent_id;
         // A missing agent is a decision (AGENT_NOT_FOUND), a failing database
         // is an error.
@@ -528,52 +554,41 @@ impl Flow<'_> {
         // Lock order: the run row before anything else it leads to. An agent
         // may only name its own runs.
         let run = match (request.principal.run_id, agent_row) {
-            (Some(run), Some(a)) => Some(lock_run(self.txn, self.tenant, run, a.id).await?),
+            (Some(run), Some(a)) => Some(lock_run(self.txn, self.tenant, run, a.id, now).await?),
             _ => None,
         };
-        let intent_id = PurchaseIntentId::new();
-        let intent = purchase_intent::ActiveModel {
-            id: Set(intent_id),
-            tenant_id: Set(self.tenant),
-            agent_id: Set(agent_row.map(|a| a.id)),
-            team_id: Set(agent_row.and_then(|a| a.team_id)),
-            project_id: Set(agent_row.and_then(|a| a.project_id)),
-            run_id: Set(agent_row.and(request.principal.run_id)),
-            idempotency_key: Set(request.idempotency_key.clone()),
-            amount: Set(stored_amount),
-            currency: Set(currency),
-            merchant_name: Set(merchant_name.clone()),
-            action_kind: Set(request.action.to_string()),
-            merchant_domain: Set(request.merchant.as_ref().and_then(|m| m.domain.clone())),
-            merchant_url: Set(None),
-            mcc: Set(request.merchant.as_ref().and_then(|m| m.mcc).map(i32::from)),
-            description: Set(None),
-            metadata: Set(Metadata(request.metadata.clone())),
-            status: Set(PurchaseIntentStatus::Pending),
-            rejection_code: Set(None),
-            rejection_reason: Set(None),
-            reasons: Set(ReasonList::default()),
-            reservation_id: Set(None),
-            approval_request_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(self.txn)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::conflict(
-                "purchase_intent",
-                format!(
-                    "idempotency key {:?} is taken by a concurrent call",
-                    request.idempotency_key.as_deref().unwrap_or_default()
-                ),
-            ),
-            other => other,
-        })?;
+        // The intent is recorded once, with its outcome ([`Flow::record`]).
+        let intent = purchase_intent::Model {
+            id: PurchaseIntentId::new(),
+            tenant_id: self.tenant,
+            agent_id: agent_row.map(|a| a.id),
+            team_id: agent_row.and_then(|a| a.team_id),
+            project_id: agent_row.and_then(|a| a.project_id),
+            run_id: agent_row.and(request.principal.run_id),
+            idempotency_key: request.idempotency_key.clone(),
+            amount: stored_amount,
+            currency,
+            merchant_name: merchant_name.clone(),
+            action_kind: request.action.to_string(),
+            merchant_domain: request.merchant.as_ref().and_then(|m| m.domain.clone()),
+            merchant_url: None,
+            mcc: request.merchant.as_ref().and_then(|m| m.mcc).map(i32::from),
+            description: None,
+            metadata: Metadata(request.metadata.clone()),
+            status: PurchaseIntentStatus::Pending,
+            rejection_code: None,
+            rejection_reason: None,
+            reasons: ReasonList::default(),
+            reservation_id: None,
+            approval_request_id: None,
+            created_at: now,
+            updated_at: now,
+        };
         Ok(Claim {
             now,
             tz,
             tenant_row,
+            policies,
             cost,
             amount,
             currency,
@@ -595,7 +610,7 @@ impl Flow<'_> {
         // "Lock order"): the budget windows by ascending id, then the agent
         // row, then merchants, then the audit chain last.
         let policies = Policies::new(self.ctx(), self.cache)
-            .compiled_with(claim.tenant_row.default_effect)
+            .compiled_for(&claim.policies)
             .await?;
         let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
         // A budget in another currency cannot evaluate the request: it is
@@ -638,7 +653,6 @@ impl Flow<'_> {
                 .filter(purchase_intent::Column::TenantId.eq(self.tenant))
                 .filter(purchase_intent::Column::AgentId.eq(claim.claimed_agent))
                 .filter(purchase_intent::Column::CreatedAt.gte(since))
-                .filter(purchase_intent::Column::Id.ne(claim.intent.id))
                 .into_tuple()
                 .all(self.txn)
                 .await?;
@@ -696,8 +710,15 @@ impl Flow<'_> {
                         .await
                 } else {
                     let expires_at = now + ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL);
-                    self.hold_for_approval(intent, None, reasons, request, expires_at, now)
-                        .await
+                    self.hold_for_approval(
+                        intent,
+                        None,
+                        reasons,
+                        request,
+                        (expires_at, Vec::new()),
+                        now,
+                    )
+                    .await
                 }
             }
             outcome => {
@@ -737,14 +758,12 @@ impl Flow<'_> {
                             )
                             .await
                         } else {
-                            // Nothing below locks another row.
-                            crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
                             self.hold_for_approval(
                                 intent,
                                 Some(reservation),
                                 reasons,
                                 request,
-                                expires_at,
+                                (expires_at, crossings),
                                 now,
                             )
                             .await
@@ -797,18 +816,21 @@ impl Flow<'_> {
                 created_at: Set(now),
             })
             .collect();
+        let intent = self
+            .record(purchase_intent::Model {
+                status: PurchaseIntentStatus::Rejected,
+                rejection_code: first.map(|r| r.code().to_owned()),
+                rejection_reason: first.map(|r| r.message().into_owned()),
+                reasons: ReasonList(reasons.clone()),
+                ..intent
+            })
+            .await?;
+        // The blocked attempts refer to the intent, recorded just above.
         if !attempts.is_empty() {
             blocked_attempt::Entity::insert_many(attempts)
                 .exec_without_returning(self.txn)
                 .await?;
         }
-        let mut row: purchase_intent::ActiveModel = intent.into();
-        row.status = Set(PurchaseIntentStatus::Rejected);
-        row.rejection_code = Set(first.map(|r| r.code().to_owned()));
-        row.rejection_reason = Set(first.map(|r| r.message().into_owned()));
-        row.reasons = Set(ReasonList(reasons.clone()));
-        row.updated_at = Set(now);
-        let intent = crate::store::repo::update_owned(self.txn, row).await?;
         let event = crate::events::rejection_event(&intent, &reasons)?;
         crate::events::emit(self.txn, self.tenant, event, now).await?;
         self.audit(
@@ -849,11 +871,13 @@ impl Flow<'_> {
         if request.merchant.is_some() && !merchant_name.trim().is_empty() {
             record_seen(self.txn, self.tenant, merchant_name, domain, now).await?;
         }
-        let mut row: purchase_intent::ActiveModel = intent.into();
-        row.status = Set(PurchaseIntentStatus::Approved);
-        row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
-        row.updated_at = Set(now);
-        let intent = crate::store::repo::update_owned(self.txn, row).await?;
+        let intent = self
+            .record(purchase_intent::Model {
+                status: PurchaseIntentStatus::Approved,
+                reservation_id: reservation.as_ref().map(|r| r.id),
+                ..intent
+            })
+            .await?;
         crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
         self.audit(&intent, "approved", AuditStatus::Success, &[], request, now)
             .await?;
@@ -873,7 +897,7 @@ impl Flow<'_> {
         reservation: Option<reservation::Model>,
         reasons: Vec<Reason>,
         request: &Request,
-        expires_at: DateTime<Utc>,
+        (expires_at, crossings): (DateTime<Utc>, Vec<crate::events::NewEvent>),
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
         // The matching policies' approval settings, strictest first; the
@@ -927,13 +951,17 @@ impl Flow<'_> {
         }
         .insert(self.txn)
         .await?;
-        let mut row: purchase_intent::ActiveModel = intent.into();
-        row.status = Set(PurchaseIntentStatus::PendingApproval);
-        row.reservation_id = Set(reservation.as_ref().map(|r| r.id));
-        row.approval_request_id = Set(Some(approval.id));
-        row.reasons = Set(ReasonList(reasons.clone()));
-        row.updated_at = Set(now);
-        let intent = crate::store::repo::update_owned(self.txn, row).await?;
+        let intent = self
+            .record(purchase_intent::Model {
+                status: PurchaseIntentStatus::PendingApproval,
+                reservation_id: reservation.as_ref().map(|r| r.id),
+                approval_request_id: Some(approval.id),
+                reasons: ReasonList(reasons.clone()),
+                ..intent
+            })
+            .await?;
+        // The thresholds the hold crossed, then the request for approval.
+        crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
         let event = crate::events::approval_event(
             crate::events::types::APPROVAL_REQUESTED,
             &approval,
@@ -957,6 +985,29 @@ impl Flow<'_> {
             approval: Some(approval),
             replayed: false,
         })
+    }
+
+    /// Records the intent with its outcome, in one insert that also claims
+    /// its idempotency key: a concurrent call with the same key that
+    /// committed first makes this a [`Error::Conflict`], and the caller's
+    /// retry returns that call's result instead (`TenantScope::authorize`).
+    async fn record(&self, intent: purchase_intent::Model) -> Result<purchase_intent::Model> {
+        purchase_intent::Entity::insert(
+            purchase_intent::ActiveModel::from(intent.clone()).reset_all(),
+        )
+        .exec_without_returning(self.txn)
+        .await
+        .map_err(|e| match Error::from(e) {
+            Error::Conflict { .. } => Error::conflict(
+                "purchase_intent",
+                format!(
+                    "idempotency key {:?} is taken by a concurrent call",
+                    intent.idempotency_key.as_deref().unwrap_or_default()
+                ),
+            ),
+            other => other,
+        })?;
+        Ok(intent)
     }
 
     async fn audit(

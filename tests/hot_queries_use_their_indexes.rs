@@ -115,7 +115,7 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
     ),
     (
         "purchase_intents",
-        &["agent_id", "created_at", "id", "tenant_id"],
+        &["agent_id", "created_at", "tenant_id"],
         "ix_purchase_intents_tenant_id_agent_id_created_at",
     ),
     (

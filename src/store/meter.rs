@@ -619,37 +619,39 @@ impl<'a> Meter<'a> {
             post_charge_in(txn, tenant, current, cost, now).await?;
         }
         let as_i64 = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let record = usage_record::ActiveModel {
-            id: Set(UsageRecordId::new()),
-            tenant_id: Set(tenant),
-            agent_id: Set(intent.agent_id),
-            run_id: Set(intent.run_id),
-            reservation_id: Set(intent.reservation_id),
-            provider: Set(provider),
-            model: Set(intent.merchant_name.clone()),
-            input_tokens: Set(as_i64(usage.input_tokens)),
-            output_tokens: Set(as_i64(usage.output_tokens)),
-            cached_input_tokens: Set(as_i64(usage.cached_input_tokens)),
-            reasoning_tokens: Set(as_i64(usage.reasoning_tokens)),
-            latency_ms: Set(usage.latency_ms.map(as_i64)),
-            purchase_intent_id: Set(Some(handle)),
-            cost: Set(cost),
-            currency: Set(price.currency),
-            is_byok: Set(is_byok),
-            occurred_at: Set(now),
-            metadata: Set(Metadata::default()),
-            created_at: Set(now),
-        }
-        .insert(txn)
-        .await
-        .map_err(|e| match Error::from(e) {
-            // A concurrent `finish` of the same call recorded it first: run
-            // again, this call returns that record.
-            Error::Conflict { .. } => Error::Contention {
-                reason: format!("metered call {handle} was finished concurrently"),
-            },
-            other => other,
-        })?;
+        let record = usage_record::Model {
+            id: UsageRecordId::new(),
+            tenant_id: tenant,
+            agent_id: intent.agent_id,
+            run_id: intent.run_id,
+            reservation_id: intent.reservation_id,
+            provider,
+            model: intent.merchant_name.clone(),
+            input_tokens: as_i64(usage.input_tokens),
+            output_tokens: as_i64(usage.output_tokens),
+            cached_input_tokens: as_i64(usage.cached_input_tokens),
+            reasoning_tokens: as_i64(usage.reasoning_tokens),
+            latency_ms: usage.latency_ms.map(as_i64),
+            purchase_intent_id: Some(handle),
+            cost,
+            currency: price.currency,
+            is_byok,
+            occurred_at: now,
+            metadata: Metadata::default(),
+            created_at: now,
+        };
+        // The row is known: insert it, read nothing back.
+        usage_record::Entity::insert(usage_record::ActiveModel::from(record.clone()).reset_all())
+            .exec_without_returning(txn)
+            .await
+            .map_err(|e| match Error::from(e) {
+                // A concurrent `finish` of the same call recorded it first: run
+                // again, this call returns that record.
+                Error::Conflict { .. } => Error::Contention {
+                    reason: format!("metered call {handle} was finished concurrently"),
+                },
+                other => other,
+            })?;
         append(
             txn,
             tenant,

@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QuerySelect, Set,
 };
 
-use sea_orm::sea_query::{Expr, Func};
+use sea_orm::sea_query::{Expr, Func, Query, SelectStatement};
 
-use crate::entity::policy;
+use crate::entity::{policy, tenant};
 use crate::id::{PolicyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
@@ -234,6 +235,58 @@ impl<'a> Policies<'a> {
     }
 }
 
+/// The tenant row and the stamp of its policy set, read together: what
+/// `authorize` needs of both on every call, in one statement.
+#[derive(Debug, FromQueryResult)]
+pub(crate) struct TenantAndStamp {
+    #[sea_orm(nested)]
+    pub(crate) tenant: tenant::Model,
+    policy_count: i64,
+    policy_versions: Option<i64>,
+    policies_changed: Option<DateTime<Utc>>,
+}
+
+impl TenantAndStamp {
+    /// Reads the tenant row with the stamp of its policies (`None` when the
+    /// tenant does not exist): `SELECT tenants.*, (SELECT COUNT(id) FROM
+    /// policies WHERE tenant_id = ?), … FROM tenants WHERE id = ?`.
+    pub(crate) async fn read(conn: &impl ConnectionTrait, id: TenantId) -> Result<Option<Self>> {
+        let of_policies = |expr: Expr| -> Expr {
+            let select: SelectStatement = Query::select()
+                .expr(expr)
+                .from(policy::Entity)
+                .and_where(policy::Column::TenantId.eq(id))
+                .to_owned();
+            Expr::SubQuery(None, Box::new(select.into()))
+        };
+        Ok(tenant::Entity::find_by_id(id)
+            .column_as(of_policies(policy::Column::Id.count()), "policy_count")
+            .column_as(
+                of_policies(Expr::expr(Func::cast_as(
+                    Func::sum(Expr::col(policy::Column::Version)),
+                    "bigint",
+                ))),
+                "policy_versions",
+            )
+            .column_as(
+                of_policies(policy::Column::UpdatedAt.max()),
+                "policies_changed",
+            )
+            .into_model::<Self>()
+            .one(conn)
+            .await?)
+    }
+
+    fn stamp(&self) -> Stamp {
+        (
+            self.policy_count,
+            self.policy_versions.unwrap_or(0),
+            self.policies_changed,
+            self.tenant.default_effect,
+        )
+    }
+}
+
 #[async_trait]
 impl PolicyRepository for Policies<'_> {
     #[tracing::instrument(level = "debug", name = "bursar.policies.create", skip_all, fields(tenant = %self.ctx.tenant))]
@@ -325,15 +378,14 @@ impl PolicyRepository for Policies<'_> {
 }
 
 impl Policies<'_> {
-    /// [`PolicyRepository::compiled`] for a caller that holds the tenant row
-    /// (read in the same transaction), so its default effect is not read
-    /// again.
-    pub(crate) async fn compiled_with(
+    /// [`PolicyRepository::compiled`] for a caller that read the tenant row
+    /// and the policies' stamp together ([`TenantAndStamp::read`], in the
+    /// same transaction).
+    pub(crate) async fn compiled_for(
         &self,
-        effect: DefaultEffect,
+        read: &TenantAndStamp,
     ) -> Result<Arc<CompiledPolicies>> {
-        let stamp = self.stamp_with(effect).await?;
-        self.compiled_at(stamp).await
+        self.compiled_at(read.stamp()).await
     }
 
     async fn compiled_at(&self, stamp: Stamp) -> Result<Arc<CompiledPolicies>> {

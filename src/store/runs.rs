@@ -678,25 +678,26 @@ pub(crate) fn refusal(
     None
 }
 
-/// Counts one admitted action of a run (locked by the caller): a guarded
-/// update that only moves `rounds` from the value read under the lock.
-pub(crate) async fn count_round(
+/// Gives back the round that `authorize` counted when it locked the run
+/// (`rounds + 1`, in the same statement as the lock) for an action that was
+/// then rejected: a guarded update from the counted value back to `rounds`.
+pub(crate) async fn uncount_round(
     conn: &impl ConnectionTrait,
-    run: &agent_run::Model,
-    now: DateTime<Utc>,
+    tenant: TenantId,
+    run: RunId,
+    rounds: i32,
 ) -> Result<()> {
     let result = agent_run::Entity::update_many()
-        .col_expr(agent_run::Column::Rounds, Expr::value(run.rounds + 1))
-        .col_expr(agent_run::Column::UpdatedAt, Expr::value(now))
-        .filter(agent_run::Column::TenantId.eq(run.tenant_id))
-        .filter(agent_run::Column::Id.eq(run.id))
-        .filter(agent_run::Column::Rounds.eq(run.rounds))
+        .col_expr(agent_run::Column::Rounds, Expr::value(rounds))
+        .filter(agent_run::Column::TenantId.eq(tenant))
+        .filter(agent_run::Column::Id.eq(run))
+        .filter(agent_run::Column::Rounds.eq(rounds + 1))
         .exec(conn)
         .await?;
     if result.rows_affected != 1 {
         return Err(Error::conflict(
             "agent_run",
-            format!("run {} changed while it was being counted", run.id),
+            format!("run {run} changed while its round was being given back"),
         ));
     }
     Ok(())

@@ -148,6 +148,7 @@ pub(crate) async fn post_charge_in(
     // Windows whose spent + reserved grows (the charge is more than what the
     // line held there): they may cross an alert threshold.
     let mut growing = Vec::new();
+    let mut balances = Vec::with_capacity(windows.len());
     for w in &windows {
         let held_here = match lines.iter().find(|l| l.window_id == w.id) {
             Some(l) if holding => l.amount,
@@ -171,7 +172,11 @@ pub(crate) async fn post_charge_in(
         let fits = if beyond < room { beyond } else { room };
         let excess = beyond.saturating_sub(fits);
         let spent = add(w.spent, amount)?;
-        write_window(txn, w, spent, reserved, false, now).await?;
+        balances.push(NewBalance {
+            window: w,
+            spent,
+            reserved,
+        });
         let row = |entry_type, bucket, direction, value| {
             ledger_row(
                 tenant,
@@ -213,6 +218,7 @@ pub(crate) async fn post_charge_in(
             overspend.push((w.budget_id, excess));
         }
     }
+    write_windows(txn, &balances, false, now).await?;
     append_ledger(txn, entries).await?;
     let captured_total = add(current.captured_amount, amount)?;
     // Every line of a reservation captures the same amounts, so one statement

@@ -12,20 +12,20 @@
 //! out in `docs/budgets.md`, "Lock order"), so that no two transactions wait
 //! on each other in a cycle:
 //!
-//! 1. the subject row (approval request, transaction by charge id, the
-//!    purchase intent claiming its idempotency key);
+//! 1. the subject row (approval request, transaction by charge id);
 //! 2. the run row, when an action names a run, or the run being killed;
 //! 3. the reservation row(s) (`load` with `lock`);
 //! 4. budget windows by ascending id (`current_windows`, `locked_windows`:
 //!    `FOR NO KEY UPDATE`);
 //! 5. the agent row, for velocity (`authorize`);
-//! 6. merchants (`record_seen`);
+//! 6. merchants (`record_seen`), then the purchase intent's idempotency key
+//!    (`authorize` records the intent once, with its outcome);
 //! 7. the tenant's audit chain ([`crate::audit`]), always last.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sea_orm::sea_query::{Expr, LockType};
+use sea_orm::sea_query::{CaseStatement, Expr, LockType};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,

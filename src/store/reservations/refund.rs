@@ -58,21 +58,18 @@ pub(crate) async fn refund_in(
     let lines = lines_of(txn, tenant, id).await?;
     let windows = locked_windows(txn, tenant, &lines).await?;
     let mut entries = Vec::new();
+    let mut balances = Vec::with_capacity(windows.len());
     for w in &windows {
         // Never below zero: take back at most what the window has spent.
         let taken = if refund > w.spent { w.spent } else { refund };
         if taken.is_zero() {
             continue;
         }
-        write_window(
-            txn,
-            w,
-            w.spent.saturating_sub(taken),
-            w.reserved,
-            false,
-            now,
-        )
-        .await?;
+        balances.push(NewBalance {
+            window: w,
+            spent: w.spent.saturating_sub(taken),
+            reserved: w.reserved,
+        });
         entries.push(ledger_row(
             tenant,
             w,
@@ -86,6 +83,7 @@ pub(crate) async fn refund_in(
             now,
         ));
     }
+    write_windows(txn, &balances, false, now).await?;
     append_ledger(txn, entries).await?;
     refund::ActiveModel {
         id: Set(crate::id::RefundId::new()),

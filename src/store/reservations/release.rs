@@ -36,13 +36,18 @@ pub async fn end_hold_in(
     let lines = lines_of(txn, tenant, id).await?;
     let windows = locked_windows(txn, tenant, &lines).await?;
     let mut entries = Vec::new();
+    let mut balances = Vec::with_capacity(windows.len());
     for w in &windows {
         let line_held = lines
             .iter()
             .find(|l| l.window_id == w.id)
             .map_or(current.amount, |l| l.amount);
         let reserved = w.reserved.saturating_sub(line_held);
-        write_window(txn, w, w.spent, reserved, false, now).await?;
+        balances.push(NewBalance {
+            window: w,
+            spent: w.spent,
+            reserved,
+        });
         entries.push(ledger_row(
             tenant,
             w,
@@ -56,6 +61,7 @@ pub async fn end_hold_in(
             now,
         ));
     }
+    write_windows(txn, &balances, false, now).await?;
     append_ledger(txn, entries).await?;
     let mut row: reservation::ActiveModel = current.into();
     row.status = Set(to);

@@ -197,14 +197,22 @@ pub(crate) async fn reserve_with(
         return Ok(ReserveOutcome::Rejected { shortfalls });
     }
 
-    let mut lines = Vec::with_capacity(windows.len());
-    let mut entries = Vec::with_capacity(windows.len());
+    let mut balances = Vec::with_capacity(windows.len());
     for (_, w) in &windows {
         let reserved = w
             .reserved
             .checked_add(amount)
             .map_err(|e| Error::invalid("amount", e))?;
-        write_window(txn, w, w.spent, reserved, true, now).await?;
+        balances.push(NewBalance {
+            window: w,
+            spent: w.spent,
+            reserved,
+        });
+    }
+    write_windows(txn, &balances, true, now).await?;
+    let mut lines = Vec::with_capacity(windows.len());
+    let mut entries = Vec::with_capacity(windows.len());
+    for (_, w) in &windows {
         lines.push(reservation_line::Model {
             id: ReservationLineId::new(),
             tenant_id: tenant,

@@ -169,42 +169,247 @@ pub(crate) fn balance_of(b: &budget::Model, w: &budget_window::Model) -> WindowB
     }
 }
 
-/// Sets a window's balance, guarded by the balance read under the lock:
-/// `UPDATE … SET spent = ?, reserved = ? WHERE id = ? AND spent = ? AND
-/// reserved = ? AND limit_amount >= ?` (the new total, when it must fit). The
-/// guard makes the write a compare-and-set: if anything moved the window since
-/// it was read, nothing is written and the call fails instead of overspending.
-pub(super) async fn write_window(
+/// A window's new balance, to be written by [`write_windows`].
+pub(super) struct NewBalance<'a> {
+    /// The window as it was read under its lock.
+    pub(super) window: &'a budget_window::Model,
+    pub(super) spent: Amount,
+    pub(super) reserved: Amount,
+}
+
+/// Sets the balances of a reservation's windows in one statement, each
+/// guarded by the balance read under the lock: `UPDATE … SET spent = CASE id
+/// WHEN … END, reserved = CASE id WHEN … END WHERE tenant_id = ? AND ((id = ?
+/// AND spent = ? AND reserved = ? AND limit_amount >= ?) OR …)` (the limit
+/// term only when the new total must fit). The guards make the write a
+/// compare-and-set on every window at once: if anything moved one of them
+/// since it was read, or a total that must fit does not, fewer rows than
+/// windows match and the call fails, and the caller's transaction writes
+/// nothing.
+pub(super) async fn write_windows(
     conn: &impl ConnectionTrait,
-    w: &budget_window::Model,
-    spent: Amount,
-    reserved: Amount,
+    balances: &[NewBalance<'_>],
     must_fit: bool,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let mut update = budget_window::Entity::update_many()
-        .col_expr(budget_window::Column::Spent, Expr::value(spent))
-        .col_expr(budget_window::Column::Reserved, Expr::value(reserved))
-        .col_expr(budget_window::Column::UpdatedAt, Expr::value(now))
-        .filter(budget_window::Column::TenantId.eq(w.tenant_id))
-        .filter(budget_window::Column::Id.eq(w.id))
-        .filter(budget_window::Column::Spent.eq(w.spent))
-        .filter(budget_window::Column::Reserved.eq(w.reserved));
-    if must_fit {
-        let total = spent
-            .checked_add(reserved)
-            .map_err(|e| Error::invalid("amount", e))?;
-        update = update.filter(budget_window::Column::LimitAmount.gte(total));
+    let Some(first) = balances.first() else {
+        return Ok(());
+    };
+    let mut guards = Condition::any();
+    for b in balances {
+        let mut guard = Condition::all()
+            .add(budget_window::Column::Id.eq(b.window.id))
+            .add(budget_window::Column::Spent.eq(b.window.spent))
+            .add(budget_window::Column::Reserved.eq(b.window.reserved));
+        if must_fit {
+            let total = b
+                .spent
+                .checked_add(b.reserved)
+                .map_err(|e| Error::invalid("amount", e))?;
+            guard = guard.add(budget_window::Column::LimitAmount.gte(total));
+        }
+        guards = guards.add(guard);
     }
-    let result = update.exec(conn).await?;
-    if result.rows_affected != 1 {
+    // One window (the common case) is set to plain values; several are set
+    // by their id.
+    let (spent, reserved): (Expr, Expr) = match balances {
+        [only] => (Expr::value(only.spent), Expr::value(only.reserved)),
+        _ => {
+            let by_id = |value: fn(&NewBalance<'_>) -> Amount, column: budget_window::Column| {
+                let mut case = CaseStatement::new();
+                for b in balances {
+                    case = case.case(budget_window::Column::Id.eq(b.window.id), value(b));
+                }
+                case.finally(Expr::col(column)).into()
+            };
+            (
+                by_id(|b| b.spent, budget_window::Column::Spent),
+                by_id(|b| b.reserved, budget_window::Column::Reserved),
+            )
+        }
+    };
+    let result = budget_window::Entity::update_many()
+        .col_expr(budget_window::Column::Spent, spent)
+        .col_expr(budget_window::Column::Reserved, reserved)
+        .col_expr(budget_window::Column::UpdatedAt, Expr::value(now))
+        .filter(budget_window::Column::TenantId.eq(first.window.tenant_id))
+        .filter(guards)
+        .exec(conn)
+        .await?;
+    if result.rows_affected != balances.len() as u64 {
+        let ids: Vec<String> = balances.iter().map(|b| b.window.id.to_string()).collect();
         return Err(Error::conflict(
             "budget_window",
             format!(
                 "window {} changed while it was being updated; nothing was written",
-                w.id
+                ids.join(", ")
             ),
         ));
     }
     Ok(())
+}
+
+#[cfg(all(test, feature = "sqlite"))]
+mod tests {
+    use super::*;
+    use crate::store::repo::Ctx;
+    use crate::store::{BudgetRepository, NewBudget, NewTenant, TenantRepository};
+
+    fn amount(text: &str) -> Amount {
+        Amount::new(text.parse().expect("decimal")).expect("amount")
+    }
+
+    /// A tenant with two monthly budgets (limits 100 and 50) and their
+    /// current windows, as stored.
+    async fn two_windows() -> (crate::Store, TenantId, Vec<budget_window::Model>) {
+        let store = crate::Store::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        let tenant = store
+            .tenants()
+            .create(NewTenant::new("Acme", "acme"))
+            .await
+            .expect("tenant")
+            .id;
+        let scope = store.tenant(tenant);
+        for limit in ["100", "50"] {
+            scope
+                .budgets()
+                .create(NewBudget::tenant().monthly(limit.parse().expect("limit"), "USD"))
+                .await
+                .expect("budget");
+        }
+        let ctx = Ctx::scoped(&store, tenant);
+        let txn = ctx.begin_write().await.expect("begin");
+        let budgets = applicable_budgets(&*txn, tenant, None)
+            .await
+            .expect("budgets");
+        let windows = current_windows(&*txn, tenant, budgets, chrono_tz::UTC, ctx.now(), true)
+            .await
+            .expect("windows");
+        txn.commit().await.expect("commit");
+        (store, tenant, windows.into_iter().map(|(_, w)| w).collect())
+    }
+
+    async fn stored(store: &crate::Store, tenant: TenantId) -> Vec<(Amount, Amount)> {
+        budget_window::Entity::find()
+            .filter(budget_window::Column::TenantId.eq(tenant))
+            .order_by_asc(budget_window::Column::Id)
+            .all(store.connection())
+            .await
+            .expect("windows")
+            .into_iter()
+            .map(|w| (w.spent, w.reserved))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn several_windows_get_each_their_own_balance_in_one_statement() {
+        let (store, tenant, windows) = two_windows().await;
+        assert_eq!(windows.len(), 2);
+        let txn = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("begin");
+        let balances = [
+            NewBalance {
+                window: &windows[0],
+                spent: amount("1"),
+                reserved: amount("2"),
+            },
+            NewBalance {
+                window: &windows[1],
+                spent: amount("3"),
+                reserved: amount("4"),
+            },
+        ];
+        write_windows(&*txn, &balances, true, Utc::now())
+            .await
+            .expect("written");
+        txn.commit().await.expect("commit");
+        assert_eq!(
+            stored(&store, tenant).await,
+            [(amount("1"), amount("2")), (amount("3"), amount("4"))]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_window_that_moved_or_would_not_fit_fails_the_whole_write() {
+        let (store, tenant, mut windows) = two_windows().await;
+        // The first window is the one with the limit of 100, the second the
+        // one with 50 (both lists below are in the same order).
+        windows.sort_by_key(|w| std::cmp::Reverse(w.limit_amount));
+        let by_id = windows[0].id < windows[1].id;
+        let in_store = |pairs: [(Amount, Amount); 2]| {
+            let [a, b] = pairs;
+            if by_id { vec![a, b] } else { vec![b, a] }
+        };
+        // The second window as it was read, before someone else reserved 5.
+        let mut moved = windows[1].clone();
+        moved.reserved = amount("5");
+        for (second, must_fit, what) in [
+            (
+                NewBalance {
+                    window: &moved,
+                    spent: amount("0"),
+                    reserved: amount("6"),
+                },
+                false,
+                "moved",
+            ),
+            (
+                NewBalance {
+                    window: &windows[1],
+                    spent: amount("20"),
+                    reserved: amount("31"),
+                },
+                true,
+                "over its limit of 50",
+            ),
+        ] {
+            let txn = Ctx::scoped(&store, tenant)
+                .begin_write()
+                .await
+                .expect("begin");
+            let first = NewBalance {
+                window: &windows[0],
+                spent: amount("0"),
+                reserved: amount("7"),
+            };
+            let err = write_windows(&*txn, &[first, second], must_fit, Utc::now())
+                .await
+                .expect_err(what);
+            assert!(matches!(err, Error::Conflict { .. }), "{what}: {err:?}");
+            assert!(
+                err.to_string().contains(&windows[1].id.to_string()),
+                "{err}"
+            );
+            txn.rollback().await.expect("rollback");
+        }
+        // The same balances that fit are written.
+        let txn = Ctx::scoped(&store, tenant)
+            .begin_write()
+            .await
+            .expect("begin");
+        let fits = [
+            NewBalance {
+                window: &windows[0],
+                spent: amount("0"),
+                reserved: amount("100"),
+            },
+            NewBalance {
+                window: &windows[1],
+                spent: amount("20"),
+                reserved: amount("30"),
+            },
+        ];
+        write_windows(&*txn, &fits, true, Utc::now())
+            .await
+            .expect("fits");
+        txn.commit().await.expect("commit");
+        assert_eq!(
+            stored(&store, tenant).await,
+            in_store([(amount("0"), amount("100")), (amount("20"), amount("30"))])
+        );
+    }
 }
