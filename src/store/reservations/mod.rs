@@ -21,6 +21,11 @@
 //! 5. the agent row, for velocity (`authorize`);
 //! 6. merchants (`record_seen`);
 //! 7. the tenant's audit chain ([`crate::audit`]), always last.
+//!
+//! A group-commit batch ([`GroupCommit`](crate::store::GroupCommit)) runs
+//! several requests of one tenant in one transaction, each in this order; the
+//! locks of the earlier ones are held until the batch commits (see
+//! `docs/budgets.md`, "Lock order").
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -33,7 +33,11 @@ impl group_commit::Work for ReserveWork<'_> {
 
     async fn run(&self, txn: &sea_orm::DatabaseTransaction) -> Step<ReserveOutcome> {
         match reserve_in(txn, self.tenant, self.request, self.now).await {
-            Ok(outcome @ ReserveOutcome::Reserved { replayed: false, .. }) => Step::Keep(outcome),
+            Ok(
+                outcome @ ReserveOutcome::Reserved {
+                    replayed: false, ..
+                },
+            ) => Step::Keep(outcome),
             // A replay or a refusal holds nothing new.
             Ok(outcome) => Step::Read(outcome),
             // A concurrent call with the same idempotency key won the race:
