@@ -94,7 +94,7 @@ const MAX_ATTEMPTS: u32 = 5;
 ///     .group_commit(GroupCommit::new().max_batch(64).max_wait(Duration::ZERO))
 ///     .connect()
 ///     .await?;
-/// assert_eq!(store.group_commit().map(GroupCommit::max_batch_size), Some(64));
+/// assert_eq!(store.group_commit().map(|g| g.max_batch_size()), Some(64));
 ///
 /// // Out of bounds: refused when connecting, naming the field.
 /// let err = bursar::Store::builder("sqlite::memory:")
