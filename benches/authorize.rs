@@ -30,6 +30,11 @@
 //!   database already holds 1,000,000 intents and 1,000,000 reservations
 //!   (`BURSAR_BENCH_PREFILL` rows; bulk-inserted in SQL, then `ANALYZE`)
 //!   against bursar on an empty database, in alternating rounds.
+//! * **group commit**, on file SQLite and PostgreSQL for 1 and 64 clients:
+//!   bursar on a store with `StoreBuilder::group_commit` (batches of 64 at
+//!   most, `max_wait` zero) against bursar on a store without it, each on its
+//!   own tenant of the same database, in alternating rounds, with the
+//!   requests per batch.
 //! * **tracing**: `authorize` with and without a formatting subscriber, as a
 //!   criterion group (`authorize/<backend>/untraced` and `…/traced`) and in
 //!   16 alternating rounds.
@@ -407,6 +412,56 @@ async fn c_speed(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
     db.close().await;
 }
 
+/// bursar with group commit (batches of 64 at most, no waiting) against
+/// bursar without it, on one database, each on its own tenant and store, for
+/// 1 and 64 clients; with the mean batch size.
+async fn group_commit(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
+    let Some(db) = Database::open(backend).await else {
+        return;
+    };
+    let batched_store = bursar::Store::builder(&db.url)
+        .clock(Arc::new(bursar::clock::ManualClock::new(setup::now())))
+        .group_commit(bursar::store::GroupCommit::new().max_batch(64))
+        .migrate(false)
+        .connect()
+        .await
+        .expect("a store with group commit");
+    let alone = Tenant::create(&db.store).await;
+    let batched = Tenant::attach(&batched_store, &Tenant::create(&db.store).await);
+    alone.authorize().await;
+    batched.authorize().await;
+    let engines = [
+        Arc::new(Engine::Bursar(batched.clone())),
+        Arc::new(Engine::Bursar(alone.clone())),
+    ];
+    for clients in [1, 64] {
+        let before = batched_store.group_commit_stats().unwrap_or_default();
+        let stats = interleaved(&engines, clients, plan).await;
+        let after = batched_store.group_commit_stats().unwrap_or_default();
+        let line = format!(
+            "authorize {} {clients} client{} group commit: bursar batched {} | bursar alone {} \
+             (batched/alone {:.1}%) | {} requests in {} batches, mean {:.1}",
+            backend.name(),
+            if clients == 1 { "" } else { "s" },
+            stats[0].describe(),
+            stats[1].describe(),
+            ratio(&stats[0], &stats[1]),
+            after.requests - before.requests,
+            after.batches - before.batches,
+            (after.requests - before.requests) as f64
+                / (after.batches - before.batches).max(1) as f64,
+        );
+        println!("{line}");
+        lines.push(line);
+    }
+    batched.assert_consistent("bursar with group commit").await;
+    alone.assert_consistent("bursar alone").await;
+    drop(engines);
+    drop(batched);
+    batched_store.close().await.expect("close the pool");
+    db.close().await;
+}
+
 /// `rows` intents and as many reservations (captured, spread over the last
 /// year) for `tenant`, in SQL, then `ANALYZE`.
 async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
@@ -633,6 +688,9 @@ fn main() {
         Backend::Postgres,
     ] {
         runtime.block_on(against_minimal(backend, plan, &mut lines));
+    }
+    for backend in [Backend::SqliteFile, Backend::Postgres] {
+        runtime.block_on(group_commit(backend, plan, &mut lines));
     }
     for backend in [Backend::SqliteFile, Backend::Postgres] {
         runtime.block_on(big_tables(backend, plan, &mut lines));

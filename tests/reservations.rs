@@ -10,8 +10,8 @@ use bursar::codes;
 use bursar::entity::reservation::ReservationStatus;
 use bursar::money::Money;
 use bursar::store::{
-    BudgetRepository, NewBudget, NewTenant, ReservationRepository, ReserveOutcome, ReserveRequest,
-    TenantRepository, TenantScope,
+    BudgetRepository, GroupCommit, NewBudget, NewTenant, ReservationRepository, ReserveOutcome,
+    ReserveRequest, TenantRepository, TenantScope,
 };
 use bursar::{Error, Store};
 use chrono::{DateTime, Duration, TimeZone, Utc};
@@ -569,11 +569,58 @@ async fn assert_exactly_500_and_clean(acme: &TenantScope, budget: bursar::id::Bu
     assert_ledger_clean(acme).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite() {
+/// With `group`, a builder with group commit on (in batches of 64 at most);
+/// the stress tests below run both ways.
+fn batching(builder: bursar::store::StoreBuilder, group: bool) -> bursar::store::StoreBuilder {
+    if group {
+        builder.group_commit(GroupCommit::new().max_batch(64))
+    } else {
+        builder
+    }
+}
+
+async fn never_overspends_on_file_sqlite(group: bool) {
     let (_dir, url) = sqlite_file_url();
     let clock = Arc::new(ManualClock::new(noon()));
-    let store = Store::builder(&url).clock(clock).connect().await.unwrap();
+    let store = batching(Store::builder(&url).clock(clock), group)
+        .connect()
+        .await
+        .unwrap();
+    let acme = tenant(&store, "UTC").await;
+    let budget = acme
+        .budgets()
+        .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
+        .await
+        .unwrap();
+    assert_eq!(hammer(&acme).await, 500);
+    assert_exactly_500_and_clean(&acme, budget.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite() {
+    never_overspends_on_file_sqlite(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite_with_group_commit() {
+    never_overspends_on_file_sqlite(true).await;
+}
+
+async fn never_overspends_on_postgres(group: bool) {
+    if postgres_url().is_none() {
+        eprintln!("BURSAR_TEST_POSTGRES_URL is not set; skipping");
+        return;
+    }
+    let clock = Arc::new(ManualClock::new(noon()));
+    let store = batching(
+        Store::builder(&fresh_postgres_schema().await)
+            .clock(clock)
+            .max_connections(16),
+        group,
+    )
+    .connect()
+    .await
+    .unwrap();
     let acme = tenant(&store, "UTC").await;
     let budget = acme
         .budgets()
@@ -586,30 +633,19 @@ async fn never_overspends_under_64_concurrent_tasks_on_file_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn never_overspends_under_64_concurrent_tasks_on_postgres() {
-    if postgres_url().is_none() {
-        eprintln!("BURSAR_TEST_POSTGRES_URL is not set; skipping");
-        return;
-    }
-    let clock = Arc::new(ManualClock::new(noon()));
-    let store = Store::builder(&fresh_postgres_schema().await)
-        .clock(clock)
-        .max_connections(16)
-        .connect()
-        .await
-        .unwrap();
-    let acme = tenant(&store, "UTC").await;
-    let budget = acme
-        .budgets()
-        .create(NewBudget::tenant().monthly(dec("500.00"), "USD"))
-        .await
-        .unwrap();
-    assert_eq!(hammer(&acme).await, 500);
-    assert_exactly_500_and_clean(&acme, budget.id).await;
+    never_overspends_on_postgres(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn never_overspends_under_64_concurrent_tasks_on_postgres_with_group_commit() {
+    never_overspends_on_postgres(true).await;
 }
 
 /// Environment variables that turn this test binary into a worker process.
 const WORKER_URL: &str = "BURSAR_RESERVATION_WORKER_URL";
 const WORKER_TENANT: &str = "BURSAR_RESERVATION_WORKER_TENANT";
+/// Set to `1` for a worker with group commit on.
+const WORKER_GROUP_COMMIT: &str = "BURSAR_RESERVATION_WORKER_GROUP_COMMIT";
 
 /// Run by `never_overspends_with_two_processes_on_postgres` in two child
 /// processes; does nothing when run on its own.
@@ -618,21 +654,30 @@ async fn reservation_worker_process() {
     let (Ok(url), Ok(tenant_id)) = (std::env::var(WORKER_URL), std::env::var(WORKER_TENANT)) else {
         return;
     };
+    let group = std::env::var(WORKER_GROUP_COMMIT).is_ok_and(|v| v == "1");
     let clock = Arc::new(ManualClock::new(noon()));
-    let store = Store::builder(&url)
-        .clock(clock)
-        .max_connections(8)
-        .migrate(false)
-        .connect()
-        .await
-        .unwrap();
+    let store = batching(
+        Store::builder(&url)
+            .clock(clock)
+            .max_connections(8)
+            .migrate(false),
+        group,
+    )
+    .connect()
+    .await
+    .unwrap();
     let acme = store.tenant(tenant_id.parse().unwrap());
     let ok = hammer(&acme).await;
+    if let Some(stats) = store.group_commit_stats() {
+        println!(
+            "\nWORKER_BATCHES={} WORKER_REQUESTS={}",
+            stats.batches, stats.requests
+        );
+    }
     println!("\nWORKER_RESERVED={ok}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn never_overspends_with_two_processes_on_postgres() {
+async fn never_overspends_with_two_processes(group: bool) {
     if postgres_url().is_none() {
         eprintln!("BURSAR_TEST_POSTGRES_URL is not set; skipping");
         return;
@@ -657,6 +702,7 @@ async fn never_overspends_with_two_processes_on_postgres() {
             ])
             .env(WORKER_URL, &url)
             .env(WORKER_TENANT, acme.tenant_id().to_string())
+            .env(WORKER_GROUP_COMMIT, if group { "1" } else { "0" })
             .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap()
@@ -674,11 +720,27 @@ async fn never_overspends_with_two_processes_on_postgres() {
             .trim()
             .parse()
             .unwrap();
+        if group {
+            assert!(
+                stdout.contains("WORKER_BATCHES="),
+                "the worker ran with group commit: {stdout}"
+            );
+        }
         total += n;
     }
     // 2 processes × 64 tasks × 20 tries = 2,560 attempts for 500 units.
     assert_eq!(total, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_overspends_with_two_processes_on_postgres() {
+    never_overspends_with_two_processes(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_overspends_with_two_processes_on_postgres_with_group_commit() {
+    never_overspends_with_two_processes(true).await;
 }
 
 #[tokio::test]

@@ -9,6 +9,7 @@ mod blocked_attempts;
 mod budgets;
 mod cards;
 pub(crate) mod cross_tenant;
+pub(crate) mod group_commit;
 mod intents;
 mod members;
 pub(crate) mod merchants;
@@ -39,6 +40,9 @@ pub use budgets::{
     BudgetRepository, BudgetStatus, Budgets, MAX_ALERT_PERCENT, MAX_ALERT_THRESHOLDS, NewBudget,
 };
 pub use cards::{CardRepository, Cards};
+pub use group_commit::{
+    GroupCommit, GroupCommitStats, MAX_GROUP_COMMIT_BATCH, MAX_GROUP_COMMIT_WAIT,
+};
 pub use intents::{PurchaseIntentRepository, PurchaseIntents};
 pub use members::{
     MAX_AUTH_PROVIDER_LEN, MAX_EMAIL_LEN, MAX_EXTERNAL_ID_LEN, MemberRepository, Members, NewUser,
@@ -161,6 +165,7 @@ pub struct StoreBuilder {
     migrate: bool,
     clock: Arc<dyn Clock>,
     on_statement: Option<StatementHook>,
+    group_commit: Option<GroupCommit>,
     // Read only when connecting to SQLite.
     #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     sqlite_pragmas: Vec<(String, String)>,
@@ -175,6 +180,7 @@ impl std::fmt::Debug for StoreBuilder {
             .field("busy_timeout", &self.busy_timeout)
             .field("migrate", &self.migrate)
             .field("on_statement", &self.on_statement.is_some())
+            .field("group_commit", &self.group_commit)
             .finish_non_exhaustive()
     }
 }
@@ -284,14 +290,34 @@ impl StoreBuilder {
         self
     }
 
+    /// Coalesces one tenant's concurrent authorizations and reservations
+    /// inside this process into one database transaction (off unless set);
+    /// see [`GroupCommit`] for what it changes and what it does not.
+    ///
+    /// ```
+    /// use bursar::store::GroupCommit;
+    /// let builder = bursar::Store::builder("sqlite::memory:").group_commit(GroupCommit::new());
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn group_commit(mut self, config: GroupCommit) -> Self {
+        self.group_commit = Some(config);
+        self
+    }
+
     /// Connects, and runs pending migrations unless told not to.
     ///
     /// # Errors
     /// [`Error::Invalid`] (field `url`) for a URL that is neither `sqlite:` nor
     /// `postgres://`/`postgresql://`, or whose driver this build leaves out
-    /// (the crate's `sqlite` and `postgres` features); [`Error::Database`]
-    /// when the database cannot be reached or migrated.
+    /// (the crate's `sqlite` and `postgres` features), and (fields
+    /// `group_commit.max_batch`, `group_commit.max_wait`) for a
+    /// [`GroupCommit`] out of bounds; [`Error::Database`] when the database
+    /// cannot be reached or migrated.
     pub async fn connect(self) -> Result<Store> {
+        if let Some(config) = &self.group_commit {
+            config.validate()?;
+        }
         let backend = backend_of(&self.url)?;
         let mut options = ConnectOptions::new(self.url.clone());
         options
@@ -328,6 +354,7 @@ impl StoreBuilder {
                 policies: policies::PolicyCache::default(),
                 writers: (backend == Backend::Sqlite)
                     .then(|| repo::Writers::new(self.busy_timeout)),
+                batcher: self.group_commit.map(group_commit::Batcher::new),
             }),
         })
     }
@@ -402,6 +429,8 @@ struct Inner {
     policies: policies::PolicyCache,
     /// SQLite: the line its write transactions wait in.
     writers: Option<repo::Writers>,
+    /// With group commit: each tenant's batch in flight.
+    batcher: Option<group_commit::Batcher>,
 }
 
 impl std::fmt::Debug for Store {
@@ -440,6 +469,7 @@ impl Store {
             migrate: true,
             clock: Arc::new(SystemClock),
             on_statement: None,
+            group_commit: None,
             sqlite_pragmas: Vec::new(),
         }
     }
@@ -473,6 +503,40 @@ impl Store {
     /// SQLite: the line the store's write transactions wait in.
     pub(crate) fn writers(&self) -> Option<&repo::Writers> {
         self.inner.writers.as_ref()
+    }
+
+    /// With group commit: the per-tenant batches.
+    pub(crate) fn batcher(&self) -> Option<&group_commit::Batcher> {
+        self.inner.batcher.as_ref()
+    }
+
+    /// The group commit this store was built with
+    /// ([`StoreBuilder::group_commit`]), if any.
+    #[must_use]
+    pub fn group_commit(&self) -> Option<GroupCommit> {
+        self.batcher().map(group_commit::Batcher::config)
+    }
+
+    /// What group commit did so far: batches ended, failed, and the requests
+    /// they held (for metrics: `requests / batches` is the mean batch size);
+    /// `None` without group commit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bursar::Error> {
+    /// use bursar::store::GroupCommit;
+    /// let store = bursar::Store::builder("sqlite::memory:")
+    ///     .group_commit(GroupCommit::new())
+    ///     .connect()
+    ///     .await?;
+    /// assert_eq!(store.group_commit_stats().map(|s| s.batches), Some(0));
+    /// assert!(bursar::Store::connect("sqlite::memory:").await?.group_commit_stats().is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn group_commit_stats(&self) -> Option<GroupCommitStats> {
+        self.batcher().map(group_commit::Batcher::stats)
     }
 
     pub(crate) fn policy_cache(&self) -> &policies::PolicyCache {

@@ -378,6 +378,9 @@ pub(crate) struct Ctx<'a> {
     pub(crate) db: Db<'a>,
     pub(crate) tenant: TenantId,
     pub(crate) clock: &'a dyn Clock,
+    /// The store, for a context on its pool (writes there may join a
+    /// group-commit batch); `None` inside a transaction.
+    pub(crate) store: Option<&'a crate::Store>,
 }
 
 impl std::fmt::Debug for dyn Clock {
@@ -403,6 +406,7 @@ impl<'a> Ctx<'a> {
             },
             tenant,
             clock,
+            store: None,
         }
     }
 
@@ -418,6 +422,7 @@ impl<'a> Ctx<'a> {
             },
             tenant,
             clock: store.clock(),
+            store: Some(store),
         }
     }
 
@@ -428,6 +433,7 @@ impl<'a> Ctx<'a> {
             db: self.db.reborrow(),
             tenant: self.tenant,
             clock: self.clock,
+            store: self.store,
         }
     }
 

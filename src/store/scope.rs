@@ -1,5 +1,6 @@
 //! [`TenantScope`]: every repository of one tenant.
 
+use sea_orm::DatabaseTransaction;
 use tracing::Instrument;
 
 use crate::Result;
@@ -14,6 +15,7 @@ use crate::store::blocked_attempts::BlockedAttempts;
 use crate::store::budgets::NewBudget;
 use crate::store::budgets::{BudgetRepository, Budgets};
 use crate::store::cards::Cards;
+use crate::store::group_commit::{self, Step, Work};
 use crate::store::members::Members;
 use crate::store::merchants::Merchants;
 use crate::store::payments::Payments;
@@ -276,50 +278,16 @@ impl TenantScope {
         hook: &dyn AuthorizeHook,
         extra: crate::authorize::Extra,
     ) -> Result<Authorization> {
-        use crate::store::repo::discard;
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let txn = self.ctx().begin_write().await?;
-            let flow = Flow {
-                txn: &txn,
-                tenant: self.tenant,
-                clock: self.store.clock(),
-                cache: self.store.policy_cache(),
-            };
-            let result = match &request.idempotency_key {
-                Some(key) => match flow.replay(key, request).await {
-                    Ok(Some(found)) => Ok(found),
-                    Ok(None) => flow.run_with(request.clone(), extra.clone()).await,
-                    // The key belongs to a different request: final.
-                    Err(e) => {
-                        discard(txn).await;
-                        return Err(e);
-                    }
-                },
-                None => flow.run_with(request.clone(), extra.clone()).await,
-            };
-            match result {
-                Ok(found) if found.replayed => {
-                    discard(txn).await;
-                    return Ok(found);
-                }
-                Ok(authorization) => {
-                    if let Err(err) = hook.before_commit(&authorization, &txn).await {
-                        discard(txn).await;
-                        return Err(err);
-                    }
-                    txn.commit().await?;
-                    return Ok(authorization);
-                }
-                // Lost a race on the idempotency key (or a window moved under
-                // a guard): start over; the replay finds the winner's result.
-                Err(crate::Error::Conflict { .. }) if attempts < 5 => discard(txn).await,
-                Err(err) => {
-                    discard(txn).await;
-                    return Err(err);
-                }
-            }
+        let work = AuthorizeWork {
+            scope: self,
+            request,
+            hook,
+            extra: &extra,
+        };
+        if self.store.batcher().is_some() {
+            group_commit::together(&self.store, self.tenant, &work).await
+        } else {
+            group_commit::alone(&self.ctx(), &work).await
         }
     }
 
@@ -457,5 +425,50 @@ impl TenantScope {
     #[must_use]
     pub fn transactions(&self) -> Transactions<'_> {
         Transactions::new(self.ctx())
+    }
+}
+
+/// One authorization, run inside a transaction someone else begins and ends
+/// (a transaction of its own, or a group-commit batch).
+struct AuthorizeWork<'a> {
+    scope: &'a TenantScope,
+    request: &'a Request,
+    hook: &'a dyn AuthorizeHook,
+    extra: &'a crate::authorize::Extra,
+}
+
+#[async_trait::async_trait]
+impl Work for AuthorizeWork<'_> {
+    type Output = Authorization;
+
+    async fn run(&self, txn: &DatabaseTransaction) -> Step<Authorization> {
+        let flow = Flow {
+            txn,
+            tenant: self.scope.tenant,
+            clock: self.scope.store.clock(),
+            cache: self.scope.store.policy_cache(),
+        };
+        let request = self.request;
+        let result = match &request.idempotency_key {
+            Some(key) => match flow.replay(key, request).await {
+                // The first call's result; nothing is written.
+                Ok(Some(found)) => return Step::Read(found),
+                Ok(None) => flow.run_with(request.clone(), self.extra.clone()).await,
+                // The key belongs to a different request: final.
+                Err(err) => return Step::failed(err),
+            },
+            None => flow.run_with(request.clone(), self.extra.clone()).await,
+        };
+        match result {
+            Ok(authorization) => match self.hook.before_commit(&authorization, txn).await {
+                Ok(()) => Step::Keep(authorization),
+                // The hook's error is this request's, whatever it is.
+                Err(err) => Step::Refuse(err),
+            },
+            // Lost a race on the idempotency key (or a window moved under a
+            // guard): run again; the replay finds the winner's result.
+            Err(err @ crate::Error::Conflict { .. }) => Step::Again(err),
+            Err(err) => Step::failed(err),
+        }
     }
 }

@@ -21,6 +21,11 @@
 //! 6. merchants (`record_seen`), then the purchase intent's idempotency key
 //!    (`authorize` records the intent once, with its outcome);
 //! 7. the tenant's audit chain ([`crate::audit`]), always last.
+//!
+//! A group-commit batch ([`GroupCommit`](crate::store::GroupCommit)) runs
+//! several requests of one tenant in one transaction, each in this order; the
+//! locks of the earlier ones are held until the batch commits (see
+//! `docs/budgets.md`, "Lock order").
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -1,57 +1,53 @@
 //! Reserve: one all-or-nothing hold on every window that applies.
 
 use super::*;
+use crate::store::group_commit::{self, Step};
 
 impl Reservations<'_> {
     pub(super) async fn reserve_once(&self, request: &ReserveRequest) -> Result<ReserveOutcome> {
-        let now = self.ctx.now();
-        // A lost race on the idempotency key is retried a few times; anything
-        // else is returned at once.
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let txn = self.ctx.begin_write().await?;
-            match reserve_in(&txn, self.ctx.tenant, request, now).await {
-                Ok(outcome) => {
-                    if matches!(outcome, ReserveOutcome::Reserved { .. }) {
-                        txn.commit().await?;
-                    } else {
-                        crate::store::repo::discard(txn).await;
-                    }
-                    return Ok(outcome);
-                }
-                // A concurrent call with the same idempotency key won the race:
-                // return its reservation.
-                Err(Error::Conflict { .. })
-                    if request.idempotency_key.is_some() && attempts < 5 =>
-                {
-                    crate::store::repo::discard(txn).await;
-                    if let Some(found) = self
-                        .find_by_key(request.idempotency_key.as_deref().unwrap_or_default())
-                        .await?
-                    {
-                        check_replay(&found.0, request)?;
-                        return Ok(ReserveOutcome::Reserved {
-                            reservation: found.0,
-                            lines: found.1,
-                            replayed: true,
-                        });
-                    }
-                    // The winner rolled back; try again.
-                }
-                Err(err) => {
-                    crate::store::repo::discard(txn).await;
-                    return Err(err);
-                }
+        let work = ReserveWork {
+            tenant: self.ctx.tenant,
+            request,
+            now: self.ctx.now(),
+        };
+        match self.ctx.store {
+            Some(store) if store.batcher().is_some() => {
+                group_commit::together(store, self.ctx.tenant, &work).await
             }
+            _ => group_commit::alone(&self.ctx, &work).await,
         }
     }
+}
 
-    pub(super) async fn find_by_key(
-        &self,
-        key: &str,
-    ) -> Result<Option<(reservation::Model, Vec<reservation_line::Model>)>> {
-        find_by_key(&self.ctx.db, self.ctx.tenant, key).await
+/// One reservation, run inside a transaction someone else begins and ends
+/// (a transaction of its own, or a group-commit batch).
+struct ReserveWork<'a> {
+    tenant: TenantId,
+    request: &'a ReserveRequest,
+    now: DateTime<Utc>,
+}
+
+#[async_trait::async_trait]
+impl group_commit::Work for ReserveWork<'_> {
+    type Output = ReserveOutcome;
+
+    async fn run(&self, txn: &sea_orm::DatabaseTransaction) -> Step<ReserveOutcome> {
+        match reserve_in(txn, self.tenant, self.request, self.now).await {
+            Ok(
+                outcome @ ReserveOutcome::Reserved {
+                    replayed: false, ..
+                },
+            ) => Step::Keep(outcome),
+            // A replay or a refusal holds nothing new.
+            Ok(outcome) => Step::Read(outcome),
+            // A concurrent call with the same idempotency key won the race:
+            // run again, and the replay returns its reservation (or, if the
+            // winner rolled back, this call reserves).
+            Err(err @ Error::Conflict { .. }) if self.request.idempotency_key.is_some() => {
+                Step::Again(err)
+            }
+            Err(err) => Step::failed(err),
+        }
     }
 }
 
