@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, Statement,
@@ -222,12 +223,21 @@ pub(crate) async fn append(
         ))
         .await?;
     }
+    // The head of the chain, by the highest sequence number (not `ORDER BY
+    // seq DESC LIMIT ?`, which SQLite compiles again on every call:
+    // `crate::store::repo::first`).
+    use sea_orm::sea_query::ExprTrait as _;
+    let newest = Query::select()
+        .expr(audit_log::Column::Seq.max())
+        .from(audit_log::Entity)
+        .and_where(audit_log::Column::TenantId.eq(tenant))
+        .to_owned();
     let last = audit_log::Entity::find()
         .filter(audit_log::Column::TenantId.eq(tenant))
-        .order_by_desc(audit_log::Column::Seq)
-        .limit(1)
-        .one(conn)
-        .await?;
+        .filter(Expr::col(audit_log::Column::Seq).eq(Expr::SubQuery(None, Box::new(newest.into()))))
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?;
     let (seq, prev_hash) = match last {
         Some(l) => (l.seq + 1, l.hash),
         None => (1, GENESIS_HASH.to_owned()),

@@ -366,8 +366,9 @@ impl Flow<'_> {
         let Some(intent) = purchase_intent::Entity::find()
             .filter(purchase_intent::Column::TenantId.eq(self.tenant))
             .filter(purchase_intent::Column::IdempotencyKey.eq(key))
-            .one(self.txn)
-            .await?
+            .all(self.txn)
+            .await
+            .map(crate::store::repo::first)?
         else {
             return Ok(None);
         };
@@ -400,23 +401,21 @@ impl Flow<'_> {
             _ => Outcome::Rejected,
         };
         let reservation = match intent.reservation_id {
-            Some(id) => {
-                reservation::Entity::find()
-                    .filter(reservation::Column::TenantId.eq(self.tenant))
-                    .filter(reservation::Column::Id.eq(id))
-                    .one(self.txn)
-                    .await?
-            }
+            Some(id) => reservation::Entity::find()
+                .filter(reservation::Column::TenantId.eq(self.tenant))
+                .filter(reservation::Column::Id.eq(id))
+                .all(self.txn)
+                .await
+                .map(crate::store::repo::first)?,
             None => None,
         };
         let approval = match intent.approval_request_id {
-            Some(id) => {
-                approval_request::Entity::find()
-                    .filter(approval_request::Column::TenantId.eq(self.tenant))
-                    .filter(approval_request::Column::Id.eq(id))
-                    .one(self.txn)
-                    .await?
-            }
+            Some(id) => approval_request::Entity::find()
+                .filter(approval_request::Column::TenantId.eq(self.tenant))
+                .filter(approval_request::Column::Id.eq(id))
+                .all(self.txn)
+                .await
+                .map(crate::store::repo::first)?,
             None => None,
         };
         Ok(Some(Authorization {
@@ -644,8 +643,9 @@ impl Flow<'_> {
                 .filter(agent::Column::TenantId.eq(self.tenant))
                 .filter(agent::Column::Id.eq(claim.claimed_agent))
                 .lock(LockType::NoKeyUpdate)
-                .one(self.txn)
-                .await?;
+                .all(self.txn)
+                .await
+                .map(crate::store::repo::first)?;
             let since = now - Duration::seconds(i64::from(longest));
             let recent: Vec<DateTime<Utc>> = purchase_intent::Entity::find()
                 .select_only()

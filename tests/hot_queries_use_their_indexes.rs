@@ -56,6 +56,12 @@ const INTENDED: &[(&str, &[&str], &str)] = &[
         "ux_approval_requests_tenant_id_id",
     ),
     ("audit_logs", &["tenant_id"], "ux_audit_logs_tenant_id_seq"),
+    // The chain's head: `seq = (SELECT MAX(seq) … WHERE tenant_id = ?)`.
+    (
+        "audit_logs",
+        &["seq", "tenant_id"],
+        "ux_audit_logs_tenant_id_seq",
+    ),
     (
         "budget_windows",
         &["budget_id", "period_start", "tenant_id"],

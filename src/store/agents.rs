@@ -195,8 +195,9 @@ impl AgentRepository for Agents<'_> {
         agent::Entity::find()
             .filter(agent::Column::TenantId.eq(self.ctx.tenant))
             .filter(agent::Column::Id.eq(id))
-            .one(&self.ctx.db)
-            .await?
+            .all(&self.ctx.db)
+            .await
+            .map(crate::store::repo::first)?
             .ok_or_else(|| Error::not_found(AgentId::ENTITY, id))
     }
 

@@ -169,8 +169,9 @@ async fn find_by_normalized(
     Ok(merchant::Entity::find()
         .filter(merchant::Column::TenantId.eq(tenant))
         .filter(merchant::Column::NormalizedName.eq(normalized))
-        .one(conn)
-        .await?)
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?)
 }
 
 /// Known merchants of one tenant (read side).

@@ -22,8 +22,9 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, JoinType, QueryFilter, QueryOrder,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
     QuerySelect, Set,
 };
 use serde::Serialize;
@@ -206,14 +207,31 @@ async fn price_at(
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<model_price::Model>> {
+    // The price in force: the newest one effective by `at` (found with
+    // `MAX`, not `ORDER BY … LIMIT ?`, which SQLite compiles again on every
+    // call: `crate::store::repo::first`).
+    let of_model = Condition::all()
+        .add(model_price::Column::TenantId.eq(tenant))
+        .add(model_price::Column::Provider.eq(provider.trim()))
+        .add(model_price::Column::Model.eq(model.trim()));
+    let newest = Query::select()
+        .expr(model_price::Column::EffectiveFrom.max())
+        .from(model_price::Entity)
+        .cond_where(
+            of_model
+                .clone()
+                .add(model_price::Column::EffectiveFrom.lte(at)),
+        )
+        .to_owned();
     Ok(model_price::Entity::find()
-        .filter(model_price::Column::TenantId.eq(tenant))
-        .filter(model_price::Column::Provider.eq(provider.trim()))
-        .filter(model_price::Column::Model.eq(model.trim()))
-        .filter(model_price::Column::EffectiveFrom.lte(at))
-        .order_by_desc(model_price::Column::EffectiveFrom)
-        .one(conn)
-        .await?)
+        .filter(of_model)
+        .filter(
+            Expr::col(model_price::Column::EffectiveFrom)
+                .eq(Expr::SubQuery(None, Box::new(newest.into()))),
+        )
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?)
 }
 
 /// The prices per million tokens a call is charged at, carried in its
@@ -542,8 +560,9 @@ impl<'a> Meter<'a> {
             .join_rev(JoinType::LeftJoin, usage_of_intent)
             .filter(purchase_intent::Column::TenantId.eq(tenant))
             .filter(purchase_intent::Column::Id.eq(handle))
-            .one(txn)
-            .await?
+            .all(txn)
+            .await
+            .map(crate::store::repo::first)?
             .ok_or_else(|| Error::not_found(PurchaseIntentId::ENTITY, handle))?;
         if let Some(found) = finished.filter(|u| u.tenant_id == tenant) {
             return Ok(found);

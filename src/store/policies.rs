@@ -166,8 +166,9 @@ pub(crate) async fn default_effect(
     tenant: TenantId,
 ) -> Result<DefaultEffect> {
     let row = crate::entity::tenant::Entity::find_by_id(tenant)
-        .one(conn)
-        .await?
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?
         .ok_or_else(|| Error::not_found(TenantId::ENTITY, tenant))?;
     Ok(row.default_effect)
 }
@@ -228,8 +229,9 @@ impl<'a> Policies<'a> {
                 .column_as(policy::Column::UpdatedAt.max(), "newest")
                 .filter(policy::Column::TenantId.eq(self.ctx.tenant))
                 .into_tuple()
-                .one(&self.ctx.db)
-                .await?
+                .all(&self.ctx.db)
+                .await
+                .map(crate::store::repo::first)?
                 .unwrap_or((0, None, None));
         Ok((count, versions.unwrap_or(0), newest, effect))
     }
@@ -273,8 +275,9 @@ impl TenantAndStamp {
                 "policies_changed",
             )
             .into_model::<Self>()
-            .one(conn)
-            .await?)
+            .all(conn)
+            .await
+            .map(crate::store::repo::first)?)
     }
 
     fn stamp(&self) -> Stamp {

@@ -21,6 +21,19 @@ use crate::clock::Clock;
 use crate::id::TenantId;
 use crate::{Error, Result};
 
+/// The first of the rows a lookup found: hot lookups by a unique key (or of
+/// one aggregate row) run `.all(conn).await.map(first)` instead of SeaORM's
+/// `.one(conn)`.
+///
+/// `.one()` adds `LIMIT ?` and binds the limit as a parameter. SQLite lets
+/// the value bound to a `LIMIT` shape the plan, so it compiles such a
+/// statement again every time the parameter is bound: every `.one()` was
+/// prepared anew on each call instead of running from the connection's
+/// statement cache. A lookup by a unique key returns at most one row anyway.
+pub(crate) fn first<T>(rows: Vec<T>) -> Option<T> {
+    rows.into_iter().next()
+}
+
 /// The write transactions of one SQLite store, in line.
 ///
 /// SQLite admits one writer at a time. Without a line, concurrent writers

@@ -546,8 +546,9 @@ async fn lock(
         .filter(agent_run::Column::TenantId.eq(tenant))
         .filter(agent_run::Column::Id.eq(id))
         .lock_exclusive()
-        .one(conn)
-        .await?
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?
         .ok_or_else(|| Error::not_found(RunId::ENTITY, id))
 }
 

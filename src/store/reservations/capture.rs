@@ -47,8 +47,9 @@ pub(crate) async fn intent_of(
     Ok(purchase_intent::Entity::find()
         .filter(purchase_intent::Column::TenantId.eq(tenant))
         .filter(purchase_intent::Column::Id.eq(id))
-        .one(conn)
-        .await?)
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?)
 }
 
 /// Refuses to spend a hold whose purchase intent is not approved: a hold

@@ -26,8 +26,9 @@ pub(crate) async fn refund_in(
     let already = refund::Entity::find()
         .filter(refund::Column::TenantId.eq(tenant))
         .filter(refund::Column::ProviderRefundId.eq(refund_id))
-        .one(txn)
-        .await?;
+        .all(txn)
+        .await
+        .map(crate::store::repo::first)?;
     if let Some(found) = already {
         if found.amount == refund && found.reservation_id == Some(id) {
             return Ok(current);

@@ -134,8 +134,9 @@ pub(crate) async fn reserve_with(
         let found = crate::entity::agent_run::Entity::find()
             .filter(crate::entity::agent_run::Column::TenantId.eq(tenant))
             .filter(crate::entity::agent_run::Column::Id.eq(run))
-            .one(txn)
-            .await?;
+            .all(txn)
+            .await
+            .map(crate::store::repo::first)?;
         if found.is_none() {
             return Err(Error::not_found(crate::id::RunId::ENTITY, run));
         }

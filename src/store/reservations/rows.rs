@@ -10,8 +10,9 @@ pub(super) async fn find_by_key(
     let Some(found) = reservation::Entity::find()
         .filter(reservation::Column::TenantId.eq(tenant))
         .filter(reservation::Column::IdempotencyKey.eq(key))
-        .one(conn)
-        .await?
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?
     else {
         return Ok(None);
     };
@@ -45,7 +46,8 @@ pub(crate) async fn load(
         query = query.lock_exclusive();
     }
     query
-        .one(conn)
-        .await?
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?
         .ok_or_else(|| Error::not_found(ReservationId::ENTITY, id))
 }

@@ -9,8 +9,9 @@ pub(crate) async fn tenant_timezone(
     tenant: TenantId,
 ) -> Result<chrono_tz::Tz> {
     let row = crate::entity::tenant::Entity::find_by_id(tenant)
-        .one(conn)
-        .await?
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?
         .ok_or_else(|| Error::not_found(TenantId::ENTITY, tenant))?;
     crate::budget::parse_timezone(&row.timezone)
 }
