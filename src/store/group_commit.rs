@@ -275,7 +275,7 @@ pub(crate) trait Work: Send + Sync {
 
 /// Runs `work` in a write transaction of its own, begun on `ctx`; a lost race
 /// on an idempotency key runs it again in a new one.
-pub(crate) async fn alone<W: Work>(ctx: &Ctx<'_>, work: &W) -> Result<W::Output> {
+async fn alone<W: Work>(ctx: &Ctx<'_>, work: &W) -> Result<W::Output> {
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -298,16 +298,23 @@ pub(crate) async fn alone<W: Work>(ctx: &Ctx<'_>, work: &W) -> Result<W::Output>
     }
 }
 
-/// Runs `work` in `tenant`'s current batch of `store` (group commit must be
-/// on; without it, alone).
-pub(crate) async fn together<W: Work>(
+/// Runs `work` for `ctx`'s tenant: in the tenant's current batch when `ctx`
+/// is on a store with group commit, otherwise [`alone`] (without group
+/// commit, or inside a transaction the caller holds).
+pub(crate) async fn run<W: Work>(ctx: &Ctx<'_>, work: &W) -> Result<W::Output> {
+    match ctx.store.and_then(|store| Some((store, store.batcher()?))) {
+        Some((store, batcher)) => together(store, batcher, ctx.tenant, work).await,
+        None => alone(ctx, work).await,
+    }
+}
+
+/// Runs `work` in `tenant`'s current batch of `store`.
+async fn together<W: Work>(
     store: &crate::Store,
+    batcher: &Batcher,
     tenant: TenantId,
     work: &W,
 ) -> Result<W::Output> {
-    let Some(batcher) = store.batcher() else {
-        return alone(&Ctx::scoped(store, tenant), work).await;
-    };
     // Joining is synchronous: a caller is in the batch, in arrival order, as
     // soon as it is first polled.
     let (batch, mut member) = batcher.join(store, tenant);

@@ -284,11 +284,7 @@ impl TenantScope {
             hook,
             extra: &extra,
         };
-        if self.store.batcher().is_some() {
-            group_commit::together(&self.store, self.tenant, &work).await
-        } else {
-            group_commit::alone(&self.ctx(), &work).await
-        }
+        group_commit::run(&self.ctx(), &work).await
     }
 
     /// Stores what [`SpendingControls`](crate::policy::SpendingControls)

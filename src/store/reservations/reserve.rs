@@ -10,12 +10,7 @@ impl Reservations<'_> {
             request,
             now: self.ctx.now(),
         };
-        match self.ctx.store {
-            Some(store) if store.batcher().is_some() => {
-                group_commit::together(store, self.ctx.tenant, &work).await
-            }
-            _ => group_commit::alone(&self.ctx, &work).await,
-        }
+        group_commit::run(&self.ctx, &work).await
     }
 }
 
