@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Statement,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Statement,
 };
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -264,13 +264,7 @@ pub(crate) async fn append(
         created_at: now.trunc_subsecs(6),
     };
     model.hash = hash_of(&model)?;
-    // `reset_all` marks every field as set, so the insert writes them all;
-    // the row is known, so nothing is read back.
-    let row = audit_log::ActiveModel::from(model.clone()).reset_all();
-    audit_log::Entity::insert(row)
-        .exec_without_returning(conn)
-        .await?;
-    Ok(model)
+    Ok(crate::store::repo::insert_known(conn, model).await?)
 }
 
 /// What [`AuditLogRepository::search`] selects; every filter left unset matches all.

@@ -238,13 +238,14 @@ fn micros(d: std::time::Duration) -> u64 {
 }
 
 /// Locks a run for an agent's action by counting the action as one of its
-/// rounds, in one statement: `UPDATE agent_runs SET rounds = rounds + 1 …
-/// WHERE tenant_id = ? AND id = ? AND agent_id = ? RETURNING *`. The row stays
-/// locked until the transaction ends, so the count cannot overshoot; an
-/// action that is then rejected gives its round back
-/// ([`crate::store::runs::uncount_round`]). Returns the run as it was before
-/// this action. A run of another agent (or tenant) is reported exactly like
-/// a missing one, and is not touched.
+/// rounds, in one statement: `UPDATE agent_runs SET rounds = rounds + 1,
+/// updated_at = now WHERE tenant_id = ? AND id = ? AND agent_id = ?
+/// RETURNING *`. The row stays locked until the transaction ends, so the
+/// count cannot overshoot; an action that is then rejected gives its round
+/// back ([`crate::store::runs::uncount_round`]). Returns the run with
+/// `rounds` as it was before this action, which is what its caps are checked
+/// against. A run of another agent (or tenant) is reported exactly like a
+/// missing one, and is not touched.
 async fn lock_run(
     txn: &DatabaseTransaction,
     tenant: TenantId,
@@ -277,7 +278,7 @@ struct Claim {
     tz: chrono_tz::Tz,
     tenant_row: tenant::Model,
     /// The stamp of the tenant's policies, read with its row.
-    policies: crate::store::policies::TenantAndStamp,
+    policy_stamp: crate::store::policies::Stamp,
     cost: Option<(Decimal, Currency)>,
     amount: Decimal,
     currency: Currency,
@@ -511,10 +512,10 @@ impl Flow<'_> {
         stored_widths(request)?;
         let now = self.clock.now();
         // The tenant row and the stamp of its policies, in one read.
-        let policies = crate::store::policies::TenantAndStamp::read(self.txn, self.tenant)
-            .await?
-            .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
-        let tenant_row = policies.tenant.clone();
+        let (tenant_row, policy_stamp) =
+            crate::store::policies::tenant_and_stamp(self.txn, self.tenant)
+                .await?
+                .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
         // An action may carry a cost (held like a purchase) or none (nothing
         // is held); the intent then records zero in the tenant's currency.
@@ -587,7 +588,7 @@ impl Flow<'_> {
             now,
             tz,
             tenant_row,
-            policies,
+            policy_stamp,
             cost,
             amount,
             currency,
@@ -609,7 +610,7 @@ impl Flow<'_> {
         // "Lock order"): the budget windows by ascending id, then the agent
         // row, then merchants, then the audit chain last.
         let policies = Policies::new(self.ctx(), self.cache)
-            .compiled_for(&claim.policies)
+            .compiled_at(claim.policy_stamp)
             .await?;
         let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
         // A budget in another currency cannot evaluate the request: it is
@@ -992,22 +993,19 @@ impl Flow<'_> {
     /// committed first makes this a [`Error::Conflict`], and the caller's
     /// retry returns that call's result instead (`TenantScope::authorize`).
     async fn record(&self, intent: purchase_intent::Model) -> Result<purchase_intent::Model> {
-        purchase_intent::Entity::insert(
-            purchase_intent::ActiveModel::from(intent.clone()).reset_all(),
-        )
-        .exec_without_returning(self.txn)
-        .await
-        .map_err(|e| match Error::from(e) {
-            Error::Conflict { .. } => Error::conflict(
-                "purchase_intent",
-                format!(
-                    "idempotency key {:?} is taken by a concurrent call",
-                    intent.idempotency_key.as_deref().unwrap_or_default()
+        let key = intent.idempotency_key.clone();
+        crate::store::repo::insert_known(self.txn, intent)
+            .await
+            .map_err(|e| match Error::from(e) {
+                Error::Conflict { .. } => Error::conflict(
+                    "purchase_intent",
+                    format!(
+                        "idempotency key {:?} is taken by a concurrent call",
+                        key.as_deref().unwrap_or_default()
+                    ),
                 ),
-            ),
-            other => other,
-        })?;
-        Ok(intent)
+                other => other,
+            })
     }
 
     async fn audit(

@@ -659,9 +659,7 @@ impl<'a> Meter<'a> {
             metadata: Metadata::default(),
             created_at: now,
         };
-        // The row is known: insert it, read nothing back.
-        usage_record::Entity::insert(usage_record::ActiveModel::from(record.clone()).reset_all())
-            .exec_without_returning(txn)
+        let record = crate::store::repo::insert_known(txn, record)
             .await
             .map_err(|e| match Error::from(e) {
                 // A concurrent `finish` of the same call recorded it first: run

@@ -29,7 +29,7 @@ use crate::{Error, Result};
 /// every other on its next call. (The one sequence it cannot tell apart is a
 /// delete followed by a create of the same version within one tick of the
 /// clock, which only a stopped test clock produces.)
-type Stamp = (i64, i64, Option<DateTime<Utc>>, DefaultEffect);
+pub(crate) type Stamp = (i64, i64, Option<DateTime<Utc>>, DefaultEffect);
 
 /// Compiled policy sets, per tenant, shared by every clone of a store.
 #[derive(Default)]
@@ -160,19 +160,6 @@ fn json_of<T: serde::Serialize>(path: &str, value: &T) -> Result<serde_json::Val
     })
 }
 
-/// The tenant's default effect: what happens when no policy matches.
-pub(crate) async fn default_effect(
-    conn: &impl ConnectionTrait,
-    tenant: TenantId,
-) -> Result<DefaultEffect> {
-    let row = crate::entity::tenant::Entity::find_by_id(tenant)
-        .all(conn)
-        .await
-        .map(crate::store::repo::first)?
-        .ok_or_else(|| Error::not_found(TenantId::ENTITY, tenant))?;
-    Ok(row.default_effect)
-}
-
 impl<'a> Policies<'a> {
     pub(crate) fn new(ctx: Ctx<'a>, cache: &'a PolicyCache) -> Self {
         Self { ctx, cache }
@@ -208,86 +195,65 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
-        let effect = default_effect(&self.ctx.db, self.ctx.tenant).await?;
-        self.stamp_with(effect).await
-    }
-
-    /// The cache stamp, for a caller that has read the tenant's default
-    /// effect already (in the same transaction).
-    async fn stamp_with(&self, effect: DefaultEffect) -> Result<Stamp> {
-        let (count, versions, newest): (i64, Option<i64>, Option<DateTime<Utc>>) =
-            policy::Entity::find()
-                .select_only()
-                .column_as(policy::Column::Id.count(), "n")
-                .column_as(
-                    Expr::expr(Func::cast_as(
-                        Func::sum(Expr::col(policy::Column::Version)),
-                        "bigint",
-                    )),
-                    "versions",
-                )
-                .column_as(policy::Column::UpdatedAt.max(), "newest")
-                .filter(policy::Column::TenantId.eq(self.ctx.tenant))
-                .into_tuple()
-                .all(&self.ctx.db)
-                .await
-                .map(crate::store::repo::first)?
-                .unwrap_or((0, None, None));
-        Ok((count, versions.unwrap_or(0), newest, effect))
+        let (_, stamp) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant)
+            .await?
+            .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.ctx.tenant))?;
+        Ok(stamp)
     }
 }
 
-/// The tenant row and the stamp of its policy set, read together: what
-/// `authorize` needs of both on every call, in one statement.
-#[derive(Debug, FromQueryResult)]
-pub(crate) struct TenantAndStamp {
+/// A tenant row with the stamp of its policies, as one statement returns them.
+#[derive(FromQueryResult)]
+struct TenantWithStamp {
     #[sea_orm(nested)]
-    pub(crate) tenant: tenant::Model,
+    tenant: tenant::Model,
     policy_count: i64,
     policy_versions: Option<i64>,
     policies_changed: Option<DateTime<Utc>>,
 }
 
-impl TenantAndStamp {
-    /// Reads the tenant row with the stamp of its policies (`None` when the
-    /// tenant does not exist): `SELECT tenants.*, (SELECT COUNT(id) FROM
-    /// policies WHERE tenant_id = ?), … FROM tenants WHERE id = ?`.
-    pub(crate) async fn read(conn: &impl ConnectionTrait, id: TenantId) -> Result<Option<Self>> {
-        let of_policies = |expr: Expr| -> Expr {
-            let select: SelectStatement = Query::select()
-                .expr(expr)
-                .from(policy::Entity)
-                .and_where(policy::Column::TenantId.eq(id))
-                .to_owned();
-            Expr::SubQuery(None, Box::new(select.into()))
-        };
-        Ok(tenant::Entity::find_by_id(id)
-            .column_as(of_policies(policy::Column::Id.count()), "policy_count")
-            .column_as(
-                of_policies(Expr::expr(Func::cast_as(
-                    Func::sum(Expr::col(policy::Column::Version)),
-                    "bigint",
-                ))),
-                "policy_versions",
-            )
-            .column_as(
-                of_policies(policy::Column::UpdatedAt.max()),
-                "policies_changed",
-            )
-            .into_model::<Self>()
-            .all(conn)
-            .await
-            .map(crate::store::repo::first)?)
-    }
-
-    fn stamp(&self) -> Stamp {
-        (
-            self.policy_count,
-            self.policy_versions.unwrap_or(0),
-            self.policies_changed,
-            self.tenant.default_effect,
+/// The tenant row and the [`Stamp`] of its policy set, read in one statement
+/// (`None` when the tenant does not exist): `SELECT tenants.*, (SELECT
+/// COUNT(id) FROM policies WHERE tenant_id = ?), … FROM tenants WHERE id = ?`.
+/// `authorize` needs both on every call.
+pub(crate) async fn tenant_and_stamp(
+    conn: &impl ConnectionTrait,
+    id: TenantId,
+) -> Result<Option<(tenant::Model, Stamp)>> {
+    let of_policies = |expr: Expr| -> Expr {
+        let select: SelectStatement = Query::select()
+            .expr(expr)
+            .from(policy::Entity)
+            .and_where(policy::Column::TenantId.eq(id))
+            .to_owned();
+        Expr::SubQuery(None, Box::new(select.into()))
+    };
+    let read = tenant::Entity::find_by_id(id)
+        .column_as(of_policies(policy::Column::Id.count()), "policy_count")
+        .column_as(
+            of_policies(Expr::expr(Func::cast_as(
+                Func::sum(Expr::col(policy::Column::Version)),
+                "bigint",
+            ))),
+            "policy_versions",
         )
-    }
+        .column_as(
+            of_policies(policy::Column::UpdatedAt.max()),
+            "policies_changed",
+        )
+        .into_model::<TenantWithStamp>()
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?;
+    Ok(read.map(|r| {
+        let stamp = (
+            r.policy_count,
+            r.policy_versions.unwrap_or(0),
+            r.policies_changed,
+            r.tenant.default_effect,
+        );
+        (r.tenant, stamp)
+    }))
 }
 
 #[async_trait]
@@ -381,17 +347,9 @@ impl PolicyRepository for Policies<'_> {
 }
 
 impl Policies<'_> {
-    /// [`PolicyRepository::compiled`] for a caller that read the tenant row
-    /// and the policies' stamp together ([`TenantAndStamp::read`], in the
-    /// same transaction).
-    pub(crate) async fn compiled_for(
-        &self,
-        read: &TenantAndStamp,
-    ) -> Result<Arc<CompiledPolicies>> {
-        self.compiled_at(read.stamp()).await
-    }
-
-    async fn compiled_at(&self, stamp: Stamp) -> Result<Arc<CompiledPolicies>> {
+    /// [`PolicyRepository::compiled`] at `stamp`, for a caller that read it
+    /// with the tenant row ([`tenant_and_stamp`], in the same transaction).
+    pub(crate) async fn compiled_at(&self, stamp: Stamp) -> Result<Arc<CompiledPolicies>> {
         if let Some(hit) = self.cache.get(self.ctx.tenant, &stamp) {
             return Ok(hit);
         }

@@ -34,6 +34,24 @@ pub(crate) fn first<T>(rows: Vec<T>) -> Option<T> {
     rows.into_iter().next()
 }
 
+/// Inserts a row whose every value is known and returns it, reading nothing
+/// back (SeaORM's `insert` reads the whole row back with `RETURNING`).
+pub(crate) async fn insert_known<M, A>(
+    conn: &impl ConnectionTrait,
+    model: M,
+) -> std::result::Result<M, DbErr>
+where
+    M: IntoActiveModel<A> + Clone,
+    A: ActiveModelTrait + Send,
+{
+    // `reset_all` marks every field as set, so the insert writes them all.
+    let row = model.clone().into_active_model().reset_all();
+    <A::Entity as EntityTrait>::insert(row)
+        .exec_without_returning(conn)
+        .await?;
+    Ok(model)
+}
+
 /// The write transactions of one SQLite store, in line.
 ///
 /// SQLite admits one writer at a time. Without a line, concurrent writers
