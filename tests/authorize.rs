@@ -6,10 +6,7 @@ mod common;
 use bursar::audit::AuditLogRepository;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bursar::authorize::{
-    Authorization, AuthorizeHook, DEFAULT_APPROVAL_TTL, DEFAULT_RESERVATION_TTL,
-};
+use bursar::authorize::{DEFAULT_APPROVAL_TTL, DEFAULT_RESERVATION_TTL};
 use bursar::clock::ManualClock;
 use bursar::codes;
 use bursar::entity::agent::AgentStatus;
@@ -20,7 +17,7 @@ use bursar::entity::reservation::ReservationStatus;
 use bursar::entity::{audit_log, blocked_attempt, merchant, purchase_intent, reservation};
 use bursar::id::{AgentId, TenantId};
 use bursar::money::{Currency, Money};
-use bursar::policy::{Condition, Effect, Outcome, Policy, Request, SpendingControls};
+use bursar::policy::{Condition, Effect, Outcome, Policy, Request};
 use bursar::store::{
     AgentRepository, BudgetRepository, ChargeStatus, FakeCardIssuer, NewAgent, NewBudget,
     NewTenant, PaymentRepository, PolicyRepository, ReservationRepository, TenantRepository,
@@ -28,8 +25,10 @@ use bursar::store::{
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
-use common::{Backend, backends, dec, fresh_postgres_schema, postgres_url, sqlite_file_url};
-use sea_orm::{ColumnTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter};
+use common::{
+    Backend, FailingHook, backends, dec, fresh_postgres_schema, postgres_url, sqlite_file_url,
+};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 fn noon() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 15, 16, 0, 0).unwrap()
@@ -54,27 +53,13 @@ async fn store_for(backend: Backend) -> Store {
 /// A tenant with one agent under controls: per transaction 200, monthly 500,
 /// approval above 100, blocked "facebook ads".
 async fn setup(store: &Store) -> (TenantScope, AgentId) {
-    let slug = format!("t{}", uuid::Uuid::now_v7().simple());
-    let t = store
-        .tenants()
-        .create(NewTenant::new("Acme", slug).timezone("America/New_York"))
-        .await
-        .unwrap();
-    let acme = store.tenant(t.id);
-    let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
-    acme.apply_controls(
-        &SpendingControls::new(Currency::USD)
-            .agent(agent)
-            .per_transaction_limit(dec("200"))
+    common::tenant_under_controls(store, |c| {
+        c.per_transaction_limit(dec("200"))
             .monthly_limit(dec("500"))
             .approval_threshold(dec("100"))
             .blocked_merchants(["facebook ads"])
-            .build()
-            .unwrap(),
-    )
+    })
     .await
-    .unwrap();
-    (acme, agent)
 }
 
 fn buy(agent: AgentId, amount: &str, merchant: &str) -> Request {
@@ -424,22 +409,6 @@ async fn ten_concurrent_retries_authorize_once() {
             1
         );
         assert!(acme.reservations().reconcile().await.unwrap().is_clean());
-    }
-}
-
-struct FailingHook;
-
-#[async_trait]
-impl AuthorizeHook for FailingHook {
-    async fn before_commit(
-        &self,
-        _: &Authorization,
-        _: &DatabaseTransaction,
-    ) -> bursar::Result<()> {
-        Err(Error::Invalid {
-            field: "card".into(),
-            reason: "the card provider is down".into(),
-        })
     }
 }
 

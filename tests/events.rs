@@ -7,8 +7,6 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use bursar::authorize::{Authorization, AuthorizeHook};
 use bursar::clock::ManualClock;
 use bursar::entity::approval_decision::ApprovalVote;
 use bursar::entity::approval_request::ApprovalStatus;
@@ -23,8 +21,7 @@ use bursar::store::{
 };
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use common::{Backend, backends, dec, fresh_postgres_schema};
-use sea_orm::DatabaseTransaction;
+use common::{Backend, FailingHook, backends, dec, fresh_postgres_schema};
 
 fn noon() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 6, 15, 16, 0, 0).unwrap()
@@ -166,22 +163,6 @@ async fn approvals_and_rejections_announce_themselves_in_commit_order() {
             w.acme.events().poll("host", 0).await,
             Err(Error::Invalid { .. })
         ));
-    }
-}
-
-struct FailingHook;
-
-#[async_trait]
-impl AuthorizeHook for FailingHook {
-    async fn before_commit(
-        &self,
-        _: &Authorization,
-        _: &DatabaseTransaction,
-    ) -> bursar::Result<()> {
-        Err(Error::Invalid {
-            field: "card".into(),
-            reason: "the card provider is down".into(),
-        })
     }
 }
 

@@ -127,3 +127,48 @@ pub async fn member(
         .expect("role assigned");
     user.id
 }
+
+/// A hook that fails, as a card provider that is down would.
+pub struct FailingHook;
+
+#[async_trait::async_trait]
+impl bursar::authorize::AuthorizeHook for FailingHook {
+    async fn before_commit(
+        &self,
+        _: &bursar::authorize::Authorization,
+        _: &sea_orm::DatabaseTransaction,
+    ) -> bursar::Result<()> {
+        Err(bursar::Error::Invalid {
+            field: "card".into(),
+            reason: "the card provider is down".into(),
+        })
+    }
+}
+
+/// A new tenant (a slug of its own, New York time) with one agent, "bot",
+/// under the USD controls that `limits` adds for that agent.
+pub async fn tenant_under_controls(
+    store: &Store,
+    limits: impl FnOnce(bursar::policy::SpendingControls) -> bursar::policy::SpendingControls,
+) -> (bursar::TenantScope, bursar::id::AgentId) {
+    use bursar::store::{AgentRepository, NewAgent, NewTenant, TenantRepository};
+    let slug = format!("t{}", uuid::Uuid::now_v7().simple());
+    let t = store
+        .tenants()
+        .create(NewTenant::new("Acme", slug).timezone("America/New_York"))
+        .await
+        .expect("tenant");
+    let scope = store.tenant(t.id);
+    let agent = scope
+        .agents()
+        .create(NewAgent::new("bot"))
+        .await
+        .expect("agent")
+        .id;
+    let controls =
+        limits(bursar::policy::SpendingControls::new(bursar::money::Currency::USD).agent(agent))
+            .build()
+            .expect("controls");
+    scope.apply_controls(&controls).await.expect("controls");
+    (scope, agent)
+}

@@ -260,6 +260,18 @@ mod tests {
         Amount::new(text.parse().expect("decimal")).expect("amount")
     }
 
+    fn balance<'a>(
+        window: &'a budget_window::Model,
+        spent: &str,
+        reserved: &str,
+    ) -> NewBalance<'a> {
+        NewBalance {
+            window,
+            spent: amount(spent),
+            reserved: amount(reserved),
+        }
+    }
+
     /// A tenant with two monthly budgets (limits 100 and 50) and their
     /// current windows, as stored.
     async fn two_windows() -> (crate::Store, TenantId, Vec<budget_window::Model>) {
@@ -313,16 +325,8 @@ mod tests {
             .await
             .expect("begin");
         let balances = [
-            NewBalance {
-                window: &windows[0],
-                spent: amount("1"),
-                reserved: amount("2"),
-            },
-            NewBalance {
-                window: &windows[1],
-                spent: amount("3"),
-                reserved: amount("4"),
-            },
+            balance(&windows[0], "1", "2"),
+            balance(&windows[1], "3", "4"),
         ];
         write_windows(&*txn, &balances, true, Utc::now())
             .await
@@ -349,21 +353,9 @@ mod tests {
         let mut moved = windows[1].clone();
         moved.reserved = amount("5");
         for (second, must_fit, what) in [
+            (balance(&moved, "0", "6"), false, "moved"),
             (
-                NewBalance {
-                    window: &moved,
-                    spent: amount("0"),
-                    reserved: amount("6"),
-                },
-                false,
-                "moved",
-            ),
-            (
-                NewBalance {
-                    window: &windows[1],
-                    spent: amount("20"),
-                    reserved: amount("31"),
-                },
+                balance(&windows[1], "20", "31"),
                 true,
                 "over its limit of 50",
             ),
@@ -372,11 +364,7 @@ mod tests {
                 .begin_write()
                 .await
                 .expect("begin");
-            let first = NewBalance {
-                window: &windows[0],
-                spent: amount("0"),
-                reserved: amount("7"),
-            };
+            let first = balance(&windows[0], "0", "7");
             let err = write_windows(&*txn, &[first, second], must_fit, Utc::now())
                 .await
                 .expect_err(what);
@@ -393,16 +381,8 @@ mod tests {
             .await
             .expect("begin");
         let fits = [
-            NewBalance {
-                window: &windows[0],
-                spent: amount("0"),
-                reserved: amount("100"),
-            },
-            NewBalance {
-                window: &windows[1],
-                spent: amount("20"),
-                reserved: amount("30"),
-            },
+            balance(&windows[0], "0", "100"),
+            balance(&windows[1], "20", "30"),
         ];
         write_windows(&*txn, &fits, true, Utc::now())
             .await
