@@ -16,14 +16,11 @@ use bursar::codes;
 use bursar::entity::purchase_intent;
 use bursar::id::{AgentId, TenantId};
 use bursar::money::Currency;
-use bursar::policy::{Outcome, Request, SpendingControls};
-use bursar::store::{
-    AgentRepository, BudgetRepository, GroupCommit, GroupCommitStats, NewAgent, NewTenant,
-    ReservationRepository, TenantRepository,
-};
+use bursar::policy::{Outcome, Request};
+use bursar::store::{BudgetRepository, GroupCommit, GroupCommitStats, ReservationRepository};
 use bursar::{Error, Store, TenantScope};
 use chrono::{DateTime, TimeZone, Utc};
-use common::{dec, fresh_postgres_schema, postgres_url, sqlite_file_url};
+use common::{FailingHook, dec, fresh_postgres_schema, postgres_url, sqlite_file_url};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter,
 };
@@ -74,26 +71,12 @@ async fn store_on(
 /// A tenant with one agent: per transaction 200, monthly 100, blocked
 /// "facebook ads".
 async fn setup(store: &Store) -> (TenantScope, AgentId) {
-    let slug = format!("t{}", uuid::Uuid::now_v7().simple());
-    let t = store
-        .tenants()
-        .create(NewTenant::new("Acme", slug).timezone("America/New_York"))
-        .await
-        .unwrap();
-    let acme = store.tenant(t.id);
-    let agent = acme.agents().create(NewAgent::new("bot")).await.unwrap().id;
-    acme.apply_controls(
-        &SpendingControls::new(Currency::USD)
-            .agent(agent)
-            .per_transaction_limit(dec("200"))
+    common::tenant_under_controls(store, |c| {
+        c.per_transaction_limit(dec("200"))
             .monthly_limit(dec("100"))
             .blocked_merchants(["facebook ads"])
-            .build()
-            .unwrap(),
-    )
+    })
     .await
-    .unwrap();
-    (acme, agent)
 }
 
 fn buy(agent: AgentId, amount: &str, key: &str) -> Request {
@@ -125,23 +108,6 @@ async fn intents(store: &Store, tenant: TenantId) -> u64 {
 async fn assert_clean(acme: &TenantScope) {
     let report = acme.reservations().reconcile().await.unwrap();
     assert!(report.is_clean(), "ledger differs: {report:#?}");
-}
-
-/// A hook that fails, as a card provider that is down would.
-struct FailingHook;
-
-#[async_trait]
-impl AuthorizeHook for FailingHook {
-    async fn before_commit(
-        &self,
-        _: &Authorization,
-        _: &DatabaseTransaction,
-    ) -> bursar::Result<()> {
-        Err(Error::Invalid {
-            field: "card".into(),
-            reason: "the card provider is down".into(),
-        })
-    }
 }
 
 #[tokio::test]
@@ -297,18 +263,7 @@ async fn a_caller_dropped_before_its_turn_never_runs_and_its_retry_reserves_once
         let again = acme.authorize(buy(agent, "20", "b")).await.unwrap();
         assert!(again.replayed, "{db:?}");
         assert_eq!(intents_with_key(&store, tenant, "b").await, 1, "{db:?}");
-        let mut held = dec("0");
-        for budget in acme.budgets().list().await.unwrap() {
-            held = held.max(
-                acme.budgets()
-                    .status(budget.id)
-                    .await
-                    .unwrap()
-                    .balance
-                    .reserved,
-            );
-        }
-        assert_eq!(held, dec("30"), "{db:?}");
+        assert_eq!(held(&acme).await, dec("30"), "{db:?}");
         assert_clean(&acme).await;
     }
 }
@@ -387,6 +342,89 @@ impl AuthorizeHook for BreakTheDatabase {
             }
         }
         Ok(())
+    }
+}
+
+/// The largest amount held on any of the tenant's budgets.
+async fn held(acme: &TenantScope) -> rust_decimal::Decimal {
+    let mut held = dec("0");
+    for budget in acme.budgets().list().await.unwrap() {
+        let balance = acme.budgets().status(budget.id).await.unwrap().balance;
+        held = held.max(balance.reserved);
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_dropped_during_its_turn_is_undone_and_the_batch_goes_on() {
+    for db in databases() {
+        // The dropped request is the batch's first (it runs without a
+        // savepoint), then a later one (inside a savepoint).
+        for first in [true, false] {
+            let group = GroupCommit::new().max_wait(Duration::from_millis(500));
+            let (store, _dir) = store_on(db, group, |b| b).await;
+            let (acme, agent) = setup(&store).await;
+            let before = stats(&store);
+            let earlier = if first {
+                None
+            } else {
+                let acme = acme.clone();
+                let a = tokio::spawn(async move { acme.authorize(buy(agent, "10", "a")).await });
+                // Its turn is over once its intent can be replayed in-batch;
+                // give it the head of the line.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Some(a)
+            };
+            // This caller gives up while its hook holds the turn, mid-request.
+            let gate = Gate::new();
+            let gave_up = tokio::time::timeout(
+                Duration::from_millis(150),
+                acme.authorize_with(buy(agent, "20", "b"), &*gate),
+            )
+            .await;
+            assert!(gave_up.is_err(), "{db:?} first={first}: it was stopped");
+            // A later request of the same batch runs and commits.
+            let later = acme.authorize(buy(agent, "30", "c")).await.unwrap();
+            assert!(
+                later.is_approved() && !later.replayed,
+                "{db:?} first={first}"
+            );
+            if let Some(a) = earlier {
+                assert!(a.await.unwrap().unwrap().is_approved(), "{db:?}");
+            }
+            // The batch is counted just after its callers are answered.
+            while stats(&store).batches == before.batches {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let after = stats(&store);
+            // One batch, which committed the requests that ran to an end
+            // (not the dropped one).
+            let ran = if first { 1 } else { 2 };
+            assert_eq!(
+                (
+                    after.batches - before.batches,
+                    after.requests - before.requests
+                ),
+                (1, ran),
+                "{db:?} first={first}: one batch"
+            );
+            assert_eq!(after.failed, before.failed, "{db:?} first={first}");
+
+            let tenant = acme.tenant_id();
+            assert_eq!(
+                intents_with_key(&store, tenant, "b").await,
+                0,
+                "{db:?} first={first}"
+            );
+            assert_eq!(
+                intents_with_key(&store, tenant, "c").await,
+                1,
+                "{db:?} first={first}"
+            );
+            let expected = if first { dec("30") } else { dec("40") };
+            assert_eq!(held(&acme).await, expected, "{db:?} first={first}");
+            assert_clean(&acme).await;
+        }
     }
 }
 

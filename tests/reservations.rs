@@ -579,6 +579,18 @@ fn batching(builder: bursar::store::StoreBuilder, group: bool) -> bursar::store:
     }
 }
 
+/// With group commit on, the hammering really ran in shared transactions:
+/// more requests than batches.
+fn assert_batched(store: &Store, group: bool) {
+    if let (true, Some(stats)) = (group, store.group_commit_stats()) {
+        assert!(
+            stats.requests > stats.batches,
+            "concurrent reservations shared batches: {stats:?}"
+        );
+    }
+    assert_eq!(store.group_commit_stats().is_some(), group);
+}
+
 async fn never_overspends_on_file_sqlite(group: bool) {
     let (_dir, url) = sqlite_file_url();
     let clock = Arc::new(ManualClock::new(noon()));
@@ -594,6 +606,7 @@ async fn never_overspends_on_file_sqlite(group: bool) {
         .unwrap();
     assert_eq!(hammer(&acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
+    assert_batched(&store, group);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -629,6 +642,7 @@ async fn never_overspends_on_postgres(group: bool) {
         .unwrap();
     assert_eq!(hammer(&acme).await, 500);
     assert_exactly_500_and_clean(&acme, budget.id).await;
+    assert_batched(&store, group);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -721,9 +735,18 @@ async fn never_overspends_with_two_processes(group: bool) {
             .parse()
             .unwrap();
         if group {
+            let count = |name: &str| -> u64 {
+                stdout
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .unwrap_or_else(|| panic!("the worker ran with group commit: {stdout}"))
+                    .parse()
+                    .unwrap()
+            };
+            let (batches, requests) = (count("WORKER_BATCHES="), count("WORKER_REQUESTS="));
             assert!(
-                stdout.contains("WORKER_BATCHES="),
-                "the worker ran with group commit: {stdout}"
+                requests > batches,
+                "the worker's reservations shared batches: {requests} in {batches}"
             );
         }
         total += n;
