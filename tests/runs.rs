@@ -926,3 +926,81 @@ async fn a_call_is_charged_at_the_prices_it_began_with_and_finished_once_when_ra
         assert_eq!(totals.calls, 1, "{backend:?}");
     }
 }
+
+/// The statement counts `docs/performance.md` gives ("Metering", run 6): with
+/// the policies cached, a metered call of a run with a cost cap, held on the
+/// agent's monthly budget and the run's, sends 13 statements to `begin` and
+/// 13 to `finish` on SQLite (`BEGIN` and `COMMIT` aside); the same agent's
+/// `reserve` + `capture` sends 7 + 7.
+#[tokio::test]
+async fn a_metered_call_sends_thirteen_statements_to_begin_and_thirteen_to_finish_on_sqlite() {
+    use bursar::budget::Principal;
+    use bursar::store::{BudgetRepository, NewBudget, ReserveRequest};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let store = Store::builder("sqlite::memory:")
+        .clock(Arc::new(ManualClock::new(noon())))
+        .on_statement(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .connect()
+        .await
+        .unwrap();
+    let (acme, agent) = priced_tenant(&store, TenantSettings::default()).await;
+    acme.budgets()
+        .create(NewBudget::agent(agent).monthly(dec("1000"), "USD"))
+        .await
+        .unwrap();
+    let run = acme
+        .runs()
+        .start(NewRun::new(agent).max_cost(usd("1000")))
+        .await
+        .unwrap();
+    let mut counts = Vec::new();
+    // The first round compiles and caches the policies; the second counts.
+    for _ in 0..2 {
+        counts.clear();
+        let mark = |counts: &mut Vec<usize>| counts.push(sent.swap(0, Ordering::Relaxed));
+        mark(&mut counts);
+        let begun = acme
+            .meter()
+            .begin(
+                MeterRequest::new(agent, "acme-ai", "small", 2_000)
+                    .max_output_tokens(500)
+                    .run(run.id),
+            )
+            .await
+            .unwrap();
+        assert!(begun.is_approved());
+        mark(&mut counts);
+        acme.meter()
+            .finish(
+                begun.intent.id,
+                Usage {
+                    input_tokens: 2_000,
+                    output_tokens: 300,
+                    ..Usage::default()
+                },
+            )
+            .await
+            .unwrap();
+        mark(&mut counts);
+        let held = acme
+            .reservations()
+            .reserve(
+                ReserveRequest::new(usd("0.009"), noon() + Duration::minutes(15))
+                    .principal(Principal::agent(agent)),
+            )
+            .await
+            .unwrap();
+        mark(&mut counts);
+        acme.reservations()
+            .capture(held.reservation().unwrap().id, usd("0.007"))
+            .await
+            .unwrap();
+        mark(&mut counts);
+    }
+    // `begin`, `finish`, `reserve`, `capture` (the first mark is setup).
+    assert_eq!(counts[1..], [13, 13, 7, 7]);
+}
