@@ -9,6 +9,8 @@
 //! PostgreSQL, the write lock on SQLite), so `seq` has no gaps or duplicates
 //! even with many writers.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::sea_query::{Expr, Query};
@@ -207,7 +209,54 @@ fn hash_of(m: &audit_log::Model) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
+/// The last entry this process appended to each tenant's chain, as a guess
+/// at the chain's head: [`append`] then writes the next entry without first
+/// reading the head. The guess is only a guess (the transaction that wrote
+/// it may have rolled back, another process may have appended since): the
+/// insert that uses it checks it in the same statement ([`append_after`]),
+/// and a wrong guess costs the read it would have saved.
+static HEADS: std::sync::LazyLock<std::sync::Mutex<HashMap<TenantId, Head>>> =
+    std::sync::LazyLock::new(Default::default);
+
+/// How many tenants' heads [`HEADS`] remembers; past that it starts over.
+const MAX_REMEMBERED_HEADS: usize = 4096;
+
+/// A chain's last entry: its sequence number and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Head {
+    seq: i64,
+    hash: String,
+}
+
+fn heads() -> std::sync::MutexGuard<'static, HashMap<TenantId, Head>> {
+    // Nothing panics while holding the lock; a poisoned map is still a
+    // map of guesses.
+    HEADS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn remembered(tenant: TenantId) -> Option<Head> {
+    heads().get(&tenant).cloned()
+}
+
+fn remember(tenant: TenantId, head: Head) {
+    remember_in(&mut heads(), tenant, head);
+}
+
+fn remember_in(heads: &mut HashMap<TenantId, Head>, tenant: TenantId, head: Head) {
+    if heads.len() >= MAX_REMEMBERED_HEADS && !heads.contains_key(&tenant) {
+        heads.clear();
+    }
+    heads.insert(tenant, head);
+}
+
 /// Appends `entry` to the tenant's chain inside the caller's write transaction.
+///
+/// Appends are serialized per tenant (see the module documentation). The
+/// entry follows the head this process last wrote for the tenant when that
+/// is still the head ([`append_after`]: one statement); otherwise the head is
+/// read and the entry inserted after it.
 pub(crate) async fn append(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -223,23 +272,9 @@ pub(crate) async fn append(
         ))
         .await?;
     }
-    // The head of the chain, by the highest sequence number (not `ORDER BY
-    // seq DESC LIMIT ?`, which SQLite compiles again on every call:
-    // `crate::store::repo::first`).
-    use sea_orm::sea_query::ExprTrait as _;
-    let newest = Query::select()
-        .expr(audit_log::Column::Seq.max())
-        .from(audit_log::Entity)
-        .and_where(audit_log::Column::TenantId.eq(tenant))
-        .to_owned();
-    let last = audit_log::Entity::find()
-        .filter(audit_log::Column::TenantId.eq(tenant))
-        .filter(Expr::col(audit_log::Column::Seq).eq(Expr::SubQuery(None, Box::new(newest.into()))))
-        .all(conn)
-        .await
-        .map(crate::store::repo::first)?;
-    let (seq, prev_hash) = match last {
-        Some(l) => (l.seq + 1, l.hash),
+    let guess = remembered(tenant);
+    let (seq, prev_hash) = match &guess {
+        Some(head) => (head.seq + 1, head.hash.clone()),
         None => (1, GENESIS_HASH.to_owned()),
     };
     let mut model = audit_log::Model {
@@ -264,7 +299,95 @@ pub(crate) async fn append(
         created_at: now.trunc_subsecs(6),
     };
     model.hash = hash_of(&model)?;
-    Ok(crate::store::repo::insert_known(conn, model).await?)
+    let appended = match &guess {
+        Some(head) => append_after(conn, &model, head).await?,
+        None => false,
+    };
+    if !appended {
+        let head = read_head(conn, tenant).await?;
+        (model.seq, model.prev_hash) = match head {
+            Some(head) => (head.seq + 1, head.hash),
+            None => (1, GENESIS_HASH.to_owned()),
+        };
+        model.hash = hash_of(&model)?;
+        model = crate::store::repo::insert_known(conn, model).await?;
+    }
+    remember(
+        tenant,
+        Head {
+            seq: model.seq,
+            hash: model.hash.clone(),
+        },
+    );
+    Ok(model)
+}
+
+/// The head of `tenant`'s chain, by the highest sequence number (not `ORDER
+/// BY seq DESC LIMIT ?`, which SQLite compiles again on every call:
+/// `crate::store::repo::first`).
+async fn read_head(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Option<Head>> {
+    use sea_orm::sea_query::ExprTrait as _;
+    let newest = Query::select()
+        .expr(audit_log::Column::Seq.max())
+        .from(audit_log::Entity)
+        .and_where(audit_log::Column::TenantId.eq(tenant))
+        .to_owned();
+    let head: Vec<(i64, String)> = audit_log::Entity::find()
+        .select_only()
+        .column(audit_log::Column::Seq)
+        .column(audit_log::Column::Hash)
+        .filter(audit_log::Column::TenantId.eq(tenant))
+        .filter(Expr::col(audit_log::Column::Seq).eq(Expr::SubQuery(None, Box::new(newest.into()))))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    Ok(head
+        .into_iter()
+        .next()
+        .map(|(seq, hash)| Head { seq, hash }))
+}
+
+/// Inserts `entry` (already chained to `head`) if `head` is the head of its
+/// tenant's chain, in one statement: `INSERT INTO audit_logs (…) SELECT …
+/// WHERE EXISTS (entry head.seq with head.hash) AND NOT EXISTS (entry
+/// head.seq + 1)`. Sequence numbers have no gaps, so an entry with no
+/// successor is the head. Returns whether it was inserted.
+async fn append_after(
+    conn: &impl ConnectionTrait,
+    entry: &audit_log::Model,
+    head: &Head,
+) -> Result<bool> {
+    use sea_orm::sea_query::ExprTrait as _;
+    use sea_orm::{ActiveModelTrait, IntoActiveModel, Iterable};
+    let row = entry.clone().into_active_model();
+    let (columns, values): (Vec<_>, Vec<_>) = audit_log::Column::iter()
+        .filter_map(|column| row.get(column).into_value().map(|v| (column, Expr::val(v))))
+        .unzip();
+    let entry_at = |seq: i64| {
+        Query::select()
+            .expr(Expr::val(1))
+            .from(audit_log::Entity)
+            .and_where(audit_log::Column::TenantId.eq(entry.tenant_id))
+            .and_where(audit_log::Column::Seq.eq(seq))
+            .to_owned()
+    };
+    let guarded = Query::select()
+        .exprs(values)
+        .and_where(Expr::exists(
+            entry_at(head.seq)
+                .and_where(audit_log::Column::Hash.eq(head.hash.as_str()))
+                .to_owned(),
+        ))
+        .and_where(Expr::exists(entry_at(head.seq + 1)).not())
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(audit_log::Entity)
+        .columns(columns)
+        .select_from(guarded)
+        .map_err(|e| Error::Database(sea_orm::DbErr::Custom(e.to_string())))?
+        .to_owned();
+    let inserted = conn.execute(&insert).await?;
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// What [`AuditLogRepository::search`] selects; every filter left unset matches all.
@@ -872,4 +995,160 @@ pub fn verify_export(
         );
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewTenant, TenantRepository};
+
+    async fn tenant() -> (crate::Store, crate::TenantScope) {
+        let store = crate::Store::connect("sqlite::memory:")
+            .await
+            .expect("store");
+        let id = store
+            .tenants()
+            .create(NewTenant::new("Acme", "acme"))
+            .await
+            .expect("tenant")
+            .id;
+        let scope = store.tenant(id);
+        (store, scope)
+    }
+
+    async fn record(store: &crate::Store, tenant: TenantId, n: usize) -> audit_log::Model {
+        let mut last = None;
+        for _ in 0..n {
+            last = Some(
+                append(
+                    store.connection(),
+                    tenant,
+                    AuditEntry::new("test.entry", "test"),
+                    Utc::now(),
+                )
+                .await
+                .expect("append"),
+            );
+        }
+        last.expect("at least one entry")
+    }
+
+    async fn assert_chain(scope: &crate::TenantScope, entries: u64) {
+        let report = scope.audit_log().verify().await.expect("verify");
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.entries, entries);
+    }
+
+    #[tokio::test]
+    async fn an_entry_follows_the_remembered_head_when_it_is_the_head() {
+        let (store, scope) = tenant().await;
+        let tenant = scope.tenant_id();
+        let first = record(&store, tenant, 1).await;
+        assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS_HASH));
+        let guess = remembered(tenant).expect("remembered");
+        assert_eq!(
+            guess,
+            Head {
+                seq: 1,
+                hash: first.hash.clone()
+            }
+        );
+        let second = record(&store, tenant, 1).await;
+        assert_eq!((second.seq, &second.prev_hash), (2, &first.hash));
+        assert_eq!(remembered(tenant).map(|h| h.seq), Some(2));
+        assert_chain(&scope, 2).await;
+    }
+
+    #[tokio::test]
+    async fn a_wrong_guess_at_the_head_is_found_out_and_the_entry_chained_to_the_real_one() {
+        let (store, scope) = tenant().await;
+        let tenant = scope.tenant_id();
+        let third = record(&store, tenant, 3).await;
+        let first = audit_log::Entity::find()
+            .filter(audit_log::Column::TenantId.eq(tenant))
+            .filter(audit_log::Column::Seq.eq(1))
+            .one(store.connection())
+            .await
+            .expect("read")
+            .expect("first entry");
+        let mut head = third;
+        let mut entries = 3;
+        // An older entry (another process appended since), one that was
+        // never committed (a rolled-back transaction), the head's sequence
+        // number with another hash (written to another database), nothing.
+        for wrong in [
+            Some(Head {
+                seq: 1,
+                hash: first.hash.clone(),
+            }),
+            Some(Head {
+                seq: head.seq + 5,
+                hash: "f".repeat(64),
+            }),
+            Some(Head {
+                seq: head.seq,
+                hash: "0".repeat(64),
+            }),
+            None,
+        ] {
+            match wrong.clone() {
+                Some(guess) => remember(tenant, guess),
+                None => {
+                    heads().remove(&tenant);
+                }
+            }
+            let next = record(&store, tenant, 1).await;
+            entries += 1;
+            assert_eq!(
+                (next.seq, &next.prev_hash),
+                (head.seq + 1, &head.hash),
+                "after the guess {wrong:?}"
+            );
+            head = next;
+            assert_chain(&scope, entries).await;
+        }
+    }
+
+    #[test]
+    fn the_remembered_heads_start_over_when_full() {
+        let tenants: Vec<TenantId> = (0..=MAX_REMEMBERED_HEADS)
+            .map(|_| TenantId::new())
+            .collect();
+        let mut heads = HashMap::new();
+        for (i, t) in tenants.iter().enumerate() {
+            remember_in(
+                &mut heads,
+                *t,
+                Head {
+                    seq: i64::try_from(i).expect("small"),
+                    hash: String::new(),
+                },
+            );
+        }
+        assert_eq!(heads.len(), 1, "started over once full");
+        let last = tenants.last().expect("a tenant");
+        assert!(heads.contains_key(last), "the newest one is kept");
+        // A tenant already remembered is updated in place, full or not.
+        for t in &tenants[..MAX_REMEMBERED_HEADS - 1] {
+            remember_in(
+                &mut heads,
+                *t,
+                Head {
+                    seq: 0,
+                    hash: String::new(),
+                },
+            );
+        }
+        assert_eq!(heads.len(), MAX_REMEMBERED_HEADS);
+        remember_in(
+            &mut heads,
+            *last,
+            Head {
+                seq: 7,
+                hash: String::new(),
+            },
+        );
+        assert_eq!(heads.len(), MAX_REMEMBERED_HEADS);
+        assert_eq!(heads.get(last).map(|h| h.seq), Some(7));
+    }
 }

@@ -326,3 +326,31 @@ async fn an_export_verifies_offline_against_its_checkpoint_on_every_backend() {
         assert_eq!(report.first_broken_seq, Some(6));
     }
 }
+
+#[tokio::test]
+async fn an_entry_rolled_back_with_its_transaction_is_not_what_the_next_one_follows() {
+    use bursar::policy::{ActionKind, Request};
+    use common::{FailingHook, tenant_under_controls};
+    for backend in backends() {
+        let store = common::fresh(backend).await;
+        let (acme, bot) = tenant_under_controls(&store, |c| c).await;
+        record(&acme, 2, "before").await;
+        let before = acme.audit_log().verify().await.unwrap().entries;
+        // The hook fails after the decision's audit entry was written: the
+        // transaction, entry and all, is rolled back.
+        let call = || Request::new(bot, ActionKind::ToolCall).tool("search");
+        let err = acme.authorize_with(call(), &FailingHook).await.unwrap_err();
+        assert!(err.to_string().contains("card provider is down"), "{err}");
+        record(&acme, 1, "after").await;
+        // Decided (whatever the outcome) and audited.
+        acme.authorize(call()).await.unwrap();
+        record(&acme, 1, "last").await;
+        let report = acme.audit_log().verify().await.unwrap();
+        assert!(report.is_intact(), "{backend:?}: {report:?}");
+        assert_eq!(
+            report.entries,
+            before + 3,
+            "{backend:?}: one entry, the decision's, one more"
+        );
+    }
+}

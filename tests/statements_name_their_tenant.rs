@@ -387,6 +387,35 @@ fn check_insert(toks: &[Tok], values: &[Value]) -> Result<Uuid, String> {
         .iter()
         .position(|t| matches!(t, Tok::Ident(c) if c == "tenant_id"))
         .ok_or("an INSERT without tenant_id")?;
+    if toks.get(close + 1).is_some_and(|t| word(t, "SELECT")) {
+        // INSERT INTO "t" ( cols ) SELECT v, … [WHERE …]: one row, whose
+        // tenant_id must be a bound value (the subqueries of its WHERE were
+        // lifted out and are checked on their own).
+        let row = clause(toks, close + 2, &["FROM", "WHERE", "ON", "RETURNING"]);
+        if toks.iter().skip(close + 2).any(|t| word(t, "FROM")) {
+            return Err("an INSERT that copies rows".into());
+        }
+        let mut cells: Vec<Vec<Tok>> = vec![Vec::new()];
+        let mut depth = 0i32;
+        for t in row {
+            match t {
+                Tok::Punct('(') => depth += 1,
+                Tok::Punct(')') => depth -= 1,
+                Tok::Punct(',') if depth == 0 => {
+                    cells.push(Vec::new());
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(cell) = cells.last_mut() {
+                cell.push(t);
+            }
+        }
+        return match cells.get(at).map(Vec::as_slice) {
+            Some([Tok::Param(n)]) => uuid_param(values, *n),
+            other => Err(format!("tenant_id is {other:?}, not a bound value")),
+        };
+    }
     if !toks.get(close + 1).is_some_and(|t| word(t, "VALUES")) {
         return Err("an INSERT without VALUES".into());
     }
@@ -579,6 +608,26 @@ fn the_checker_refuses_what_a_router_could_not_route() {
         r#"INSERT INTO "teams" ("id", "tenant_id") VALUES ($1, $2), ($3, $4)"#,
         v(&[u, t, u, u]),
     );
+    // An insert of a selected row whose tenant is not bound, or that copies
+    // rows from a table.
+    refused(
+        r#"INSERT INTO "teams" ("id", "tenant_id") SELECT $1, '0190'"#,
+        v(&[t]),
+    );
+    refused(
+        r#"INSERT INTO "teams" ("id", "tenant_id") SELECT "teams"."id", "teams"."tenant_id" FROM "teams" WHERE "teams"."tenant_id" = $1"#,
+        v(&[t]),
+    );
+    // A selected row whose guard reads another tenant's rows.
+    refused(
+        r#"INSERT INTO "audit_logs" ("id", "tenant_id") SELECT $1, $2 WHERE EXISTS(SELECT $3 FROM "audit_logs" WHERE "audit_logs"."tenant_id" = $4)"#,
+        vec![
+            Value::Uuid(Some(u)),
+            Value::Uuid(Some(t)),
+            Value::Int(Some(1)),
+            Value::Uuid(Some(u)),
+        ],
+    );
     // Moving a row to another tenant.
     refused(
         r#"UPDATE "agents" SET "tenant_id" = $1 WHERE "agents"."tenant_id" = $2"#,
@@ -607,6 +656,21 @@ fn the_checker_refuses_what_a_router_could_not_route() {
             Value::Uuid(Some(u)),
             Value::Uuid(Some(t)),
             Value::String(Some("b".into())),
+        ],
+    );
+    // The audit chain's guarded append.
+    pass(
+        r#"INSERT INTO "audit_logs" ("id", "tenant_id", "seq") SELECT $1, $2, $3 WHERE EXISTS(SELECT $4 FROM "audit_logs" WHERE "audit_logs"."tenant_id" = $5 AND "audit_logs"."seq" = $6) AND (NOT EXISTS(SELECT $7 FROM "audit_logs" WHERE "audit_logs"."tenant_id" = $8 AND "audit_logs"."seq" = $9))"#,
+        vec![
+            Value::Uuid(Some(u)),
+            Value::Uuid(Some(t)),
+            Value::BigInt(Some(2)),
+            Value::Int(Some(1)),
+            Value::Uuid(Some(t)),
+            Value::BigInt(Some(1)),
+            Value::Int(Some(1)),
+            Value::Uuid(Some(t)),
+            Value::BigInt(Some(2)),
         ],
     );
     pass(
