@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, JoinType, QueryFilter,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IdenStatic, Iterable,
+    JoinType, QueryFilter, QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -35,7 +35,7 @@ use crate::codes;
 use crate::entity::audit_log::AuditActorType;
 use crate::entity::json::Metadata;
 use crate::entity::purchase_intent::{self, PurchaseIntentStatus};
-use crate::entity::{model_price, usage_record};
+use crate::entity::{agent_run, model_price, usage_record};
 use crate::id::{AgentId, ModelPriceId, PurchaseIntentId, RunId, UsageRecordId};
 use crate::money::{Amount, Currency};
 use crate::policy::{Reason, Request};
@@ -541,9 +541,9 @@ impl<'a> Meter<'a> {
         now: DateTime<Utc>,
     ) -> Result<usage_record::Model> {
         let tenant = ctx.tenant;
-        // The call and its usage record (when it was finished before), in one
-        // read. The join names the tenant on both sides, so that the
-        // statement stays on one tenant's shard (docs/scaling.md).
+        // The call, its usage record (when it was finished before) and its
+        // run, in one read. The joins name the tenant on both sides, so that
+        // the statement stays on one tenant's shard (docs/scaling.md).
         let usage_of_intent: sea_orm::RelationDef =
             usage_record::Entity::belongs_to(purchase_intent::Entity)
                 .from((
@@ -555,11 +555,30 @@ impl<'a> Meter<'a> {
                     purchase_intent::Column::Id,
                 ))
                 .into();
-        let (intent, finished) = purchase_intent::Entity::find()
+        let run_of_intent: sea_orm::RelationDef =
+            purchase_intent::Entity::belongs_to(agent_run::Entity)
+                .from((
+                    purchase_intent::Column::TenantId,
+                    purchase_intent::Column::RunId,
+                ))
+                .to((agent_run::Column::TenantId, agent_run::Column::Id))
+                .into();
+        let mut read = purchase_intent::Entity::find()
             .select_also(usage_record::Entity)
             .join_rev(JoinType::LeftJoin, usage_of_intent)
+            .join(JoinType::LeftJoin, run_of_intent)
             .filter(purchase_intent::Column::TenantId.eq(tenant))
             .filter(purchase_intent::Column::Id.eq(handle))
+            .select_also_fake(agent_run::Entity);
+        // `select_also_fake` leaves the run's columns to the caller; they are
+        // selected under the prefix its rows are read with.
+        for column in agent_run::Column::iter() {
+            read = read.expr_as(
+                column.select_as(column.into_expr()),
+                format!("C_{}", column.as_str()),
+            );
+        }
+        let (intent, finished, run) = read
             .all(txn)
             .await
             .map(crate::store::repo::first)?
@@ -576,9 +595,13 @@ impl<'a> Meter<'a> {
                 ),
             ));
         }
-        // Lock order: the run row first, then the reservation and windows.
+        // The run as read: its row is locked when its usage is counted
+        // (`count_usage`), before the reservation and windows.
         let run = match intent.run_id {
-            Some(run) => Some(crate::store::runs::lock_run_row(txn, tenant, run).await?),
+            Some(id) => Some(
+                run.filter(|r| r.tenant_id == tenant && r.id == id)
+                    .ok_or_else(|| Error::not_found(crate::id::RunId::ENTITY, id))?,
+            ),
             None => None,
         };
         if intent.status != PurchaseIntentStatus::Approved {

@@ -704,8 +704,13 @@ pub(crate) async fn uncount_round(
     Ok(())
 }
 
-/// Adds a finished call's tokens and cost to a run (locked by the caller),
-/// with the same guarded discipline.
+/// Adds a finished call's tokens and cost to a run, as read in `run`: one
+/// guarded update (`… WHERE total_tokens = ? AND cost = ?`, the values read).
+/// When the run changed since it was read (another call of the run finished
+/// in between), the run is locked, read again and counted on what it holds
+/// then. Either way the update takes the run's row lock, before the caller
+/// goes on to the reservation and its windows (the lock order of
+/// docs/budgets.md).
 pub(crate) async fn count_usage(
     conn: &impl ConnectionTrait,
     run: &agent_run::Model,
@@ -713,6 +718,28 @@ pub(crate) async fn count_usage(
     cost: Amount,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    if add_usage(conn, run, tokens, cost, now).await? {
+        return Ok(());
+    }
+    let current = lock(conn, run.tenant_id, run.id).await?;
+    if add_usage(conn, &current, tokens, cost, now).await? {
+        return Ok(());
+    }
+    Err(Error::conflict(
+        "agent_run",
+        format!("run {} changed while its usage was being counted", run.id),
+    ))
+}
+
+/// The guarded update of [`count_usage`]: whether the run still held what
+/// `run` says.
+async fn add_usage(
+    conn: &impl ConnectionTrait,
+    run: &agent_run::Model,
+    tokens: u64,
+    cost: Amount,
+    now: DateTime<Utc>,
+) -> Result<bool> {
     let total = run
         .total_tokens
         .saturating_add(i64::try_from(tokens).unwrap_or(i64::MAX));
@@ -727,22 +754,8 @@ pub(crate) async fn count_usage(
         .filter(agent_run::Column::TenantId.eq(run.tenant_id))
         .filter(agent_run::Column::Id.eq(run.id))
         .filter(agent_run::Column::TotalTokens.eq(run.total_tokens))
+        .filter(agent_run::Column::Cost.eq(run.cost))
         .exec(conn)
         .await?;
-    if result.rows_affected != 1 {
-        return Err(Error::conflict(
-            "agent_run",
-            format!("run {} changed while its usage was being counted", run.id),
-        ));
-    }
-    Ok(())
-}
-
-/// Locks a run by id (for metering's post-flight).
-pub(crate) async fn lock_run_row(
-    conn: &impl ConnectionTrait,
-    tenant: TenantId,
-    id: RunId,
-) -> Result<agent_run::Model> {
-    lock(conn, tenant, id).await
+    Ok(result.rows_affected == 1)
 }
