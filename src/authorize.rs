@@ -29,7 +29,6 @@ use crate::id::{
 };
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Decision, Facts, Outcome, Reason, Request, evaluate};
-use crate::store::agents::{AgentRepository, Agents};
 use crate::store::merchants::{is_known_vendor, record_seen};
 use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
@@ -511,9 +510,12 @@ impl Flow<'_> {
         request.validate()?;
         stored_widths(request)?;
         let now = self.clock.now();
-        // The tenant row and the stamp of its policies, in one read.
-        let (tenant_row, policy_stamp) =
-            crate::store::policies::tenant_and_stamp(self.txn, self.tenant)
+        // The tenant row, the stamp of its policies and the agent, in one
+        // read. A missing agent is a decision (AGENT_NOT_FOUND), not an
+        // error.
+        let claimed_agent = request.principal.agent_id;
+        let (tenant_row, policy_stamp, agent) =
+            crate::store::policies::tenant_and_stamp(self.txn, self.tenant, Some(claimed_agent))
                 .await?
                 .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
@@ -537,14 +539,6 @@ impl Flow<'_> {
         let stored_amount = Amount::new(amount).map_err(|e| Error::invalid("amount", e))?;
         let merchant_name = merchant_label(request);
 
-        let claimed_agent = request.principal.agent_id;
-        // A missing agent is a decision (AGENT_NOT_FOUND), a failing database
-        // is an error.
-        let agent = match Agents::new(self.ctx()).get(claimed_agent).await {
-            Ok(a) => Some(a),
-            Err(Error::NotFound { .. }) => None,
-            Err(err) => return Err(err),
-        };
         let agent_row = agent.as_ref();
         if let Some(a) = agent_row {
             // The agent row is authoritative for team and project.

@@ -502,7 +502,8 @@ fn check_filtered(
             }
         }
     }
-    // Join conditions `a.tenant_id = b.tenant_id` carry a pin across.
+    // Join conditions `a.tenant_id = b.tenant_id` carry a pin across; a
+    // join condition `a.tenant_id = $n` pins the joined table itself.
     let mut links = Vec::new();
     for (k, t) in toks.iter().enumerate() {
         if !word(t, "ON") {
@@ -524,6 +525,16 @@ fn check_filtered(
                 && cb == "tenant_id"
             {
                 links.push((a.clone(), b.clone()));
+            } else if let [
+                Tok::Ident(a),
+                Tok::Punct('.'),
+                Tok::Ident(c),
+                Tok::Punct('='),
+                Tok::Param(n),
+            ] = unwrap_parens(&conjunct)
+                && c == "tenant_id"
+            {
+                pinned.insert(a.clone(), uuid_param(values, *n)?);
             }
         }
     }
@@ -657,6 +668,16 @@ fn the_checker_refuses_what_a_router_could_not_route() {
             Value::Uuid(Some(t)),
             Value::String(Some("b".into())),
         ],
+    );
+    // A joined table pinned in its join condition (the tenant row, its
+    // policies' stamp and an agent of it).
+    pass(
+        r#"SELECT "tenants"."id", (SELECT COUNT("policies"."id") FROM "policies" WHERE "policies"."tenant_id" = $1) AS "policy_count", "agents"."id" AS "agent_id" FROM "tenants" LEFT JOIN "agents" ON "agents"."tenant_id" = $2 AND "agents"."id" = $3 WHERE "tenants"."id" = $4"#,
+        v(&[t, t, u, t]),
+    );
+    refused(
+        r#"SELECT "tenants"."id", "agents"."id" FROM "tenants" LEFT JOIN "agents" ON "agents"."id" = $1 WHERE "tenants"."id" = $2"#,
+        v(&[u, t]),
     );
     // The audit chain's guarded append.
     pass(

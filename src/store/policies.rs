@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, QueryFilter, QuerySelect, QueryTrait, Set,
 };
 
 use sea_orm::sea_query::{Expr, Func, Query, SelectStatement};
 
-use crate::entity::{policy, tenant};
-use crate::id::{PolicyId, TenantId};
+use crate::entity::{agent, policy, tenant};
+use crate::id::{AgentId, PolicyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
@@ -195,14 +195,15 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
-        let (_, stamp) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant)
+        let (_, stamp, _) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant, None)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.ctx.tenant))?;
         Ok(stamp)
     }
 }
 
-/// A tenant row with the stamp of its policies, as one statement returns them.
+/// A tenant row with the stamp of its policies, and an agent of the tenant
+/// when one was asked for and exists, as one statement returns them.
 #[derive(FromQueryResult)]
 struct TenantWithStamp {
     #[sea_orm(nested)]
@@ -210,16 +211,25 @@ struct TenantWithStamp {
     policy_count: i64,
     policy_versions: Option<i64>,
     policies_changed: Option<DateTime<Utc>>,
+    #[sea_orm(nested(prefix = "agent_"))]
+    agent: Option<agent::Model>,
 }
 
-/// The tenant row and the [`Stamp`] of its policy set, read in one statement
-/// (`None` when the tenant does not exist): `SELECT tenants.*, (SELECT
-/// COUNT(id) FROM policies WHERE tenant_id = ?), … FROM tenants WHERE id = ?`.
-/// `authorize` needs both on every call.
+/// What [`tenant_and_stamp`] reads: the tenant row, the [`Stamp`] of its
+/// policy set and the agent asked for (`None` when it does not exist).
+pub(crate) type TenantRead = (tenant::Model, Stamp, Option<agent::Model>);
+
+/// The tenant row, the [`Stamp`] of its policy set and, when `agent` is
+/// given, that agent of the tenant, read in one statement (`None` when the
+/// tenant does not exist): `SELECT tenants.*, (SELECT COUNT(id) FROM policies
+/// WHERE tenant_id = ?), …, agents.* FROM tenants LEFT JOIN agents ON
+/// agents.tenant_id = ? AND agents.id = ? WHERE tenants.id = ?`. `authorize`
+/// needs all three on every call.
 pub(crate) async fn tenant_and_stamp(
     conn: &impl ConnectionTrait,
     id: TenantId,
-) -> Result<Option<(tenant::Model, Stamp)>> {
+    agent: Option<AgentId>,
+) -> Result<Option<TenantRead>> {
     let of_policies = |expr: Expr| -> Expr {
         let select: SelectStatement = Query::select()
             .expr(expr)
@@ -228,7 +238,7 @@ pub(crate) async fn tenant_and_stamp(
             .to_owned();
         Expr::SubQuery(None, Box::new(select.into()))
     };
-    let read = tenant::Entity::find_by_id(id)
+    let mut read = tenant::Entity::find_by_id(id)
         .column_as(of_policies(policy::Column::Id.count()), "policy_count")
         .column_as(
             of_policies(Expr::expr(Func::cast_as(
@@ -240,7 +250,24 @@ pub(crate) async fn tenant_and_stamp(
         .column_as(
             of_policies(policy::Column::UpdatedAt.max()),
             "policies_changed",
-        )
+        );
+    if let Some(agent_id) = agent {
+        // Joined on the tenant's own id, so that the statement stays on one
+        // tenant's shard (docs/scaling.md).
+        QueryTrait::query(&mut read).left_join(
+            agent::Entity,
+            Condition::all()
+                .add(agent::Column::TenantId.eq(id))
+                .add(agent::Column::Id.eq(agent_id)),
+        );
+        for column in agent::Column::iter() {
+            read = read.column_as(
+                column.select_as(column.into_expr()),
+                format!("agent_{}", column.as_str()),
+            );
+        }
+    }
+    let read = read
         .into_model::<TenantWithStamp>()
         .all(conn)
         .await
@@ -252,7 +279,7 @@ pub(crate) async fn tenant_and_stamp(
             r.policies_changed,
             r.tenant.default_effect,
         );
-        (r.tenant, stamp)
+        (r.tenant, stamp, r.agent)
     }))
 }
 
