@@ -400,6 +400,31 @@ fn write_field(
     }
 }
 
+impl Reason {
+    /// How many fields the serialized reason has: code and message, then
+    /// the policy id, budget and undetermined flag when present.
+    fn serialized_fields(&self) -> usize {
+        2 + usize::from(self.policy_id.is_some())
+            + usize::from(self.budget.is_some())
+            + usize::from(self.undetermined)
+    }
+
+    /// The capacity a policy's message is rendered into (`None` for a given
+    /// text), for tests that check it is enough and not wasteful.
+    #[cfg(test)]
+    pub(crate) fn message_capacity_hint(&self) -> Option<usize> {
+        match &self.text {
+            Text::Given { .. } => None,
+            Text::Policy { policy, values } => Some(message_len_hint(policy, values)),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn serialized_field_count(&self) -> usize {
+        self.serialized_fields()
+    }
+}
+
 impl PartialEq for Reason {
     /// Reasons are equal when everything a caller can read is: code, message,
     /// policy, budget and whether undetermined.
@@ -428,11 +453,7 @@ impl fmt::Debug for Reason {
 
 impl Serialize for Reason {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let len = 2
-            + usize::from(self.policy_id.is_some())
-            + usize::from(self.budget.is_some())
-            + usize::from(self.undetermined);
-        let mut s = serializer.serialize_struct("Reason", len)?;
+        let mut s = serializer.serialize_struct("Reason", self.serialized_fields())?;
         s.serialize_field("code", self.code())?;
         s.serialize_field("message", &*self.message())?;
         if let Some(id) = &self.policy_id {

@@ -891,6 +891,15 @@ mod messages_on_demand {
     /// that its JSON is the stored shape with that message.
     fn reads(reason: &Reason, expected: &str) {
         assert_eq!(reason.message(), expected);
+        // The message is rendered into one allocation: at least its size, and
+        // not much more.
+        if let Some(hint) = reason.message_capacity_hint() {
+            assert!(
+                hint >= expected.len() && hint <= expected.len() + 128,
+                "capacity {hint} for {expected:?} ({} bytes)",
+                expected.len()
+            );
+        }
         let mut buf = String::from("» ");
         reason.write_message(&mut buf);
         assert_eq!(buf, format!("» {expected}"));
@@ -906,6 +915,11 @@ mod messages_on_demand {
             want["undetermined"] = true.into();
         }
         assert_eq!(json, want);
+        // The struct's declared length is the number of fields it writes.
+        assert_eq!(
+            reason.serialized_field_count(),
+            json.as_object().map_or(0, serde_json::Map::len)
+        );
         // The keys keep their order: code, message, then the optional ones.
         let text = serde_json::to_string(reason).unwrap();
         assert!(text.starts_with(&format!(
