@@ -272,15 +272,11 @@ pub(crate) async fn append(
         ))
         .await?;
     }
-    let guess = remembered(tenant);
-    let (seq, prev_hash) = match &guess {
-        Some(head) => (head.seq + 1, head.hash.clone()),
-        None => (1, GENESIS_HASH.to_owned()),
-    };
     let mut model = audit_log::Model {
         id: AuditLogId::new(),
         tenant_id: tenant,
-        seq,
+        // Set by `chain_after`, with `prev_hash` and `hash`.
+        seq: 0,
         actor_type: entry.actor_type,
         actor_id: entry.actor_id,
         action: entry.action,
@@ -293,23 +289,21 @@ pub(crate) async fn append(
         user_agent: entry.user_agent,
         message: entry.message,
         details: entry.details,
-        prev_hash,
+        prev_hash: String::new(),
         hash: String::new(),
         // Stored at microsecond precision on every backend, so hash what is stored.
         created_at: now.trunc_subsecs(6),
     };
-    model.hash = hash_of(&model)?;
-    let appended = match &guess {
-        Some(head) => append_after(conn, &model, head).await?,
+    let appended = match remembered(tenant) {
+        Some(guess) => {
+            chain_after(&mut model, Some(&guess))?;
+            append_after(conn, &model, &guess).await?
+        }
         None => false,
     };
     if !appended {
         let head = read_head(conn, tenant).await?;
-        (model.seq, model.prev_hash) = match head {
-            Some(head) => (head.seq + 1, head.hash),
-            None => (1, GENESIS_HASH.to_owned()),
-        };
-        model.hash = hash_of(&model)?;
+        chain_after(&mut model, head.as_ref())?;
         model = crate::store::repo::insert_known(conn, model).await?;
     }
     remember(
@@ -320,6 +314,17 @@ pub(crate) async fn append(
         },
     );
     Ok(model)
+}
+
+/// Makes `entry` the successor of `head` (the first entry without one): its
+/// sequence number, `prev_hash` and its own hash.
+fn chain_after(entry: &mut audit_log::Model, head: Option<&Head>) -> Result<()> {
+    (entry.seq, entry.prev_hash) = match head {
+        Some(head) => (head.seq + 1, head.hash.clone()),
+        None => (1, GENESIS_HASH.to_owned()),
+    };
+    entry.hash = hash_of(entry)?;
+    Ok(())
 }
 
 /// The head of `tenant`'s chain, by the highest sequence number (not `ORDER
