@@ -263,8 +263,42 @@ pub(crate) async fn append(
     entry: AuditEntry,
     now: DateTime<Utc>,
 ) -> Result<audit_log::Model> {
+    append_with(conn, tenant, None, entry, now).await
+}
+
+/// Runs `write`, an insert of one row, then appends `entry` as [`append`]
+/// does, inside the caller's write transaction. On SQLite, when this process
+/// knows the chain's head, both statements go to the database in one call
+/// (SQLite runs them one after the other, binding the values in order): a
+/// recorded fact and its audit entry cost one round trip.
+pub(crate) async fn write_then_append(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    write: Statement,
+    entry: AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<audit_log::Model> {
+    append_with(conn, tenant, Some(write), entry, now).await
+}
+
+async fn append_with(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    mut write: Option<Statement>,
+    entry: AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<audit_log::Model> {
     entry.validate()?;
-    if conn.get_database_backend() == DatabaseBackend::Postgres {
+    let backend = conn.get_database_backend();
+    let guess = remembered(tenant);
+    // Only SQLite takes several statements in one call; elsewhere, and when
+    // the head must be read first anyway, the write goes alone.
+    if backend != DatabaseBackend::Sqlite || guess.is_none() {
+        if let Some(write) = write.take() {
+            conn.execute_raw(write).await?;
+        }
+    }
+    if backend == DatabaseBackend::Postgres {
         conn.execute_raw(Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -294,10 +328,10 @@ pub(crate) async fn append(
         // Stored at microsecond precision on every backend, so hash what is stored.
         created_at: now.trunc_subsecs(6),
     };
-    let appended = match remembered(tenant) {
+    let appended = match guess {
         Some(guess) => {
             chain_after(&mut model, Some(&guess))?;
-            append_after(conn, &model, &guess).await?
+            append_after(conn, write.take(), &model, &guess).await?
         }
         None => false,
     };
@@ -356,9 +390,12 @@ async fn read_head(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Opti
 /// tenant's chain, in one statement: `INSERT INTO audit_logs (…) SELECT …
 /// WHERE EXISTS (entry head.seq with head.hash) AND NOT EXISTS (entry
 /// head.seq + 1)`. Sequence numbers have no gaps, so an entry with no
-/// successor is the head. Returns whether it was inserted.
+/// successor is the head. `write` (an insert of one row), when given, runs
+/// first in the same call; it is written whether or not the entry is.
+/// Returns whether the entry was inserted.
 async fn append_after(
     conn: &impl ConnectionTrait,
+    write: Option<Statement>,
     entry: &audit_log::Model,
     head: &Head,
 ) -> Result<bool> {
@@ -391,8 +428,36 @@ async fn append_after(
         .select_from(guarded)
         .map_err(|e| Error::Database(sea_orm::DbErr::Custom(e.to_string())))?
         .to_owned();
-    let inserted = conn.execute(&insert).await?;
-    Ok(inserted.rows_affected() == 1)
+    let insert = conn.get_database_backend().build(&insert);
+    let Some(write) = write else {
+        return Ok(conn.execute_raw(insert).await?.rows_affected() == 1);
+    };
+    // SQLite reports the rows both statements changed: the write's one, and
+    // the entry's when the guess held.
+    match conn
+        .execute_raw(one_call(write, insert))
+        .await?
+        .rows_affected()
+    {
+        2 => Ok(true),
+        1 => Ok(false),
+        n => Err(Error::Database(sea_orm::DbErr::Custom(format!(
+            "an insert of one row and an audit entry changed {n} rows"
+        )))),
+    }
+}
+
+/// `first` and `then` as one call: their SQL one after the other, their
+/// values in the same order (SQLite binds each statement's `?` from where
+/// the previous one stopped).
+fn one_call(first: Statement, then: Statement) -> Statement {
+    let mut values = first.values.map(|v| v.0).unwrap_or_default();
+    values.extend(then.values.map(|v| v.0).unwrap_or_default());
+    Statement::from_sql_and_values(
+        first.db_backend,
+        format!("{};\n{}", first.sql, then.sql),
+        values,
+    )
 }
 
 /// What [`AuditLogRepository::search`] selects; every filter left unset matches all.
@@ -1111,6 +1176,81 @@ mod tests {
             );
             head = next;
             assert_chain(&scope, entries).await;
+        }
+    }
+
+    /// A team row to write before an entry: any insert of one row.
+    fn team_insert(tenant: TenantId, n: usize) -> Statement {
+        use crate::entity::team;
+        let now = Utc::now();
+        crate::store::repo::insert_statement(
+            DatabaseBackend::Sqlite,
+            team::Model {
+                id: crate::id::TeamId::new(),
+                tenant_id: tenant,
+                name: format!("team {n}"),
+                slug: format!("team-{n}"),
+                description: None,
+                created_at: now,
+                updated_at: now,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_write_and_the_entry_after_it_are_both_recorded_once_whether_the_guess_holds_or_not()
+    {
+        use crate::entity::team;
+        let (store, scope) = tenant().await;
+        let tenant = scope.tenant_id();
+        let mut head = record(&store, tenant, 2).await;
+        // The remembered head (one call), an older entry, an entry never
+        // written, no guess (the write goes alone, then the head is read).
+        let wrongs = [
+            None,
+            Some(Head {
+                seq: 1,
+                hash: head.prev_hash.clone(),
+            }),
+            Some(Head {
+                seq: 40,
+                hash: "f".repeat(64),
+            }),
+        ];
+        for (n, wrong) in wrongs.into_iter().map(Some).chain([None]).enumerate() {
+            match wrong.clone() {
+                Some(Some(guess)) => remember(tenant, guess),
+                Some(None) => {}
+                None => {
+                    heads().remove(&tenant);
+                }
+            }
+            let next = write_then_append(
+                store.connection(),
+                tenant,
+                team_insert(tenant, n),
+                AuditEntry::new("team.created", "team"),
+                Utc::now(),
+            )
+            .await
+            .expect("write and append");
+            assert_eq!(
+                (next.seq, &next.prev_hash),
+                (head.seq + 1, &head.hash),
+                "after the guess {wrong:?}"
+            );
+            head = next;
+            let teams = team::Entity::find()
+                .filter(team::Column::TenantId.eq(tenant))
+                .all(store.connection())
+                .await
+                .expect("teams");
+            assert_eq!(
+                teams.len(),
+                n + 1,
+                "each write once, after the guess {wrong:?}"
+            );
+            assert_chain(&scope, 3 + u64::try_from(n).expect("small")).await;
         }
     }
 

@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::audit::{AuditEntry, append};
+use crate::audit::{AuditEntry, write_then_append};
 use crate::budget::Shortfall;
 use crate::codes;
 use crate::entity::approval_request::{self, ApprovalStatus, ApprovalSubjectKind};
@@ -812,13 +812,18 @@ impl Flow<'_> {
             })
             .collect();
         let intent = self
-            .record(purchase_intent::Model {
-                status: PurchaseIntentStatus::Rejected,
-                rejection_code: first.map(|r| r.code().to_owned()),
-                rejection_reason: first.map(|r| r.message().into_owned()),
-                reasons: ReasonList(reasons.clone()),
-                ..intent
-            })
+            .record(
+                purchase_intent::Model {
+                    status: PurchaseIntentStatus::Rejected,
+                    rejection_code: first.map(|r| r.code().to_owned()),
+                    rejection_reason: first.map(|r| r.message().into_owned()),
+                    reasons: ReasonList(reasons.clone()),
+                    ..intent
+                },
+                ("rejected", AuditStatus::Denied, &reasons),
+                request,
+                now,
+            )
             .await?;
         // The blocked attempts refer to the intent, recorded just above.
         if !attempts.is_empty() {
@@ -828,15 +833,6 @@ impl Flow<'_> {
         }
         let event = crate::events::rejection_event(&intent, &reasons)?;
         crate::events::emit(self.txn, self.tenant, event, now).await?;
-        self.audit(
-            &intent,
-            "rejected",
-            AuditStatus::Denied,
-            &reasons,
-            request,
-            now,
-        )
-        .await?;
         Ok(Authorization {
             outcome: Outcome::Rejected,
             reasons,
@@ -867,15 +863,18 @@ impl Flow<'_> {
             record_seen(self.txn, self.tenant, merchant_name, domain, now).await?;
         }
         let intent = self
-            .record(purchase_intent::Model {
-                status: PurchaseIntentStatus::Approved,
-                reservation_id: reservation.as_ref().map(|r| r.id),
-                ..intent
-            })
+            .record(
+                purchase_intent::Model {
+                    status: PurchaseIntentStatus::Approved,
+                    reservation_id: reservation.as_ref().map(|r| r.id),
+                    ..intent
+                },
+                ("approved", AuditStatus::Success, &[]),
+                request,
+                now,
+            )
             .await?;
         crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
-        self.audit(&intent, "approved", AuditStatus::Success, &[], request, now)
-            .await?;
         Ok(Authorization {
             outcome: Outcome::Approved,
             reasons: Vec::new(),
@@ -947,13 +946,18 @@ impl Flow<'_> {
         .insert(self.txn)
         .await?;
         let intent = self
-            .record(purchase_intent::Model {
-                status: PurchaseIntentStatus::PendingApproval,
-                reservation_id: reservation.as_ref().map(|r| r.id),
-                approval_request_id: Some(approval.id),
-                reasons: ReasonList(reasons.clone()),
-                ..intent
-            })
+            .record(
+                purchase_intent::Model {
+                    status: PurchaseIntentStatus::PendingApproval,
+                    reservation_id: reservation.as_ref().map(|r| r.id),
+                    approval_request_id: Some(approval.id),
+                    reasons: ReasonList(reasons.clone()),
+                    ..intent
+                },
+                ("pending_approval", AuditStatus::Success, &reasons),
+                request,
+                now,
+            )
             .await?;
         // The thresholds the hold crossed, then the request for approval.
         crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
@@ -963,15 +967,6 @@ impl Flow<'_> {
             None,
         )?;
         crate::events::emit(self.txn, self.tenant, event, now).await?;
-        self.audit(
-            &intent,
-            "pending_approval",
-            AuditStatus::Success,
-            &reasons,
-            request,
-            now,
-        )
-        .await?;
         Ok(Authorization {
             outcome: Outcome::PendingApproval,
             reasons,
@@ -983,34 +978,19 @@ impl Flow<'_> {
     }
 
     /// Records the intent with its outcome, in one insert that also claims
-    /// its idempotency key: a concurrent call with the same key that
-    /// committed first makes this a [`Error::Conflict`], and the caller's
-    /// retry returns that call's result instead (`TenantScope::authorize`).
-    async fn record(&self, intent: purchase_intent::Model) -> Result<purchase_intent::Model> {
-        let key = intent.idempotency_key.clone();
-        crate::store::repo::insert_known(self.txn, intent)
-            .await
-            .map_err(|e| match Error::from(e) {
-                Error::Conflict { .. } => Error::conflict(
-                    "purchase_intent",
-                    format!(
-                        "idempotency key {:?} is taken by a concurrent call",
-                        key.as_deref().unwrap_or_default()
-                    ),
-                ),
-                other => other,
-            })
-    }
-
-    async fn audit(
+    /// its idempotency key, and appends its audit entry (`action`, status and
+    /// reason codes) right after it (on SQLite in the same call:
+    /// `crate::audit::write_then_append`). A concurrent call with the same
+    /// key that committed first makes this a [`Error::Conflict`], and the
+    /// caller's retry returns that call's result instead
+    /// (`TenantScope::authorize`).
+    async fn record(
         &self,
-        intent: &purchase_intent::Model,
-        action: &str,
-        status: AuditStatus,
-        reasons: &[Reason],
+        intent: purchase_intent::Model,
+        (action, status, reasons): (&str, AuditStatus, &[Reason]),
         request: &Request,
         now: DateTime<Utc>,
-    ) -> Result<()> {
+    ) -> Result<purchase_intent::Model> {
         let subject = match request.action {
             crate::policy::ActionKind::Purchase => "purchase",
             crate::policy::ActionKind::ToolCall => "tool_call",
@@ -1032,7 +1012,22 @@ impl Flow<'_> {
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
         }
-        append(self.txn, self.tenant, entry, now).await?;
-        Ok(())
+        let insert = crate::store::repo::insert_statement(
+            sea_orm::ConnectionTrait::get_database_backend(self.txn),
+            intent.clone(),
+        );
+        write_then_append(self.txn, self.tenant, insert, entry, now)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { .. } => Error::conflict(
+                    "purchase_intent",
+                    format!(
+                        "idempotency key {:?} is taken by a concurrent call",
+                        intent.idempotency_key.as_deref().unwrap_or_default()
+                    ),
+                ),
+                other => other,
+            })?;
+        Ok(intent)
     }
 }

@@ -29,7 +29,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::audit::{AuditEntry, append};
+use crate::audit::{AuditEntry, write_then_append};
 use crate::authorize::{Authorization, Extra};
 use crate::codes;
 use crate::entity::audit_log::AuditActorType;
@@ -682,9 +682,23 @@ impl<'a> Meter<'a> {
             metadata: Metadata::default(),
             created_at: now,
         };
-        let record = crate::store::repo::insert_known(txn, record)
+        // The usage record and its audit entry (on SQLite in one call).
+        let insert =
+            crate::store::repo::insert_statement(txn.get_database_backend(), record.clone());
+        let entry = AuditEntry::new("llm_usage.metered", "usage_record")
+            .actor(AuditActorType::Agent, intent.agent_id.map(|a| a.as_uuid()))
+            .resource_id(record.id)
+            .correlation_id(handle.to_string())
+            .message(format!(
+                "{} tokens, {} {}{}",
+                tokens,
+                cost,
+                price.currency,
+                if usage.failed { " (failed call)" } else { "" }
+            ));
+        write_then_append(txn, tenant, insert, entry, now)
             .await
-            .map_err(|e| match Error::from(e) {
+            .map_err(|e| match e {
                 // A concurrent `finish` of the same call recorded it first: run
                 // again, this call returns that record.
                 Error::Conflict { .. } => Error::Contention {
@@ -692,23 +706,6 @@ impl<'a> Meter<'a> {
                 },
                 other => other,
             })?;
-        append(
-            txn,
-            tenant,
-            AuditEntry::new("llm_usage.metered", "usage_record")
-                .actor(AuditActorType::Agent, intent.agent_id.map(|a| a.as_uuid()))
-                .resource_id(record.id)
-                .correlation_id(handle.to_string())
-                .message(format!(
-                    "{} tokens, {} {}{}",
-                    tokens,
-                    cost,
-                    price.currency,
-                    if usage.failed { " (failed call)" } else { "" }
-                )),
-            now,
-        )
-        .await?;
         Ok(record)
     }
 

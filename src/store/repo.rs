@@ -44,12 +44,22 @@ where
     M: IntoActiveModel<A> + Clone,
     A: ActiveModelTrait + Send,
 {
-    // `reset_all` marks every field as set, so the insert writes them all.
-    let row = model.clone().into_active_model().reset_all();
-    <A::Entity as EntityTrait>::insert(row)
-        .exec_without_returning(conn)
+    conn.execute_raw(insert_statement(conn.get_database_backend(), model.clone()))
         .await?;
     Ok(model)
+}
+
+/// The statement [`insert_known`] sends for `model`, for a caller that sends
+/// it together with another (`crate::audit::write_then_append`).
+pub(crate) fn insert_statement<M, A>(backend: DbBackend, model: M) -> Statement
+where
+    M: IntoActiveModel<A>,
+    A: ActiveModelTrait,
+{
+    use sea_orm::QueryTrait as _;
+    // `reset_all` marks every field as set, so the insert writes them all.
+    let row = model.into_active_model().reset_all();
+    <A::Entity as EntityTrait>::insert(row).build(backend)
 }
 
 /// The write transactions of one SQLite store, in line.
