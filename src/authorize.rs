@@ -229,6 +229,10 @@ pub(crate) struct Extra {
     /// on money budgets when the tenant setting `byok_exempt_from_budgets` is
     /// on.
     pub(crate) byok: bool,
+    /// A metered call not priced yet: the claim reads the model's price in
+    /// force with the tenant row and prices the request before anything
+    /// else looks at it (`refusal` is then set when it cannot be metered).
+    pub(crate) pricing: Option<crate::store::meter::Pricing>,
 }
 
 /// Whole microseconds, for span fields.
@@ -356,6 +360,23 @@ impl Flow<'_> {
         Ctx::new(self.txn, self.tenant, self.clock)
     }
 
+    /// `request` and `extra` with a metered call priced: the model's price in
+    /// force read now, in this transaction (the others are returned as
+    /// they are).
+    pub(crate) async fn priced(
+        &self,
+        request: &Request,
+        extra: &Extra,
+    ) -> Result<(Request, Extra)> {
+        let (mut request, mut extra) = (request.clone(), extra.clone());
+        if let Some(pricing) = extra.pricing.take() {
+            extra.refusal = pricing
+                .read_and_apply(self.txn, self.tenant, &mut request, self.clock.now())
+                .await?;
+        }
+        Ok((request, extra))
+    }
+
     /// An intent already recorded for this idempotency key, returned as the
     /// first result.
     pub(crate) async fn replay(
@@ -441,10 +462,10 @@ impl Flow<'_> {
     pub(crate) async fn run_with(
         &self,
         mut request: Request,
-        extra: Extra,
+        mut extra: Extra,
     ) -> Result<Authorization> {
         let started = std::time::Instant::now();
-        let claim = self.claim(&mut request).await?;
+        let claim = self.claim(&mut request, &mut extra).await?;
         let counted = claim.run.as_ref().map(|r| (r.id, r.rounds));
         let authorization = self
             .decide_claimed(claim, &request, &extra, started)
@@ -506,18 +527,29 @@ impl Flow<'_> {
     /// (whose row is authoritative for team and project), locks the run and
     /// prepares the intent; it is recorded once, with its outcome
     /// ([`Flow::record`]).
-    async fn claim(&self, request: &mut Request) -> Result<Claim> {
+    async fn claim(&self, request: &mut Request, extra: &mut Extra) -> Result<Claim> {
+        let now = self.clock.now();
+        // The tenant row, the stamp of its policies, the agent and, for a
+        // metered call, its model's price in force, in one read. A missing
+        // agent is a decision (AGENT_NOT_FOUND), not an error.
+        let claimed_agent = request.principal.agent_id;
+        let pricing = extra.pricing.take();
+        let price_of = pricing
+            .as_ref()
+            .map(|p| (p.provider.as_str(), p.model.as_str(), now));
+        let (tenant_row, policy_stamp, agent, price) = crate::store::policies::tenant_and_stamp(
+            self.txn,
+            self.tenant,
+            Some(claimed_agent),
+            price_of,
+        )
+        .await?
+        .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
+        if let Some(pricing) = pricing {
+            extra.refusal = pricing.apply(request, price.as_ref());
+        }
         request.validate()?;
         stored_widths(request)?;
-        let now = self.clock.now();
-        // The tenant row, the stamp of its policies and the agent, in one
-        // read. A missing agent is a decision (AGENT_NOT_FOUND), not an
-        // error.
-        let claimed_agent = request.principal.agent_id;
-        let (tenant_row, policy_stamp, agent) =
-            crate::store::policies::tenant_and_stamp(self.txn, self.tenant, Some(claimed_agent))
-                .await?
-                .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
         // An action may carry a cost (held like a purchase) or none (nothing
         // is held); the intent then records zero in the tenant's currency.

@@ -568,6 +568,59 @@ async fn metered_calls_hold_the_estimate_and_capture_what_was_used() {
     }
 }
 
+/// A metered call retried with its idempotency key is the first call again:
+/// priced the same, it is replayed (one intent, one hold); with other tokens
+/// it is another request and a conflict; a refused call is replayed refused.
+#[tokio::test]
+async fn a_metered_call_begun_again_with_its_key_is_replayed_and_another_call_under_it_conflicts() {
+    for backend in backends() {
+        let clock = Arc::new(ManualClock::new(noon()));
+        let store = store_for(backend, clock.clone()).await;
+        let (acme, agent) = priced_tenant(&store, TenantSettings::default()).await;
+        let call = |model: &str, input: u64| {
+            MeterRequest::new(agent, "acme-ai", model, input)
+                .max_output_tokens(1_000)
+                .idempotency_key(format!("call-{model}"))
+        };
+        // 2,000 × 2 / 1M + 1,000 × 10 / 1M = 0.004 + 0.01.
+        let first = acme.meter().begin(call("small", 2_000)).await.unwrap();
+        assert!(first.is_approved(), "{backend:?}: {:?}", first.reasons);
+        assert!(!first.replayed);
+        let held = first.reservation.clone().expect("held");
+        assert_eq!(held.amount.get(), dec("0.014"));
+        let again = acme.meter().begin(call("small", 2_000)).await.unwrap();
+        assert!(again.replayed, "{backend:?}");
+        assert_eq!(again.intent.id, first.intent.id);
+        assert_eq!(again.reservation.map(|r| r.id), Some(held.id));
+        let err = acme.meter().begin(call("small", 3_000)).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Conflict { .. }),
+            "{backend:?}: {err:?}"
+        );
+        let refused = acme.meter().begin(call("huge", 10)).await.unwrap();
+        assert_eq!(refused.codes().collect::<Vec<_>>(), [codes::PRICE_UNKNOWN]);
+        let refused_again = acme.meter().begin(call("huge", 10)).await.unwrap();
+        assert!(refused_again.replayed);
+        assert_eq!(refused_again.intent.id, refused.intent.id);
+        assert_eq!(
+            refused_again.codes().collect::<Vec<_>>(),
+            [codes::PRICE_UNKNOWN]
+        );
+        // Only the first call holds anything.
+        let report = acme.reservations().reconcile().await.unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        let intents = acme
+            .audit_log()
+            .search(
+                &bursar::audit::AuditFilter::new().action("llm_usage.approved"),
+                bursar::store::PageRequest::new().limit(10),
+            )
+            .await
+            .unwrap();
+        assert_eq!(intents.items.len(), 1, "{backend:?}");
+    }
+}
+
 #[tokio::test]
 async fn an_unknown_price_or_an_unbounded_call_fails_closed() {
     for backend in backends() {
@@ -985,12 +1038,13 @@ async fn concurrent_finishes_of_one_run_count_every_call_once() {
 
 /// The calls to the database `docs/performance.md` counts ("Metering"):
 /// with the policies cached, a metered call of a run with a cost cap, held on
-/// the agent's monthly budget and the run's, makes 10 calls to `begin` and 10
-/// to `finish` on SQLite (`BEGIN` and `COMMIT` aside; the intent and the
-/// usage record each go in one call with their audit entry); the same
-/// agent's `reserve` + `capture` makes 7 + 7.
+/// the agent's monthly budget and the run's, makes 9 calls to `begin` and 10
+/// to `finish` on SQLite (`BEGIN` and `COMMIT` aside; the model's price is
+/// read with the tenant row, and the intent and the usage record each go in
+/// one call with their audit entry); the same agent's `reserve` + `capture`
+/// makes 7 + 7.
 #[tokio::test]
-async fn a_metered_call_makes_ten_calls_to_begin_and_ten_to_finish_on_sqlite() {
+async fn a_metered_call_makes_nine_calls_to_begin_and_ten_to_finish_on_sqlite() {
     use bursar::budget::Principal;
     use bursar::store::{BudgetRepository, NewBudget, ReserveRequest};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -1059,5 +1113,5 @@ async fn a_metered_call_makes_ten_calls_to_begin_and_ten_to_finish_on_sqlite() {
         mark(&mut counts);
     }
     // `begin`, `finish`, `reserve`, `capture` (the first mark is setup).
-    assert_eq!(counts[1..], [10, 10, 7, 7]);
+    assert_eq!(counts[1..], [9, 10, 7, 7]);
 }

@@ -207,9 +207,24 @@ async fn price_at(
     model: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<model_price::Model>> {
-    // The price in force: the newest one effective by `at` (found with
-    // `MAX`, not `ORDER BY … LIMIT ?`, which SQLite compiles again on every
-    // call: `crate::store::repo::first`).
+    Ok(model_price::Entity::find()
+        .filter(in_force(tenant, provider, model, at))
+        .all(conn)
+        .await
+        .map(crate::store::repo::first)?)
+}
+
+/// Which row of the price table is in force for a model at `at`: the newest
+/// one effective by then (found with `MAX`, not `ORDER BY … LIMIT ?`, which
+/// SQLite compiles again on every call: `crate::store::repo::first`). Every
+/// part names the tenant, so that the statement stays on one tenant's shard
+/// (docs/scaling.md).
+pub(crate) fn in_force(
+    tenant: crate::id::TenantId,
+    provider: &str,
+    model: &str,
+    at: DateTime<Utc>,
+) -> Condition {
     let of_model = Condition::all()
         .add(model_price::Column::TenantId.eq(tenant))
         .add(model_price::Column::Provider.eq(provider.trim()))
@@ -223,15 +238,80 @@ async fn price_at(
                 .add(model_price::Column::EffectiveFrom.lte(at)),
         )
         .to_owned();
-    Ok(model_price::Entity::find()
-        .filter(of_model)
-        .filter(
-            Expr::col(model_price::Column::EffectiveFrom)
-                .eq(Expr::SubQuery(None, Box::new(newest.into()))),
-        )
-        .all(conn)
-        .await
-        .map(crate::store::repo::first)?)
+    of_model.add(
+        Expr::col((model_price::Entity, model_price::Column::EffectiveFrom))
+            .eq(Expr::SubQuery(None, Box::new(newest.into()))),
+    )
+}
+
+/// What a metered call needs priced: its model and the tokens its estimate
+/// counts. `authorize` reads the model's price in force with the tenant row
+/// (`crate::store::policies::tenant_and_stamp`) and prices the request with
+/// [`Pricing::apply`] before anything else looks at it.
+#[derive(Clone, Debug)]
+pub(crate) struct Pricing {
+    pub(crate) provider: String,
+    pub(crate) model: String,
+    input_tokens: u64,
+    max_output_tokens: Option<u64>,
+}
+
+impl Pricing {
+    /// Prices `request` at `price`, the model's price in force (`None`: the
+    /// table has none): the estimate (input plus the most output at the
+    /// model's prices) becomes its cost and the prices travel in its
+    /// metadata, so that [`Meter::finish`] charges at the same ones. Returns
+    /// the refusal for a call that cannot be metered: no price, or no output
+    /// bound.
+    pub(crate) fn apply(
+        &self,
+        request: &mut Request,
+        price: Option<&model_price::Model>,
+    ) -> Option<Reason> {
+        let (provider, model) = (&self.provider, &self.model);
+        let Some(price) = price else {
+            return Some(price_unknown(format!(
+                "no price is known for model {model:?} of {provider:?}; the call cannot be metered"
+            )));
+        };
+        let rates = Rates::of(price);
+        for (key, value) in RATE_KEYS.iter().zip([
+            rates.currency.to_string(),
+            rates.input_per_million.to_string(),
+            rates.output_per_million.to_string(),
+            rates.cached_input_per_million.to_string(),
+            rates.reasoning_per_million.to_string(),
+        ]) {
+            request.metadata.insert((*key).to_owned(), value);
+        }
+        let Some(max_output) = self.max_output_tokens else {
+            return Some(price_unknown(format!(
+                "the call of {model:?} has no output bound (max_output_tokens), so its cost cannot be estimated"
+            )));
+        };
+        let estimate = cost_of(self.input_tokens, price.input_per_million)
+            + cost_of(max_output, price.output_per_million);
+        if estimate > Decimal::ZERO {
+            request.amount = Some(estimate);
+            request.currency = Some(price.currency);
+        }
+        None
+    }
+
+    /// Reads the price in force at `at` and prices `request` with it
+    /// ([`Pricing::apply`]): for a call whose idempotency key must be
+    /// checked against the priced request before `authorize` reads the
+    /// tenant row.
+    pub(crate) async fn read_and_apply(
+        &self,
+        conn: &impl ConnectionTrait,
+        tenant: crate::id::TenantId,
+        request: &mut Request,
+        at: DateTime<Utc>,
+    ) -> Result<Option<Reason>> {
+        let price = price_at(conn, tenant, &self.provider, &self.model, at).await?;
+        Ok(self.apply(request, price.as_ref()))
+    }
 }
 
 /// The prices per million tokens a call is charged at, carried in its
@@ -282,16 +362,6 @@ impl Rates {
             reasoning_per_million: amount(RATE_KEYS[4])?,
         })
     }
-}
-
-fn rates_into(request: Request, price: &model_price::Model) -> Request {
-    let rates = Rates::of(price);
-    request
-        .metadata(RATE_KEYS[0], rates.currency.to_string())
-        .metadata(RATE_KEYS[1], rates.input_per_million.to_string())
-        .metadata(RATE_KEYS[2], rates.output_per_million.to_string())
-        .metadata(RATE_KEYS[3], rates.cached_input_per_million.to_string())
-        .metadata(RATE_KEYS[4], rates.reasoning_per_million.to_string())
 }
 
 /// Tokens × price per million, rounded up to the storable scale (6 places),
@@ -448,9 +518,6 @@ impl<'a> Meter<'a> {
     pub async fn begin(&self, call: MeterRequest) -> Result<Authorization> {
         let provider = name("provider", &call.provider, MAX_PROVIDER_LEN)?;
         let model = name("model", &call.model, MAX_MODEL_LEN)?;
-        let ctx = self.ctx();
-        let now = ctx.now();
-        let price = price_at(&ctx.db, ctx.tenant, &provider, &model, now).await?;
         let mut request = Request::new(call.agent, crate::policy::ActionKind::LlmUsage)
             .model(model.clone())
             .metadata("provider", provider.clone());
@@ -460,40 +527,23 @@ impl<'a> Meter<'a> {
         if let Some(key) = &call.idempotency_key {
             request = request.idempotency_key(key.clone());
         }
-        let mut extra = Extra {
+        if call.byok {
+            request = request.metadata("byok", "true");
+        }
+        // Priced by `authorize`, with the price it reads in its transaction.
+        let extra = Extra {
             tokens: call
                 .input_tokens
                 .saturating_add(call.max_output_tokens.unwrap_or(0)),
             refusal: None,
             byok: call.byok,
+            pricing: Some(Pricing {
+                provider,
+                model,
+                input_tokens: call.input_tokens,
+                max_output_tokens: call.max_output_tokens,
+            }),
         };
-        if let Some(price) = &price {
-            // The prices the call is estimated at travel with it, so `finish`
-            // charges at the same prices without reading them again.
-            request = rates_into(request, price);
-        }
-        match (&price, call.max_output_tokens) {
-            (Some(price), Some(max_output)) => {
-                let estimate = cost_of(call.input_tokens, price.input_per_million)
-                    + cost_of(max_output, price.output_per_million);
-                if estimate > Decimal::ZERO {
-                    request = request.cost(estimate, price.currency);
-                }
-            }
-            (None, _) => {
-                extra.refusal = Some(price_unknown(format!(
-                    "no price is known for model {model:?} of {provider:?}; the call cannot be metered"
-                )));
-            }
-            (Some(_), None) => {
-                extra.refusal = Some(price_unknown(format!(
-                    "the call of {model:?} has no output bound (max_output_tokens), so its cost cannot be estimated"
-                )));
-            }
-        }
-        if call.byok {
-            request = request.metadata("byok", "true");
-        }
         self.scope.authorize_extra(request, extra).await
     }
 

@@ -13,7 +13,7 @@ pub(crate) mod group_commit;
 mod intents;
 mod members;
 pub(crate) mod merchants;
-mod meter;
+pub(crate) mod meter;
 mod payments;
 pub(crate) mod policies;
 pub(crate) mod repo;

@@ -12,7 +12,7 @@ use sea_orm::{
 
 use sea_orm::sea_query::{Expr, Func, Query, SelectStatement};
 
-use crate::entity::{agent, policy, tenant};
+use crate::entity::{agent, model_price, policy, tenant};
 use crate::id::{AgentId, PolicyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
@@ -195,7 +195,7 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
-        let (_, stamp, _) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant, None)
+        let (_, stamp, _, _) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant, None, None)
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.ctx.tenant))?;
         Ok(stamp)
@@ -213,22 +213,33 @@ struct TenantWithStamp {
     policies_changed: Option<DateTime<Utc>>,
     #[sea_orm(nested(prefix = "agent_"))]
     agent: Option<agent::Model>,
+    #[sea_orm(nested(prefix = "price_"))]
+    price: Option<model_price::Model>,
 }
 
 /// What [`tenant_and_stamp`] reads: the tenant row, the [`Stamp`] of its
-/// policy set and the agent asked for (`None` when it does not exist).
-pub(crate) type TenantRead = (tenant::Model, Stamp, Option<agent::Model>);
+/// policy set, the agent asked for (`None` when it does not exist) and the
+/// model price asked for (`None` when none is in force).
+pub(crate) type TenantRead = (
+    tenant::Model,
+    Stamp,
+    Option<agent::Model>,
+    Option<model_price::Model>,
+);
 
 /// The tenant row, the [`Stamp`] of its policy set and, when `agent` is
 /// given, that agent of the tenant, read in one statement (`None` when the
 /// tenant does not exist): `SELECT tenants.*, (SELECT COUNT(id) FROM policies
 /// WHERE tenant_id = ?), …, agents.* FROM tenants LEFT JOIN agents ON
 /// agents.tenant_id = ? AND agents.id = ? WHERE tenants.id = ?`. `authorize`
-/// needs all three on every call.
+/// needs all three on every call. When `price` names a provider, model and
+/// instant (a metered call), the model's price in force then is joined in
+/// the same way (`crate::store::meter::in_force`).
 pub(crate) async fn tenant_and_stamp(
     conn: &impl ConnectionTrait,
     id: TenantId,
     agent: Option<AgentId>,
+    price: Option<(&str, &str, DateTime<Utc>)>,
 ) -> Result<Option<TenantRead>> {
     let of_policies = |expr: Expr| -> Expr {
         let select: SelectStatement = Query::select()
@@ -267,6 +278,19 @@ pub(crate) async fn tenant_and_stamp(
             );
         }
     }
+    if let Some((provider, model, at)) = price {
+        // The price in force, joined on the tenant's own id too.
+        QueryTrait::query(&mut read).left_join(
+            model_price::Entity,
+            crate::store::meter::in_force(id, provider, model, at),
+        );
+        for column in model_price::Column::iter() {
+            read = read.column_as(
+                column.select_as(column.into_expr()),
+                format!("price_{}", column.as_str()),
+            );
+        }
+    }
     let read = read
         .into_model::<TenantWithStamp>()
         .all(conn)
@@ -279,7 +303,7 @@ pub(crate) async fn tenant_and_stamp(
             r.policies_changed,
             r.tenant.default_effect,
         );
-        (r.tenant, stamp, r.agent)
+        (r.tenant, stamp, r.agent, r.price)
     }))
 }
 

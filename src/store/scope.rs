@@ -446,13 +446,21 @@ impl Work for AuthorizeWork<'_> {
         };
         let request = self.request;
         let result = match &request.idempotency_key {
-            Some(key) => match flow.replay(key, request).await {
-                // The first call's result; nothing is written.
-                Ok(Some(found)) => return Step::Read(found),
-                Ok(None) => flow.run_with(request.clone(), self.extra.clone()).await,
-                // The key belongs to a different request: final.
-                Err(err) => return Step::failed(err),
-            },
+            Some(key) => {
+                // A metered call is priced before its key is compared with
+                // the first call's (without a key, the claim prices it).
+                let (request, extra) = match flow.priced(request, self.extra).await {
+                    Ok(priced) => priced,
+                    Err(err) => return Step::failed(err),
+                };
+                match flow.replay(key, &request).await {
+                    // The first call's result; nothing is written.
+                    Ok(Some(found)) => return Step::Read(found),
+                    Ok(None) => flow.run_with(request, extra).await,
+                    // The key belongs to a different request: final.
+                    Err(err) => return Step::failed(err),
+                }
+            }
             None => flow.run_with(request.clone(), self.extra.clone()).await,
         };
         match result {
