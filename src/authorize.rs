@@ -528,6 +528,8 @@ impl Flow<'_> {
     /// prepares the intent; it is recorded once, with its outcome
     /// ([`Flow::record`]).
     async fn claim(&self, request: &mut Request, extra: &mut Extra) -> Result<Claim> {
+        request.validate()?;
+        stored_widths(request)?;
         let now = self.clock.now();
         // The tenant row, the stamp of its policies, the agent and, for a
         // metered call, its model's price in force, in one read. A missing
@@ -547,9 +549,9 @@ impl Flow<'_> {
         .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
         if let Some(pricing) = pricing {
             extra.refusal = pricing.apply(request, price.as_ref());
+            // The estimate and the prices it added are checked like the rest.
+            request.validate()?;
         }
-        request.validate()?;
-        stored_widths(request)?;
         let tz = crate::budget::parse_timezone(&tenant_row.timezone)?;
         // An action may carry a cost (held like a purchase) or none (nothing
         // is held); the intent then records zero in the tenant's currency.
