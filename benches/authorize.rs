@@ -9,6 +9,8 @@
 //!     cargo bench --bench authorize
 //! # a quick pass (one short round each, 10,000 pre-filled rows):
 //! BURSAR_BENCH_QUICK=1 cargo bench --bench authorize
+//! # only some parts (any of minimal, group, big, tracing):
+//! BURSAR_BENCH_PARTS=big,group cargo bench --bench authorize
 //! ```
 //!
 //! * **bursar / minimal**, per backend (in-memory SQLite, file SQLite in WAL
@@ -79,6 +81,9 @@ struct Plan {
     rounds: usize,
     round: Duration,
     prefill: u64,
+    /// `BURSAR_BENCH_PARTS`: which parts run (`minimal`, `group`, `big`,
+    /// `tracing`, comma-separated; all when unset).
+    parts: Option<&'static str>,
 }
 
 impl Plan {
@@ -89,19 +94,30 @@ impl Plan {
             .ok()
             .and_then(|v| v.parse().ok())
             .unwrap_or(if quick { 10_000 } else { 1_000_000 });
+        let parts = std::env::var("BURSAR_BENCH_PARTS")
+            .ok()
+            .map(|v| &*Box::leak(v.into_boxed_str()));
         if quick {
             Self {
                 rounds: 1,
                 round: Duration::from_millis(100),
                 prefill,
+                parts,
             }
         } else {
             Self {
                 rounds: 8,
                 round: Duration::from_millis(600),
                 prefill,
+                parts,
             }
         }
+    }
+
+    /// Whether the part named `part` runs.
+    fn runs(&self, part: &str) -> bool {
+        self.parts
+            .is_none_or(|parts| parts.split(',').any(|p| p.trim() == part))
     }
 }
 
@@ -682,20 +698,28 @@ fn main() {
         .configure_from_args();
     environment(&runtime);
     let mut lines = Vec::new();
-    for backend in [
-        Backend::SqliteMemory,
-        Backend::SqliteFile,
-        Backend::Postgres,
-    ] {
-        runtime.block_on(against_minimal(backend, plan, &mut lines));
+    if plan.runs("minimal") {
+        for backend in [
+            Backend::SqliteMemory,
+            Backend::SqliteFile,
+            Backend::Postgres,
+        ] {
+            runtime.block_on(against_minimal(backend, plan, &mut lines));
+        }
     }
-    for backend in [Backend::SqliteFile, Backend::Postgres] {
-        runtime.block_on(group_commit(backend, plan, &mut lines));
+    if plan.runs("group") {
+        for backend in [Backend::SqliteFile, Backend::Postgres] {
+            runtime.block_on(group_commit(backend, plan, &mut lines));
+        }
     }
-    for backend in [Backend::SqliteFile, Backend::Postgres] {
-        runtime.block_on(big_tables(backend, plan, &mut lines));
+    if plan.runs("big") {
+        for backend in [Backend::SqliteFile, Backend::Postgres] {
+            runtime.block_on(big_tables(backend, plan, &mut lines));
+        }
     }
-    tracing_cost(&runtime, &mut criterion, &mut lines);
+    if plan.runs("tracing") {
+        tracing_cost(&runtime, &mut criterion, &mut lines);
+    }
     criterion.final_summary();
     println!();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
