@@ -11,6 +11,8 @@
 //! BURSAR_BENCH_QUICK=1 cargo bench --bench authorize
 //! # only some parts (any of minimal, group, big, tracing):
 //! BURSAR_BENCH_PARTS=big,group cargo bench --bench authorize
+//! # big tables on SQLite without the STAT4 samples ANALYZE gathers:
+//! BURSAR_BENCH_PARTS=big BURSAR_BENCH_SQLITE_STAT4=drop cargo bench --bench authorize
 //! ```
 //!
 //! * **bursar / minimal**, per backend (in-memory SQLite, file SQLite in WAL
@@ -560,6 +562,18 @@ async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
             }
             tx.commit().await.expect("commit");
             sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+            if std::env::var("BURSAR_BENCH_SQLITE_STAT4").is_ok_and(|v| v == "drop") {
+                // What the STAT4 samples cost (docs/performance.md): the
+                // statistics without them, reloaded.
+                sqlx::query("DELETE FROM sqlite_stat4")
+                    .execute(pool)
+                    .await
+                    .expect("drop the STAT4 samples");
+                sqlx::query("ANALYZE sqlite_schema")
+                    .execute(pool)
+                    .await
+                    .expect("reload the statistics");
+            }
         }
     }
 }
