@@ -174,6 +174,26 @@ fn action_kinds_including_custom_names() {
         &facts()
     ));
     assert!(!allows(cond, &buy("1", "x"), &facts()));
+    // Each kind matches only itself.
+    let llm = Request::new(agent, ActionKind::LlmUsage);
+    let purchases = c(r#"{"type":"action_in","actions":["purchase"]}"#);
+    assert!(allows(purchases.clone(), &buy("1", "x"), &facts()));
+    assert!(!allows(
+        purchases.clone(),
+        &Request::tool_call(agent, "t"),
+        &facts()
+    ));
+    assert!(!allows(purchases, &llm, &facts()));
+    let llm_calls = c(r#"{"type":"action_in","actions":["llm_usage"]}"#);
+    assert!(allows(llm_calls.clone(), &llm, &facts()));
+    assert!(!allows(
+        llm_calls.clone(),
+        &Request::tool_call(agent, "t"),
+        &facts()
+    ));
+    assert!(!allows(llm_calls, &buy("1", "x"), &facts()));
+    let tool_calls = c(r#"{"type":"action_in","actions":["tool_call"]}"#);
+    assert!(!allows(tool_calls, &llm, &facts()));
     assert!(
         serde_json::from_str::<Condition>(r#"{"type":"action_in","actions":["fly"]}"#).is_err()
     );
@@ -225,11 +245,15 @@ fn time_of_day_in_zones_and_across_midnight() {
     assert!(allows(office.clone(), &buy("1", "x"), &at(9, 0)));
     assert!(allows(office.clone(), &buy("1", "x"), &at(16, 59)));
     assert!(!allows(office.clone(), &buy("1", "x"), &at(17, 0)));
+    // Minutes count after the hour: 09:30 is inside, 06:30 after the night.
+    assert!(allows(office.clone(), &buy("1", "x"), &at(9, 30)));
+    assert!(!allows(office.clone(), &buy("1", "x"), &at(8, 30)));
     let night = c(r#"{"type":"time_of_day","start":"22:00","end":"06:00"}"#);
     assert!(denies(night.clone(), &buy("1", "x"), &at(23, 30)));
     assert!(denies(night.clone(), &buy("1", "x"), &at(0, 0)));
     assert!(denies(night.clone(), &buy("1", "x"), &at(5, 59)));
     assert!(!denies(night.clone(), &buy("1", "x"), &at(6, 0)));
+    assert!(!denies(night.clone(), &buy("1", "x"), &at(6, 30)));
     assert!(!denies(night.clone(), &buy("1", "x"), &at(21, 59)));
     // 12:00 UTC is 21:00 in Tokyo: inside 20:00-23:00 there.
     let tokyo =
@@ -319,6 +343,32 @@ fn budget_exceeded_names_the_budget_limit_and_remaining() {
     assert!(decision.is_rejected());
     assert!(decision.reasons()[0].is_undetermined());
     assert!(decision.reasons()[0].budget().is_none());
+}
+
+/// A budget condition looks only at the windows of its period and scope: a
+/// full window of another period, or of the same period at another scope,
+/// neither refuses nor makes the request undetermined.
+#[test]
+fn a_budget_condition_looks_only_at_windows_of_its_period_and_scope() {
+    let agent = AgentId::new();
+    let team = TeamId::new();
+    let daily = window(Scope::Agent(agent), Period::Daily, "100", "0", "0");
+    let full_monthly = window(Scope::Agent(agent), Period::Monthly, "10", "10", "0");
+    let full_team_daily = window(Scope::Team(team), Period::Daily, "10", "10", "0");
+    let f = facts()
+        .budget(full_monthly)
+        .budget(full_team_daily)
+        .budget(daily);
+    let cond = c(r#"{"type":"budget_exceeded","period":"daily","scope":"agent"}"#);
+    let p = Policy::new("Daily", Effect::Deny, codes::DAILY_LIMIT_EXCEEDED, cond);
+    let compiled = CompiledPolicies::compile(&[p], DefaultEffect::Allow).unwrap();
+    let req = Request::purchase(agent, d("5"), Currency::USD, "x");
+    let decision = evaluate(&compiled, &req, &f);
+    assert!(decision.is_approved(), "{:?}", decision.reasons());
+    // The same windows, the condition on every daily window: the team's
+    // full one refuses.
+    let any_scope = c(r#"{"type":"budget_exceeded","period":"daily"}"#);
+    assert!(denies(any_scope, &req, &f));
 }
 
 #[test]
@@ -442,18 +492,22 @@ fn combination_deny_beats_approval_beats_allow_and_reports_every_reason() {
     let r = Request::purchase(agent, d("1"), Currency::USD, "x");
     let decision = evaluate(&compiled, &r, &facts());
     assert_eq!(decision.outcome(), Outcome::Rejected);
+    assert!(decision.is_rejected());
+    assert!(!decision.is_pending_approval() && !decision.is_approved());
     assert_eq!(decision.codes().collect::<Vec<_>>(), ["HIGH", "LOW"]);
 
     let compiled =
         CompiledPolicies::compile(&[approve.clone(), allow.clone()], DefaultEffect::Deny).unwrap();
     let decision = evaluate(&compiled, &r, &facts());
     assert!(decision.is_pending_approval());
+    assert!(!decision.is_approved() && !decision.is_rejected());
     assert_eq!(decision.codes().collect::<Vec<_>>(), ["ASK"]);
 
     let compiled =
         CompiledPolicies::compile(std::slice::from_ref(&allow), DefaultEffect::Deny).unwrap();
     let decision = evaluate(&compiled, &r, &facts());
     assert!(decision.is_approved());
+    assert!(!decision.is_pending_approval() && !decision.is_rejected());
     assert_eq!(decision.allowed_by(), Some(allow.id));
     assert!(decision.reasons().is_empty());
 
