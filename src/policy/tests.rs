@@ -1280,3 +1280,34 @@ mod messages_on_demand {
         }
     }
 }
+
+/// A decision's reasons: none and one are held without a vector, equal lists
+/// compare equal and different ones do not, and an empty list read back is
+/// empty (so it is left out when written again).
+#[test]
+fn reasons_are_held_compared_and_read_back_as_lists() {
+    use super::reason::Reasons;
+    let a = Reason::new("A", "first");
+    let b = Reason::new("B", "second");
+    assert!(matches!(Reasons::from(Vec::new()), Reasons::None));
+    assert!(matches!(Reasons::from(vec![a.clone()]), Reasons::One(_)));
+    assert!(matches!(
+        Reasons::from(vec![a.clone(), b.clone()]),
+        Reasons::Many(_)
+    ));
+    assert_eq!(
+        Reasons::from(vec![a.clone()]),
+        Reasons::from(vec![a.clone()])
+    );
+    assert_ne!(
+        Reasons::from(vec![a.clone()]),
+        Reasons::from(vec![b.clone()])
+    );
+    assert_ne!(Reasons::from(vec![a.clone()]), Reasons::from(Vec::new()));
+    let empty: Reasons = serde_json::from_str("[]").unwrap();
+    assert!(empty.is_empty());
+    let two: Reasons = serde_json::to_string(&Reasons::from(vec![a, b]))
+        .and_then(|json| serde_json::from_str(&json))
+        .unwrap();
+    assert_eq!(two.as_slice().len(), 2);
+}
