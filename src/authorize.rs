@@ -1046,20 +1046,12 @@ impl Flow<'_> {
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
         }
-        let insert = crate::store::repo::insert_statement(
-            sea_orm::ConnectionTrait::get_database_backend(self.txn),
-            intent.clone(),
-        );
-        write_then_append(self.txn, self.tenant, insert, entry, now)
+        write_then_append(self.txn, self.tenant, intent.clone(), entry, now)
             .await
             .map_err(|e| match e {
-                Error::Conflict { .. } => Error::conflict(
-                    "purchase_intent",
-                    format!(
-                        "idempotency key {:?} is taken by a concurrent call",
-                        intent.idempotency_key.as_deref().unwrap_or_default()
-                    ),
-                ),
+                Error::Conflict { .. } => {
+                    Error::key_taken("purchase_intent", intent.idempotency_key.as_deref())
+                }
                 other => other,
             })?;
         Ok(intent)

@@ -210,6 +210,18 @@ impl Error {
             reason: reason.to_string(),
         }
     }
+
+    /// The conflict of a row whose idempotency key a concurrent call claimed
+    /// first: the caller's retry finds that call's result.
+    pub(crate) fn key_taken(entity: &'static str, key: Option<&str>) -> Self {
+        Self::conflict(
+            entity,
+            format!(
+                "idempotency key {:?} is taken by a concurrent call",
+                key.unwrap_or_default()
+            ),
+        )
+    }
 }
 
 impl From<sea_orm::DbErr> for Error {

@@ -162,13 +162,9 @@ pub(crate) async fn reserve_with(
             Some(p) => Error::not_found(AgentId::ENTITY, p.agent_id),
             None => Error::invalid("reference", "the reservation refers to a missing row"),
         },
-        Error::Conflict { .. } => Error::conflict(
-            "reservation",
-            format!(
-                "idempotency key {:?} is taken by a concurrent call",
-                request.idempotency_key.as_deref().unwrap_or_default()
-            ),
-        ),
+        Error::Conflict { .. } => {
+            Error::key_taken("reservation", request.idempotency_key.as_deref())
+        }
         other => other,
     })?;
 
