@@ -266,18 +266,25 @@ pub(crate) async fn append(
     append_with(conn, tenant, None, entry, now).await
 }
 
-/// Runs `write`, an insert of one row, then appends `entry` as [`append`]
-/// does, inside the caller's write transaction. On SQLite, when this process
-/// knows the chain's head, both statements go to the database in one call
-/// (SQLite runs them one after the other, binding the values in order): a
-/// recorded fact and its audit entry cost one round trip.
-pub(crate) async fn write_then_append(
+/// Inserts `row`, then appends `entry` as [`append`] does, inside the
+/// caller's write transaction. On SQLite, when this process knows the
+/// chain's head, both statements go to the database in one call (SQLite runs
+/// them one after the other, binding the values in order): a recorded fact
+/// and its audit entry cost one round trip. Taking the row, not a statement,
+/// keeps the write to exactly one row, which is what tells from the rows the
+/// call changed whether the entry went in.
+pub(crate) async fn write_then_append<M, A>(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
-    write: Statement,
+    row: M,
     entry: AuditEntry,
     now: DateTime<Utc>,
-) -> Result<audit_log::Model> {
+) -> Result<audit_log::Model>
+where
+    M: sea_orm::IntoActiveModel<A>,
+    A: sea_orm::ActiveModelTrait,
+{
+    let write = crate::store::repo::insert_statement(conn.get_database_backend(), row);
     append_with(conn, tenant, Some(write), entry, now).await
 }
 
@@ -1179,22 +1186,18 @@ mod tests {
         }
     }
 
-    /// A team row to write before an entry: any insert of one row.
-    fn team_insert(tenant: TenantId, n: usize) -> Statement {
-        use crate::entity::team;
+    /// A team row to write before an entry: any row.
+    fn team(tenant: TenantId, n: usize) -> crate::entity::team::Model {
         let now = Utc::now();
-        crate::store::repo::insert_statement(
-            DatabaseBackend::Sqlite,
-            team::Model {
-                id: crate::id::TeamId::new(),
-                tenant_id: tenant,
-                name: format!("team {n}"),
-                slug: format!("team-{n}"),
-                description: None,
-                created_at: now,
-                updated_at: now,
-            },
-        )
+        crate::entity::team::Model {
+            id: crate::id::TeamId::new(),
+            tenant_id: tenant,
+            name: format!("team {n}"),
+            slug: format!("team-{n}"),
+            description: None,
+            created_at: now,
+            updated_at: now,
+        }
     }
 
     #[tokio::test]
@@ -1228,7 +1231,7 @@ mod tests {
             let next = write_then_append(
                 store.connection(),
                 tenant,
-                team_insert(tenant, n),
+                team(tenant, n),
                 AuditEntry::new("team.created", "team"),
                 Utc::now(),
             )

@@ -733,8 +733,6 @@ impl<'a> Meter<'a> {
             created_at: now,
         };
         // The usage record and its audit entry (on SQLite in one call).
-        let insert =
-            crate::store::repo::insert_statement(txn.get_database_backend(), record.clone());
         let entry = AuditEntry::new("llm_usage.metered", "usage_record")
             .actor(AuditActorType::Agent, intent.agent_id.map(|a| a.as_uuid()))
             .resource_id(record.id)
@@ -746,7 +744,7 @@ impl<'a> Meter<'a> {
                 price.currency,
                 if usage.failed { " (failed call)" } else { "" }
             ));
-        write_then_append(txn, tenant, insert, entry, now)
+        write_then_append(txn, tenant, record.clone(), entry, now)
             .await
             .map_err(|e| match e {
                 // A concurrent `finish` of the same call recorded it first: run
