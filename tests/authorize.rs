@@ -138,6 +138,46 @@ async fn approved_reserves_records_the_intent_the_merchant_and_an_audit_entry() 
     }
 }
 
+/// The calls an approved purchase makes to the database on SQLite, `BEGIN`
+/// and `COMMIT` aside, with the policies cached (docs/performance.md): the
+/// tenant with its agent and policies' stamp, the budgets, their windows, the
+/// merchant's history, one guarded update of the windows, the reservation,
+/// its lines, its ledger entries, the merchant's upsert (nothing read back)
+/// and the intent with its audit entry in one call.
+#[tokio::test]
+async fn an_approved_purchase_makes_ten_calls_on_sqlite() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let store = Store::builder("sqlite::memory:")
+        .clock(Arc::new(ManualClock::new(noon())))
+        .on_statement(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .connect()
+        .await
+        .unwrap();
+    let (acme, agent) = setup(&store).await;
+    let mut counts = Vec::new();
+    // The first purchase compiles and caches the policies and opens the
+    // windows; the next ones count, for a new merchant and a known one.
+    for merchant in ["GitHub", "Linear", "Linear"] {
+        sent.store(0, Ordering::Relaxed);
+        let auth = acme.authorize(buy(agent, "3", merchant)).await.unwrap();
+        assert!(auth.is_approved(), "{:?}", auth.reasons);
+        counts.push(sent.load(Ordering::Relaxed));
+    }
+    assert_eq!(counts[1..], [10, 10]);
+    let known = merchant::Entity::find()
+        .filter(merchant::Column::TenantId.eq(acme.tenant_id()))
+        .filter(merchant::Column::NormalizedName.eq("linear"))
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(known.purchase_count, 2);
+}
+
 #[tokio::test]
 async fn pending_approval_opens_a_request_and_holds_the_budget_until_it_expires() {
     for backend in backends() {

@@ -82,8 +82,8 @@ fn checked_domain(domain: &str) -> Result<String> {
 /// (first and last seen `now`, count 1) or, when it is known, moves its last
 /// seen time to `now` and adds one to its count. A `domain` given fills or
 /// replaces the stored one. One statement (`INSERT … ON CONFLICT DO UPDATE`),
-/// so concurrent purchases never lose a count; runs on the caller's executor
-/// (the `authorize` transaction).
+/// so concurrent purchases never lose a count, and nothing is read back; runs
+/// on the caller's executor (the `authorize` transaction).
 ///
 /// # Errors
 /// [`Error::Invalid`] naming `merchant_name` or `merchant_domain`;
@@ -94,7 +94,7 @@ pub(crate) async fn record_seen(
     name: &str,
     domain: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<merchant::Model> {
+) -> Result<()> {
     let (display, normalized) = checked_name(name)?;
     let domain = domain.map(checked_domain).transpose()?;
     let row = merchant::ActiveModel {
@@ -125,9 +125,7 @@ pub(crate) async fn record_seen(
         .on_conflict(on_conflict)
         .exec_without_returning(conn)
         .await?;
-    find_by_normalized(conn, tenant, &normalized)
-        .await?
-        .ok_or_else(|| Error::not_found(MerchantId::ENTITY, normalized))
+    Ok(())
 }
 
 /// The registrable domain of a merchant URL or host, lower-cased
@@ -321,12 +319,22 @@ mod tests {
                 .await
                 .unwrap();
             let now = store.clock().now();
-            let first = record_seen(store.connection(), t.id, " GitHub ", None, now)
+            let seen = |normalized: &'static str| {
+                let conn = store.connection();
+                async move {
+                    find_by_normalized(conn, t.id, normalized)
+                        .await
+                        .unwrap()
+                        .unwrap()
+                }
+            };
+            record_seen(store.connection(), t.id, " GitHub ", None, now)
                 .await
                 .unwrap();
+            let first = seen("github").await;
             assert_eq!((first.name.as_str(), first.purchase_count), ("GitHub", 1));
             let later = now + chrono::Duration::hours(1);
-            let second = record_seen(
+            record_seen(
                 store.connection(),
                 t.id,
                 "GITHUB",
@@ -335,15 +343,17 @@ mod tests {
             )
             .await
             .unwrap();
+            let second = seen("github").await;
             assert_eq!(second.id, first.id);
             assert_eq!(second.purchase_count, 2);
             assert_eq!(second.name, "GitHub");
             assert_eq!(second.domain.as_deref(), Some("github.com"));
             assert_eq!(second.first_seen_at, first.first_seen_at);
             assert!(second.last_seen_at > first.last_seen_at);
-            let third = record_seen(store.connection(), t.id, "github", None, later)
+            record_seen(store.connection(), t.id, "github", None, later)
                 .await
                 .unwrap();
+            let third = seen("github").await;
             assert_eq!(third.purchase_count, 3);
             assert_eq!(third.domain.as_deref(), Some("github.com"), "kept");
         }
