@@ -29,7 +29,7 @@ use crate::id::{
 };
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Decision, Facts, Outcome, Reason, Request, evaluate};
-use crate::store::merchants::{is_known_vendor, record_seen};
+use crate::store::merchants::{is_known_vendor, normalized_name, record_seen};
 use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
@@ -282,6 +282,9 @@ struct Claim {
     tenant_row: tenant::Model,
     /// The stamp of the tenant's policies, read with its row.
     policy_stamp: crate::store::policies::Stamp,
+    /// The tenant's merchant of the request's name, read with its row
+    /// (`None` when unknown, or when the request names no merchant).
+    known_merchant: Option<crate::entity::merchant::Model>,
     cost: Option<(Decimal, Currency)>,
     amount: Decimal,
     currency: Currency,
@@ -531,24 +534,31 @@ impl Flow<'_> {
         request.validate()?;
         stored_widths(request)?;
         let now = self.clock.now();
-        // The tenant row, the stamp of its policies, the agent and, for a
-        // metered call, its model's price in force, in one read. A missing
-        // agent is a decision (AGENT_NOT_FOUND), not an error.
+        // The tenant row, the stamp of its policies, the agent, for a
+        // metered call its model's price in force and for a purchase the
+        // merchant's history, in one read. A missing agent is a decision
+        // (AGENT_NOT_FOUND), not an error; a blank merchant name is a new
+        // vendor, looked up nowhere.
         let claimed_agent = request.principal.agent_id;
         let pricing = extra.pricing.take();
-        let price_of = pricing
-            .as_ref()
-            .map(|p| (p.provider.as_str(), p.model.as_str(), now));
-        let (tenant_row, policy_stamp, agent, price) = crate::store::policies::tenant_and_stamp(
-            self.txn,
-            self.tenant,
-            Some(claimed_agent),
-            price_of,
-        )
-        .await?
-        .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
+        let merchant = match &request.merchant {
+            Some(m) if !m.name.trim().is_empty() => Some(normalized_name(&m.name)?),
+            _ => None,
+        };
+        let joined = crate::store::policies::Joined {
+            agent: Some(claimed_agent),
+            price: pricing
+                .as_ref()
+                .map(|p| (p.provider.as_str(), p.model.as_str(), now)),
+            merchant: merchant.as_deref(),
+        };
+        let read = crate::store::policies::tenant_and_stamp(self.txn, self.tenant, joined)
+            .await?
+            .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.tenant))?;
+        let tenant_row = read.tenant;
+        let agent = read.agent;
         if let Some(pricing) = pricing {
-            extra.refusal = pricing.apply(request, price.as_ref());
+            extra.refusal = pricing.apply(request, read.price.as_ref());
             // The estimate and the prices it added are checked like the rest.
             request.validate()?;
         }
@@ -616,7 +626,8 @@ impl Flow<'_> {
             now,
             tz,
             tenant_row,
-            policy_stamp,
+            policy_stamp: read.stamp,
+            known_merchant: read.merchant,
             cost,
             amount,
             currency,
@@ -659,7 +670,7 @@ impl Flow<'_> {
             None => false,
             Some(m) => {
                 m.name.trim().is_empty()
-                    || !is_known_vendor(self.txn, self.tenant, &m.name, m.domain.as_deref()).await?
+                    || !is_known_vendor(claim.known_merchant.as_ref(), m.domain.as_deref())
             }
         };
         // Velocity: the agent row is locked first, so that concurrent requests

@@ -136,27 +136,33 @@ fn vendor_domain(raw: &str) -> Option<String> {
     crate::policy::merchant::registrable_domain(&host).map(str::to_owned)
 }
 
-/// Whether the tenant already bought from this merchant: its name is known,
-/// and when the request names a domain, the known merchant was seen at the
-/// same registrable domain (a known name sent with another site's domain is
-/// a new vendor, and so is a known name whose domain was never recorded).
-pub(crate) async fn is_known_vendor(
-    conn: &impl ConnectionTrait,
-    tenant: TenantId,
-    name: &str,
-    domain: Option<&str>,
-) -> Result<bool> {
-    let (_, normalized) = checked_name(name)?;
-    let Some(found) = find_by_normalized(conn, tenant, &normalized).await? else {
-        return Ok(false);
+/// The normalized name under which `name` is recorded, for looking up its
+/// history ([`is_known_vendor`]).
+///
+/// # Errors
+/// [`Error::Invalid`] naming `merchant_name` (empty, too long, or with
+/// control characters).
+pub(crate) fn normalized_name(name: &str) -> Result<String> {
+    checked_name(name).map(|(_, normalized)| normalized)
+}
+
+/// Whether the tenant already bought from this merchant, given the merchant
+/// found under its normalized name ([`normalized_name`]; `None` when there is
+/// none): its name is known, and when the request names a domain, the known
+/// merchant was seen at the same registrable domain (a known name sent with
+/// another site's domain is a new vendor, and so is a known name whose
+/// domain was never recorded).
+pub(crate) fn is_known_vendor(found: Option<&merchant::Model>, domain: Option<&str>) -> bool {
+    let Some(found) = found else {
+        return false;
     };
-    Ok(match domain {
+    match domain {
         None => true,
         Some(requested) => match (vendor_domain(requested), found.domain.as_deref()) {
             (Some(requested), Some(seen)) => vendor_domain(seen).as_deref() == Some(&*requested),
             _ => false,
         },
-    })
+    }
 }
 
 async fn find_by_normalized(

@@ -12,7 +12,7 @@ use sea_orm::{
 
 use sea_orm::sea_query::{Expr, Func, Query, SelectStatement};
 
-use crate::entity::{agent, model_price, policy, tenant};
+use crate::entity::{agent, merchant, model_price, policy, tenant};
 use crate::id::{AgentId, PolicyId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
@@ -195,15 +195,15 @@ impl<'a> Policies<'a> {
     }
 
     async fn stamp(&self) -> Result<Stamp> {
-        let (_, stamp, _, _) = tenant_and_stamp(&self.ctx.db, self.ctx.tenant, None, None)
+        let read = tenant_and_stamp(&self.ctx.db, self.ctx.tenant, Joined::default())
             .await?
             .ok_or_else(|| Error::not_found(TenantId::ENTITY, self.ctx.tenant))?;
-        Ok(stamp)
+        Ok(read.stamp)
     }
 }
 
-/// A tenant row with the stamp of its policies, and an agent of the tenant
-/// when one was asked for and exists, as one statement returns them.
+/// A tenant row with the stamp of its policies, and what [`Joined`] asked
+/// for, as one statement returns them.
 #[derive(FromQueryResult)]
 struct TenantWithStamp {
     #[sea_orm(nested)]
@@ -215,31 +215,49 @@ struct TenantWithStamp {
     agent: Option<agent::Model>,
     #[sea_orm(nested(prefix = "price_"))]
     price: Option<model_price::Model>,
+    #[sea_orm(nested(prefix = "merchant_"))]
+    merchant: Option<merchant::Model>,
 }
 
-/// What [`tenant_and_stamp`] reads: the tenant row, the [`Stamp`] of its
-/// policy set, the agent asked for (`None` when it does not exist) and the
-/// model price asked for (`None` when none is in force).
-pub(crate) type TenantRead = (
-    tenant::Model,
-    Stamp,
-    Option<agent::Model>,
-    Option<model_price::Model>,
-);
+/// The rows [`tenant_and_stamp`] reads beside the tenant's, each only when
+/// asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Joined<'a> {
+    /// This agent of the tenant.
+    pub(crate) agent: Option<AgentId>,
+    /// The price in force of this provider's model at this instant.
+    pub(crate) price: Option<(&'a str, &'a str, DateTime<Utc>)>,
+    /// The tenant's known merchant of this normalized name
+    /// ([`normalize_merchant_name`](crate::store::normalize_merchant_name)).
+    pub(crate) merchant: Option<&'a str>,
+}
 
-/// The tenant row, the [`Stamp`] of its policy set and, when `agent` is
-/// given, that agent of the tenant, read in one statement (`None` when the
-/// tenant does not exist): `SELECT tenants.*, (SELECT COUNT(id) FROM policies
-/// WHERE tenant_id = ?), …, agents.* FROM tenants LEFT JOIN agents ON
-/// agents.tenant_id = ? AND agents.id = ? WHERE tenants.id = ?`. `authorize`
-/// needs all three on every call. When `price` names a provider, model and
-/// instant (a metered call), the model's price in force then is joined in
-/// the same way (`crate::store::meter::in_force`).
+/// What [`tenant_and_stamp`] reads.
+pub(crate) struct TenantRead {
+    /// The tenant row.
+    pub(crate) tenant: tenant::Model,
+    /// The [`Stamp`] of its policy set.
+    pub(crate) stamp: Stamp,
+    /// The agent asked for (`None` when it does not exist).
+    pub(crate) agent: Option<agent::Model>,
+    /// The model price asked for (`None` when none is in force).
+    pub(crate) price: Option<model_price::Model>,
+    /// The merchant asked for (`None` when the tenant never bought from it).
+    pub(crate) merchant: Option<merchant::Model>,
+}
+
+/// The tenant row, the [`Stamp`] of its policy set and the rows `joined`
+/// asks for, read in one statement (`None` when the tenant does not exist):
+/// `SELECT tenants.*, (SELECT COUNT(id) FROM policies WHERE tenant_id = ?),
+/// …, agents.* FROM tenants LEFT JOIN agents ON agents.tenant_id = ? AND
+/// agents.id = ? WHERE tenants.id = ?`. `authorize` needs the tenant, the
+/// stamp and the agent on every call. The model's price in force (a metered
+/// call, `crate::store::meter::in_force`) and the merchant's history (a
+/// purchase) are joined in the same way, each on the tenant's own id.
 pub(crate) async fn tenant_and_stamp(
     conn: &impl ConnectionTrait,
     id: TenantId,
-    agent: Option<AgentId>,
-    price: Option<(&str, &str, DateTime<Utc>)>,
+    joined: Joined<'_>,
 ) -> Result<Option<TenantRead>> {
     let of_policies = |expr: Expr| -> Expr {
         let select: SelectStatement = Query::select()
@@ -262,7 +280,7 @@ pub(crate) async fn tenant_and_stamp(
             of_policies(policy::Column::UpdatedAt.max()),
             "policies_changed",
         );
-    if let Some(agent_id) = agent {
+    if let Some(agent_id) = joined.agent {
         // Joined on the tenant's own id, so that the statement stays on one
         // tenant's shard (docs/scaling.md).
         QueryTrait::query(&mut read).left_join(
@@ -278,7 +296,7 @@ pub(crate) async fn tenant_and_stamp(
             );
         }
     }
-    if let Some((provider, model, at)) = price {
+    if let Some((provider, model, at)) = joined.price {
         // The price in force, joined on the tenant's own id too.
         QueryTrait::query(&mut read).left_join(
             model_price::Entity,
@@ -291,19 +309,36 @@ pub(crate) async fn tenant_and_stamp(
             );
         }
     }
+    if let Some(normalized) = joined.merchant {
+        QueryTrait::query(&mut read).left_join(
+            merchant::Entity,
+            Condition::all()
+                .add(merchant::Column::TenantId.eq(id))
+                .add(merchant::Column::NormalizedName.eq(normalized)),
+        );
+        for column in merchant::Column::iter() {
+            read = read.column_as(
+                column.select_as(column.into_expr()),
+                format!("merchant_{}", column.as_str()),
+            );
+        }
+    }
     let read = read
         .into_model::<TenantWithStamp>()
         .all(conn)
         .await
         .map(crate::store::repo::first)?;
-    Ok(read.map(|r| {
-        let stamp = (
+    Ok(read.map(|r| TenantRead {
+        stamp: (
             r.policy_count,
             r.policy_versions.unwrap_or(0),
             r.policies_changed,
             r.tenant.default_effect,
-        );
-        (r.tenant, stamp, r.agent, r.price)
+        ),
+        tenant: r.tenant,
+        agent: r.agent,
+        price: r.price,
+        merchant: r.merchant,
     }))
 }
 
