@@ -290,6 +290,42 @@ mod tests {
         assert!(checked_domain("https://stripe.com").is_err());
     }
 
+    #[test]
+    fn a_vendor_is_known_by_its_name_and_where_it_was_seen() {
+        let now = chrono::Utc::now();
+        let seen_at = |domain: Option<&str>| merchant::Model {
+            id: MerchantId::new(),
+            tenant_id: TenantId::new(),
+            name: "GitHub".to_owned(),
+            normalized_name: "github".to_owned(),
+            domain: domain.map(str::to_owned),
+            first_seen_at: now,
+            last_seen_at: now,
+            purchase_count: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let plain = seen_at(None);
+        let github = seen_at(Some("github.com"));
+        // Never bought from: new, with or without a domain.
+        assert!(!is_known_vendor(None, None));
+        assert!(!is_known_vendor(None, Some("github.com")));
+        // Known by name, no domain asked about: known.
+        assert!(is_known_vendor(Some(&plain), None));
+        assert!(is_known_vendor(Some(&github), None));
+        // A domain asked about must be where it was seen (registrable
+        // domains compared), and a merchant seen nowhere is new to it.
+        assert!(is_known_vendor(
+            Some(&github),
+            Some("https://API.GitHub.com/x")
+        ));
+        assert!(!is_known_vendor(Some(&github), Some("github.io")));
+        assert!(!is_known_vendor(Some(&github), Some("not a domain")));
+        assert!(!is_known_vendor(Some(&plain), Some("github.com")));
+        assert_eq!(normalized_name("  GitHub ").unwrap(), "github");
+        assert_eq!(normalized_name(" ").unwrap_err().code(), "invalid");
+    }
+
     /// In-memory SQLite, and a fresh schema of `BURSAR_TEST_POSTGRES_URL` when set.
     async fn stores() -> Vec<crate::store::Store> {
         use sea_orm::ConnectionTrait;
