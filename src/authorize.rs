@@ -33,8 +33,7 @@ use crate::store::merchants::{is_known_vendor, normalized_name, record_seen};
 use crate::store::policies::{Policies, PolicyCache};
 use crate::store::repo::Ctx;
 use crate::store::reservations::{
-    ReserveOutcome, ReserveRequest, applicable_budgets, balance_of, currency_mismatches,
-    current_windows, reserve_with,
+    ReserveOutcome, ReserveRequest, balance_of, budgets_and_windows, reserve_with,
 };
 use crate::{Error, Result};
 
@@ -651,15 +650,17 @@ impl Flow<'_> {
         let policies = Policies::new(self.ctx(), self.cache)
             .compiled_at(claim.policy_stamp)
             .await?;
-        let budgets = applicable_budgets(self.txn, self.tenant, Some(&request.principal)).await?;
         // A budget in another currency cannot evaluate the request: it is
         // refused below, never approved unchecked.
-        let mismatched = currency_mismatches(&budgets, currency);
-        let budgets = budgets
-            .into_iter()
-            .filter(|b| b.currency == currency)
-            .collect();
-        let windows = current_windows(self.txn, self.tenant, budgets, claim.tz, now, true).await?;
+        let (mismatched, windows) = budgets_and_windows(
+            self.txn,
+            self.tenant,
+            &request.principal,
+            currency,
+            claim.tz,
+            now,
+        )
+        .await?;
         let mut facts = Facts::new(now, claim.tz);
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         // A vendor is a merchant: a request that names none (a tool call, an

@@ -1,6 +1,9 @@
 //! Which budgets apply to a request, their current windows (created and
 //! locked as needed) and their balances.
 
+use sea_orm::sea_query::ExprTrait as _;
+use sea_orm::{IdenStatic as _, Iterable as _};
+
 use super::*;
 
 /// The tenant's time zone, for finding windows.
@@ -25,6 +28,11 @@ pub(crate) async fn applicable_budgets(
     tenant: TenantId,
     principal: Option<&Principal>,
 ) -> Result<Vec<budget::Model>> {
+    Ok(applicable(tenant, principal).all(conn).await?)
+}
+
+/// The query of [`applicable_budgets`].
+fn applicable(tenant: TenantId, principal: Option<&Principal>) -> sea_orm::Select<budget::Entity> {
     use budget::ScopeKind;
     let mut scopes = Condition::any().add(budget::Column::ScopeKind.eq(ScopeKind::Tenant));
     if let Some(p) = principal {
@@ -44,13 +52,111 @@ pub(crate) async fn applicable_budgets(
             }
         }
     }
-    Ok(budget::Entity::find()
+    budget::Entity::find()
         .filter(budget::Column::TenantId.eq(tenant))
         .filter(budget::Column::IsActive.eq(true))
         .filter(scopes)
         .order_by_asc(budget::Column::Id)
-        .all(conn)
-        .await?)
+}
+
+/// A budget and its current window, when that exists, as one row of
+/// [`budgets_with_windows`] returns them.
+#[derive(sea_orm::FromQueryResult)]
+struct BudgetWithWindow {
+    #[sea_orm(nested)]
+    budget: budget::Model,
+    #[sea_orm(nested(prefix = "window_"))]
+    window: Option<budget_window::Model>,
+}
+
+/// [`applicable_budgets`] with, beside each, its window of the period that
+/// contains `now` in `tz` when that window exists, in one statement:
+/// `… FROM budgets LEFT JOIN budget_windows ON budget_windows.tenant_id = ?
+/// AND budget_windows.budget_id = budgets.id AND budget_windows.period_start
+/// = CASE WHEN budgets.period = 'daily' THEN ? … END`. Nothing is locked;
+/// this serves SQLite, whose write transaction holds the whole database (see
+/// [`budgets_and_windows`]).
+async fn budgets_with_windows(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    principal: Option<&Principal>,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<Vec<(budget::Model, Option<budget_window::Model>)>> {
+    let mut start = CaseStatement::new();
+    for period in crate::budget::Period::ALL {
+        start = start.case(
+            budget::Column::Period.eq(period),
+            period.window(now, tz).start,
+        );
+    }
+    let mut read = applicable(tenant, principal);
+    sea_orm::QueryTrait::query(&mut read).left_join(
+        budget_window::Entity,
+        Condition::all()
+            .add(budget_window::Column::TenantId.eq(tenant))
+            .add(
+                Expr::col((budget_window::Entity, budget_window::Column::BudgetId))
+                    .equals((budget::Entity, budget::Column::Id)),
+            )
+            .add(sea_orm::sea_query::ExprTrait::eq(
+                Expr::col((budget_window::Entity, budget_window::Column::PeriodStart)),
+                start,
+            )),
+    );
+    for column in budget_window::Column::iter() {
+        read = read.column_as(
+            column.select_as(column.into_expr()),
+            format!("window_{}", column.as_str()),
+        );
+    }
+    let rows = read.into_model::<BudgetWithWindow>().all(conn).await?;
+    Ok(rows.into_iter().map(|r| (r.budget, r.window)).collect())
+}
+
+/// What a request's money is held on: the budgets that apply to
+/// `principal` in another currency than `currency` (refused, see
+/// [`currency_mismatches`]), and the current window of each one in
+/// `currency`, created when absent and locked, in ascending window id order
+/// (the lock order, docs/budgets.md). On SQLite, where the write transaction
+/// already holds the database and nothing is locked row by row, the budgets
+/// and the windows that exist are read in one statement
+/// ([`budgets_with_windows`]); a window found missing, or PostgreSQL, takes
+/// [`current_windows`].
+pub(crate) async fn budgets_and_windows(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    principal: &Principal,
+    currency: Currency,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<(Vec<Shortfall>, Vec<(budget::Model, budget_window::Model)>)> {
+    let budgets = if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        let pairs = budgets_with_windows(conn, tenant, Some(principal), tz, now).await?;
+        let mut held = Vec::with_capacity(pairs.len());
+        let mut missing = false;
+        for (b, w) in pairs.iter().filter(|(b, _)| b.currency == currency) {
+            match w {
+                Some(w) => held.push((b.clone(), w.clone())),
+                None => missing = true,
+            }
+        }
+        let budgets: Vec<budget::Model> = pairs.into_iter().map(|(b, _)| b).collect();
+        if !missing {
+            held.sort_by_key(|(_, w)| w.id);
+            return Ok((currency_mismatches(&budgets, currency), held));
+        }
+        budgets
+    } else {
+        applicable_budgets(conn, tenant, Some(principal)).await?
+    };
+    let mismatched = currency_mismatches(&budgets, currency);
+    let budgets = budgets
+        .into_iter()
+        .filter(|b| b.currency == currency)
+        .collect();
+    let windows = current_windows(conn, tenant, budgets, tz, now, true).await?;
+    Ok((mismatched, windows))
 }
 
 /// The applicable budgets kept in another currency than `currency`, as
