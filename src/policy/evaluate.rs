@@ -481,10 +481,21 @@ fn scaled(mantissa: i128, from: u32, to: u32) -> Option<i128> {
     }
 }
 
-/// Compares two decimals as scaled integers: equal scales compare their
-/// mantissas, other scales bring the smaller one up; `Decimal`'s own
-/// comparison only when that would overflow. Exact either way.
+/// Compares two decimals as scaled integers: equal scales (the common case,
+/// inlined) compare their mantissas, other scales bring the smaller one up;
+/// `Decimal`'s own comparison only when that would overflow. Exact either way.
+#[inline]
 fn cmp_decimal(a: Decimal, b: Decimal) -> Ordering {
+    if a.scale() == b.scale() {
+        a.mantissa().cmp(&b.mantissa())
+    } else {
+        cmp_decimal_rescaled(a, b)
+    }
+}
+
+/// [`cmp_decimal`] for two decimals of different scales.
+#[inline(never)]
+fn cmp_decimal_rescaled(a: Decimal, b: Decimal) -> Ordering {
     let (sa, sb) = (a.scale(), b.scale());
     let (ma, mb) = (a.mantissa(), b.mantissa());
     let pair = match sa.cmp(&sb) {
@@ -502,7 +513,25 @@ fn cmp_decimal(a: Decimal, b: Decimal) -> Ordering {
 /// scaled integers. When every operand and partial sum at the common scale
 /// stays below 2^96 in magnitude, `Decimal` addition is exact too, so both
 /// agree; outside that range the `Decimal` computation decides.
+///
+/// Four decimals of one scale (the usual case, inlined) are their mantissas,
+/// each below 2^96 by construction; other scales are brought up to the
+/// largest by [`fits_rescaled`].
+#[inline]
 fn fits(w: &WindowBalance, amount: Decimal) -> bool {
+    let scale = amount.scale();
+    if w.spent.scale() != scale || w.reserved.scale() != scale || w.limit.scale() != scale {
+        return fits_rescaled(w, amount);
+    }
+    match total_within_bound(w.spent.mantissa(), w.reserved.mantissa(), amount.mantissa()) {
+        Some(total) => total <= w.limit.mantissa(),
+        None => w.fits(amount),
+    }
+}
+
+/// [`fits`] for decimals of different scales.
+#[inline(never)]
+fn fits_rescaled(w: &WindowBalance, amount: Decimal) -> bool {
     const BOUND: i128 = 1 << 96;
     let scale = w
         .spent
@@ -515,15 +544,21 @@ fn fits(w: &WindowBalance, amount: Decimal) -> bool {
     };
     if let (Some(spent), Some(reserved), Some(amount), Some(limit)) =
         (at(w.spent), at(w.reserved), at(amount), at(w.limit))
+        && let Some(total) = total_within_bound(spent, reserved, amount)
     {
-        // Each term is below 2^96: these sums cannot overflow.
-        let used = spent + reserved;
-        let total = used + amount;
-        if (-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total) {
-            return total <= limit;
-        }
+        return total <= limit;
     }
     w.fits(amount)
+}
+
+/// `spent + reserved + amount` for three terms below 2^96 in magnitude (so
+/// the sums cannot overflow), or `None` when a partial sum reaches 2^96.
+#[inline]
+fn total_within_bound(spent: i128, reserved: i128, amount: i128) -> Option<i128> {
+    const BOUND: i128 = 1 << 96;
+    let used = spent + reserved;
+    let total = used + amount;
+    ((-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total)).then_some(total)
 }
 
 /// Walks up to four ascending position lists as one ascending list without
