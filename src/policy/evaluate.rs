@@ -562,7 +562,60 @@ fn total_within_bound(spent: i128, reserved: i128, amount: i128) -> Option<i128>
 }
 
 /// Walks up to four ascending position lists as one ascending list without
-/// repeats (a policy may be reachable through the agent and its team).
+/// repeats (a policy may be reachable through the agent and its team). The
+/// usual cases, one list or two that are not empty, are walked directly;
+/// three or four go through [`Merge`].
+enum Positions<'a> {
+    One(std::slice::Iter<'a, u32>),
+    Two(&'a [u32], &'a [u32]),
+    More(Merge<'a>),
+}
+
+impl<'a> Positions<'a> {
+    fn new(lists: [&'a [u32]; 4]) -> Self {
+        let mut filled = lists.into_iter().filter(|l| !l.is_empty());
+        match (filled.next(), filled.next(), filled.next()) {
+            (None, _, _) => Self::One([].iter()),
+            (Some(a), None, _) => Self::One(a.iter()),
+            (Some(a), Some(b), None) => Self::Two(a, b),
+            (Some(_), Some(_), Some(_)) => Self::More(Merge { lists }),
+        }
+    }
+}
+
+impl Iterator for Positions<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Self::One(list) => list.next().copied(),
+            Self::Two(a, b) => match (a.split_first(), b.split_first()) {
+                (Some((&x, rest_a)), Some((&y, rest_b))) => {
+                    if x <= y {
+                        *a = rest_a;
+                    }
+                    if y <= x {
+                        *b = rest_b;
+                    }
+                    Some(x.min(y))
+                }
+                (Some((&x, rest)), None) => {
+                    *a = rest;
+                    Some(x)
+                }
+                (None, Some((&y, rest))) => {
+                    *b = rest;
+                    Some(y)
+                }
+                (None, None) => None,
+            },
+            Self::More(merge) => merge.next(),
+        }
+    }
+}
+
+/// Walks up to four ascending position lists as one ascending list without
+/// repeats, whichever of them are empty.
 struct Merge<'a> {
     lists: [&'a [u32]; 4],
 }
@@ -625,7 +678,7 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
             Effect::RequireApproval => b.approval.as_slice(),
             Effect::Allow => b.allow.as_slice(),
         });
-        Merge { lists }.filter_map(|rank| policies.get(rank as usize))
+        Positions::new(lists).filter_map(|rank| policies.get(rank as usize))
     };
 
     let mut reasons = Reasons::None;
@@ -705,6 +758,24 @@ mod tests {
             out.push(Decimal::from_i128_with_scale(m, (x >> 58) as u32 % 29));
         }
         out
+    }
+
+    #[test]
+    fn positions_walk_the_union_of_the_lists_in_order() {
+        let lists: [&[u32]; 6] = [&[], &[0, 2, 4, 5], &[1, 3], &[2, 9], &[7], &[0, 1, 2, 3]];
+        for a in lists {
+            for b in lists {
+                for c in lists {
+                    for d in lists {
+                        let mut union: Vec<u32> = [a, b, c, d].concat();
+                        union.sort_unstable();
+                        union.dedup();
+                        let walked: Vec<u32> = Positions::new([a, b, c, d]).collect();
+                        assert_eq!(walked, union, "{a:?} {b:?} {c:?} {d:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
