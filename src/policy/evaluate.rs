@@ -288,6 +288,19 @@ impl Ctx<'_> {
                 Some(count) => Truth::from_bool(count >= *max),
             },
             Node::Budget(f) => self.budget_exceeded(*f),
+            Node::Metadata { .. }
+            | Node::MetadataNumber { .. }
+            | Node::Writes
+            | Node::Fields(_) => self.metadata(n),
+        }
+    }
+
+    /// The leaves that look up the request's metadata, out of line: they
+    /// parse, trim or split text, which would make [`Self::eval`] heavier
+    /// for every condition.
+    #[inline(never)]
+    fn metadata(&self, n: &Node) -> Truth {
+        match n {
             Node::Metadata { key, value } => Truth::from_bool(
                 self.req
                     .metadata
@@ -320,6 +333,8 @@ impl Ctx<'_> {
                     })
                 }))
             }
+            // Not a metadata leaf (never the case): decided as any other.
+            other => self.eval(other),
         }
     }
 
