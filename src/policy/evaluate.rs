@@ -288,6 +288,19 @@ impl Ctx<'_> {
                 Some(count) => Truth::from_bool(count >= *max),
             },
             Node::Budget(f) => self.budget_exceeded(*f),
+            Node::Metadata { .. }
+            | Node::MetadataNumber { .. }
+            | Node::Writes
+            | Node::Fields(_) => self.metadata(n),
+        }
+    }
+
+    /// The leaves that look up the request's metadata, out of line: they
+    /// parse, trim or split text, which would make [`Self::eval`] heavier
+    /// for every condition.
+    #[inline(never)]
+    fn metadata(&self, n: &Node) -> Truth {
+        match n {
             Node::Metadata { key, value } => Truth::from_bool(
                 self.req
                     .metadata
@@ -320,6 +333,8 @@ impl Ctx<'_> {
                     })
                 }))
             }
+            // Not a metadata leaf (never the case): decided as any other.
+            other => self.eval(other),
         }
     }
 
@@ -481,10 +496,21 @@ fn scaled(mantissa: i128, from: u32, to: u32) -> Option<i128> {
     }
 }
 
-/// Compares two decimals as scaled integers: equal scales compare their
-/// mantissas, other scales bring the smaller one up; `Decimal`'s own
-/// comparison only when that would overflow. Exact either way.
+/// Compares two decimals as scaled integers: equal scales (the common case,
+/// inlined) compare their mantissas, other scales bring the smaller one up;
+/// `Decimal`'s own comparison only when that would overflow. Exact either way.
+#[inline]
 fn cmp_decimal(a: Decimal, b: Decimal) -> Ordering {
+    if a.scale() == b.scale() {
+        a.mantissa().cmp(&b.mantissa())
+    } else {
+        cmp_decimal_rescaled(a, b)
+    }
+}
+
+/// [`cmp_decimal`] for two decimals of different scales.
+#[inline(never)]
+fn cmp_decimal_rescaled(a: Decimal, b: Decimal) -> Ordering {
     let (sa, sb) = (a.scale(), b.scale());
     let (ma, mb) = (a.mantissa(), b.mantissa());
     let pair = match sa.cmp(&sb) {
@@ -502,7 +528,25 @@ fn cmp_decimal(a: Decimal, b: Decimal) -> Ordering {
 /// scaled integers. When every operand and partial sum at the common scale
 /// stays below 2^96 in magnitude, `Decimal` addition is exact too, so both
 /// agree; outside that range the `Decimal` computation decides.
+///
+/// Four decimals of one scale (the usual case, inlined) are their mantissas,
+/// each below 2^96 by construction; other scales are brought up to the
+/// largest by [`fits_rescaled`].
+#[inline]
 fn fits(w: &WindowBalance, amount: Decimal) -> bool {
+    let scale = amount.scale();
+    if w.spent.scale() != scale || w.reserved.scale() != scale || w.limit.scale() != scale {
+        return fits_rescaled(w, amount);
+    }
+    match total_within_bound(w.spent.mantissa(), w.reserved.mantissa(), amount.mantissa()) {
+        Some(total) => total <= w.limit.mantissa(),
+        None => w.fits(amount),
+    }
+}
+
+/// [`fits`] for decimals of different scales.
+#[inline(never)]
+fn fits_rescaled(w: &WindowBalance, amount: Decimal) -> bool {
     const BOUND: i128 = 1 << 96;
     let scale = w
         .spent
@@ -515,19 +559,78 @@ fn fits(w: &WindowBalance, amount: Decimal) -> bool {
     };
     if let (Some(spent), Some(reserved), Some(amount), Some(limit)) =
         (at(w.spent), at(w.reserved), at(amount), at(w.limit))
+        && let Some(total) = total_within_bound(spent, reserved, amount)
     {
-        // Each term is below 2^96: these sums cannot overflow.
-        let used = spent + reserved;
-        let total = used + amount;
-        if (-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total) {
-            return total <= limit;
-        }
+        return total <= limit;
     }
     w.fits(amount)
 }
 
+/// `spent + reserved + amount` for three terms below 2^96 in magnitude (so
+/// the sums cannot overflow), or `None` when a partial sum reaches 2^96.
+#[inline]
+fn total_within_bound(spent: i128, reserved: i128, amount: i128) -> Option<i128> {
+    const BOUND: i128 = 1 << 96;
+    let used = spent + reserved;
+    let total = used + amount;
+    ((-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total)).then_some(total)
+}
+
 /// Walks up to four ascending position lists as one ascending list without
-/// repeats (a policy may be reachable through the agent and its team).
+/// repeats (a policy may be reachable through the agent and its team). The
+/// usual cases, one list or two that are not empty, are walked directly;
+/// three or four go through [`Merge`].
+enum Positions<'a> {
+    One(std::slice::Iter<'a, u32>),
+    Two(&'a [u32], &'a [u32]),
+    More(Merge<'a>),
+}
+
+impl<'a> Positions<'a> {
+    fn new(lists: [&'a [u32]; 4]) -> Self {
+        let mut filled = lists.into_iter().filter(|l| !l.is_empty());
+        match (filled.next(), filled.next(), filled.next()) {
+            (None, _, _) => Self::One([].iter()),
+            (Some(a), None, _) => Self::One(a.iter()),
+            (Some(a), Some(b), None) => Self::Two(a, b),
+            (Some(_), Some(_), Some(_)) => Self::More(Merge { lists }),
+        }
+    }
+}
+
+impl Iterator for Positions<'_> {
+    type Item = u32;
+
+    fn next(&mut self) -> Option<u32> {
+        match self {
+            Self::One(list) => list.next().copied(),
+            Self::Two(a, b) => match (a.split_first(), b.split_first()) {
+                (Some((&x, rest_a)), Some((&y, rest_b))) => {
+                    if x <= y {
+                        *a = rest_a;
+                    }
+                    if y <= x {
+                        *b = rest_b;
+                    }
+                    Some(x.min(y))
+                }
+                (Some((&x, rest)), None) => {
+                    *a = rest;
+                    Some(x)
+                }
+                (None, Some((&y, rest))) => {
+                    *b = rest;
+                    Some(y)
+                }
+                (None, None) => None,
+            },
+            Self::More(merge) => merge.next(),
+        }
+    }
+}
+
+/// Walks up to four ascending position lists as one ascending list without
+/// repeats, whichever of them are empty.
 struct Merge<'a> {
     lists: [&'a [u32]; 4],
 }
@@ -590,7 +693,7 @@ pub fn evaluate(compiled: &CompiledPolicies, request: &Request, facts: &Facts) -
             Effect::RequireApproval => b.approval.as_slice(),
             Effect::Allow => b.allow.as_slice(),
         });
-        Merge { lists }.filter_map(|rank| policies.get(rank as usize))
+        Positions::new(lists).filter_map(|rank| policies.get(rank as usize))
     };
 
     let mut reasons = Reasons::None;
@@ -670,6 +773,24 @@ mod tests {
             out.push(Decimal::from_i128_with_scale(m, (x >> 58) as u32 % 29));
         }
         out
+    }
+
+    #[test]
+    fn positions_walk_the_union_of_the_lists_in_order() {
+        let lists: [&[u32]; 6] = [&[], &[0, 2, 4, 5], &[1, 3], &[2, 9], &[7], &[0, 1, 2, 3]];
+        for a in lists {
+            for b in lists {
+                for c in lists {
+                    for d in lists {
+                        let mut union: Vec<u32> = [a, b, c, d].concat();
+                        union.sort_unstable();
+                        union.dedup();
+                        let walked: Vec<u32> = Positions::new([a, b, c, d]).collect();
+                        assert_eq!(walked, union, "{a:?} {b:?} {c:?} {d:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

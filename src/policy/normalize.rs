@@ -72,50 +72,61 @@ pub(crate) fn eq_folded(raw: &str, folded: &str) -> bool {
     cmp_folded(raw, folded) == Ordering::Equal
 }
 
-/// The longest folded text [`fold_ascii`] folds on the stack; longer texts
-/// are compared character by character.
-const ASCII_FOLD_MAX: usize = 128;
-
-/// Folds an ASCII `raw` into `buf` (the same result as [`fold`], since every
-/// ASCII character lower-cases to one ASCII character). `None` when `raw` is
-/// not ASCII or its folded form is longer than the buffer.
-fn fold_ascii<'b>(raw: &str, buf: &'b mut [u8; ASCII_FOLD_MAX]) -> Option<&'b [u8]> {
-    let raw = raw.trim();
-    if !raw.is_ascii() {
-        return None;
-    }
-    let mut len = 0;
+/// Compares an ASCII `raw`, folded on the fly (the same bytes as [`fold`]
+/// gives, since every ASCII character lower-cases to one ASCII character),
+/// with a folded `pattern`, byte by byte (byte order of UTF-8 is character
+/// order). Stops at the first byte that differs, which is usually the first.
+fn cmp_folded_ascii(raw: &[u8], pattern: &[u8]) -> Ordering {
+    let mut pattern = pattern.iter();
+    // The next folded byte against the pattern's: `Some` once they differ.
+    let mut differs = |folded: u8| match pattern.next() {
+        Some(&p) if p == folded => None,
+        Some(&p) => Some(folded.cmp(&p)),
+        None => Some(Ordering::Greater),
+    };
+    // Leading and trailing whitespace is dropped (trimmed), a run inside
+    // becomes one space before the character that ends it.
+    let mut started = false;
     let mut pending_space = false;
-    for &b in raw.as_bytes() {
-        // `char::is_whitespace` on an ASCII character, as `Folded` uses it.
-        if char::from(b).is_whitespace() {
-            pending_space = true;
+    for &b in raw {
+        // `char::is_whitespace` for an ASCII character, as `Folded` uses it:
+        // tab, line feed, vertical tab, form feed, carriage return, space.
+        if matches!(b, b'\t'..=b'\r' | b' ') {
+            pending_space = started;
             continue;
         }
-        if std::mem::take(&mut pending_space) {
-            *buf.get_mut(len)? = b' ';
-            len += 1;
+        started = true;
+        if std::mem::take(&mut pending_space)
+            && let Some(ord) = differs(b' ')
+        {
+            return ord;
         }
-        *buf.get_mut(len)? = b.to_ascii_lowercase();
-        len += 1;
+        if let Some(ord) = differs(b.to_ascii_lowercase()) {
+            return ord;
+        }
     }
-    buf.get(..len)
+    if pattern.next().is_some() {
+        Ordering::Less
+    } else {
+        Ordering::Equal
+    }
 }
 
 /// Whether the folded text `raw` is in the sorted, folded `list`.
 ///
-/// An ASCII `raw` is folded once and compared bytewise (byte order of UTF-8
-/// is character order); anything else is folded on the fly per comparison.
+/// Each comparison folds `raw` on the fly only as far as it takes to differ
+/// from the entry: byte by byte for an ASCII `raw`, character by character
+/// otherwise.
 pub(crate) fn contains_folded(list: &[Box<str>], raw: &str) -> bool {
     if list.is_empty() {
         return false;
     }
-    let mut buf = [0u8; ASCII_FOLD_MAX];
-    match fold_ascii(raw, &mut buf) {
-        Some(folded) => list.binary_search_by(|p| p.as_bytes().cmp(folded)).is_ok(),
-        None => list
-            .binary_search_by(|p| cmp_folded(raw, p).reverse())
-            .is_ok(),
+    if raw.is_ascii() {
+        list.binary_search_by(|p| cmp_folded_ascii(raw.as_bytes(), p.as_bytes()).reverse())
+            .is_ok()
+    } else {
+        list.binary_search_by(|p| cmp_folded(raw, p).reverse())
+            .is_ok()
     }
 }
 
@@ -173,7 +184,7 @@ mod tests {
     }
 
     #[test]
-    fn ascii_folding_on_the_stack_equals_folding() {
+    fn ascii_folding_on_the_fly_equals_folding() {
         let texts = [
             "  Facebook   Ads ",
             "GitHub",
@@ -182,16 +193,49 @@ mod tests {
             "   ",
             "x",
             "UPPER lower 123 -_.",
+            "facebook",
+            "facebook adsx",
+            "Facebook\x0BAds",
         ];
-        let mut buf = [0u8; ASCII_FOLD_MAX];
+        let patterns = [
+            "",
+            " ",
+            "a",
+            "a b c d e f",
+            "facebook",
+            "facebook ads",
+            "facebook adsa",
+            "facebook ad",
+            "github",
+            "x",
+            "upper lower 123 -_.",
+            "école",
+            "\u{7f}",
+        ];
         for t in texts {
-            assert_eq!(fold_ascii(t, &mut buf), Some(fold(t).as_bytes()), "{t:?}");
+            for p in patterns {
+                assert_eq!(
+                    cmp_folded_ascii(t.as_bytes(), p.as_bytes()),
+                    fold(t).as_bytes().cmp(p.as_bytes()),
+                    "{t:?} vs {p:?}"
+                );
+                assert_eq!(
+                    cmp_folded_ascii(t.as_bytes(), p.as_bytes()),
+                    cmp_folded(t, p)
+                );
+            }
         }
-        assert_eq!(fold_ascii("École", &mut buf), None);
-        let long = "a ".repeat(ASCII_FOLD_MAX);
-        assert_eq!(fold_ascii(&long, &mut buf), None);
-        // Both paths agree on membership, including around the buffer size.
-        let exact = "b".repeat(ASCII_FOLD_MAX);
+        // Every ASCII character between two letters, whitespace or not.
+        for b in 0u8..128 {
+            let t = format!("a{}B", char::from(b));
+            assert_eq!(
+                cmp_folded_ascii(t.as_bytes(), fold(&t).as_bytes()),
+                Ordering::Equal,
+                "{t:?}"
+            );
+        }
+        // Long texts, ASCII or not, fold like short ones.
+        let exact = "b".repeat(200);
         let list: Vec<Box<str>> = vec!["aws".into(), exact.as_str().into(), "école".into()];
         assert!(contains_folded(
             &list,
@@ -201,6 +245,7 @@ mod tests {
         assert!(contains_folded(&list, "ÉCOLE"));
         assert!(!contains_folded(&list, &format!("{exact}b")));
         assert!(!contains_folded(&list, "aws x"));
+        assert!(!contains_folded(&list, "aw"));
         assert!(!contains_folded(&[], "aws"));
     }
 
