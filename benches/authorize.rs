@@ -11,7 +11,7 @@
 //! BURSAR_BENCH_QUICK=1 cargo bench --bench authorize
 //! # only some parts (any of minimal, group, big, tracing):
 //! BURSAR_BENCH_PARTS=big,group cargo bench --bench authorize
-//! # big tables on SQLite without the STAT4 samples ANALYZE gathers:
+//! # big tables with the STAT4 samples ANALYZE gathers on SQLite dropped:
 //! BURSAR_BENCH_PARTS=big BURSAR_BENCH_SQLITE_STAT4=drop cargo bench --bench authorize
 //! ```
 //!
@@ -32,8 +32,10 @@
 //!   sqlx, which shows what the driver costs.
 //! * **big tables**, on file SQLite and PostgreSQL: bursar on a tenant whose
 //!   database already holds 1,000,000 intents and 1,000,000 reservations
-//!   (`BURSAR_BENCH_PREFILL` rows; bulk-inserted in SQL, then `ANALYZE`)
-//!   against bursar on an empty database, in alternating rounds.
+//!   (`BURSAR_BENCH_PREFILL` rows; bulk-inserted in SQL) against bursar on an
+//!   empty database, both then analyzed (`ANALYZE`), so that the ratio is
+//!   what the size costs; and bursar on a third, empty database never
+//!   analyzed, which shows what the statistics cost. In alternating rounds.
 //! * **group commit**, on file SQLite and PostgreSQL for 1 and 64 clients:
 //!   bursar on a store with `StoreBuilder::group_commit` (batches of 64 at
 //!   most, `max_wait` zero) against bursar on a store without it, each on its
@@ -481,7 +483,7 @@ async fn group_commit(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
 }
 
 /// `rows` intents and as many reservations (captured, spread over the last
-/// year) for `tenant`, in SQL, then `ANALYZE`.
+/// year) for `tenant`, in SQL.
 async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
     let conn = db.store.connection();
     let tenant_id = tenant.id().as_uuid();
@@ -522,7 +524,6 @@ async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
             .execute(pool)
             .await
             .expect("pre-fill");
-            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
         }
         _ => {
             let pool = conn.get_sqlite_connection_pool();
@@ -561,6 +562,20 @@ async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
                     .expect("pre-fill");
             }
             tx.commit().await.expect("commit");
+        }
+    }
+}
+
+/// Refreshes the planner's statistics of `db` (`ANALYZE`).
+async fn analyze(db: &Database) {
+    let conn = db.store.connection();
+    match db.store.backend() {
+        bursar::store::Backend::Postgres => {
+            let pool = conn.get_postgres_connection_pool();
+            sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
+        }
+        _ => {
+            let pool = conn.get_sqlite_connection_pool();
             sqlx::query("ANALYZE").execute(pool).await.expect("analyze");
             if std::env::var("BURSAR_BENCH_SQLITE_STAT4").is_ok_and(|v| v == "drop") {
                 // What the STAT4 samples cost (docs/performance.md): the
@@ -578,28 +593,38 @@ async fn prefill(db: &Database, tenant: &Tenant, rows: u64) {
     }
 }
 
-/// bursar on a pre-filled database against bursar on an empty one.
+/// bursar on a pre-filled database against bursar on an empty one, both
+/// with the planner's statistics refreshed (`ANALYZE`), so that the ratio is
+/// what the tables' size costs; a third, empty database never analyzed shows
+/// what the statistics themselves cost.
 async fn big_tables(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
     let Some(empty) = Database::open(backend).await else {
         return;
     };
     let full = Database::open(backend).await.expect("a second database");
+    let plain = Database::open(backend).await.expect("a third database");
     let on_empty = Tenant::create(&empty.store).await;
     let on_full = Tenant::create(&full.store).await;
+    let on_plain = Tenant::create(&plain.store).await;
     let started = Instant::now();
     prefill(&full, &on_full, plan.prefill).await;
     let filled_in = started.elapsed();
-    on_empty.authorize().await;
-    on_full.authorize().await;
+    analyze(&full).await;
+    analyze(&empty).await;
+    for tenant in [&on_empty, &on_full, &on_plain] {
+        tenant.authorize().await;
+    }
     let engines = [
         Arc::new(Engine::Bursar(on_full.clone())),
         Arc::new(Engine::Bursar(on_empty.clone())),
+        Arc::new(Engine::Bursar(on_plain.clone())),
     ];
     for clients in [1, 8] {
         let stats = interleaved(&engines, clients, plan).await;
         let line = format!(
             "authorize {} {clients} client{} big tables ({} intents + {} reservations, \
-             filled in {:.0} s): bursar {} | empty tables {} (big/empty {:.1}%)",
+             filled in {:.0} s; both analyzed): bursar {} | empty tables {} (big/empty {:.1}%) \
+             | empty, never analyzed {} (analyzed/never {:.1}%)",
             backend.name(),
             if clients == 1 { "" } else { "s" },
             plan.prefill,
@@ -608,6 +633,8 @@ async fn big_tables(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
             stats[0].describe(),
             stats[1].describe(),
             ratio(&stats[0], &stats[1]),
+            stats[2].describe(),
+            ratio(&stats[1], &stats[2]),
         );
         println!("{line}");
         lines.push(line);
@@ -616,6 +643,7 @@ async fn big_tables(backend: Backend, plan: Plan, lines: &mut Vec<String>) {
     drop(engines);
     empty.close().await;
     full.close().await;
+    plain.close().await;
 }
 
 /// A host's usual subscriber: formatted lines at `INFO`, here into a sink.
