@@ -147,17 +147,8 @@ async fn approved_reserves_records_the_intent_the_merchant_and_an_audit_entry() 
 /// call.
 #[tokio::test]
 async fn an_approved_purchase_makes_eight_calls_on_sqlite() {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let sent = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&sent);
-    let store = Store::builder("sqlite::memory:")
-        .clock(Arc::new(ManualClock::new(noon())))
-        .on_statement(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        })
-        .connect()
-        .await
-        .unwrap();
+    use std::sync::atomic::Ordering;
+    let (store, sent) = common::counting_store(noon()).await;
     let (acme, agent) = setup(&store).await;
     // A budget of every period: each window is found by the budgets' read
     // (a window it missed would cost a read of its own).

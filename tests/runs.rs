@@ -1047,17 +1047,8 @@ async fn concurrent_finishes_of_one_run_count_every_call_once() {
 async fn a_metered_call_makes_eight_calls_to_begin_and_ten_to_finish_on_sqlite() {
     use bursar::budget::Principal;
     use bursar::store::{BudgetRepository, NewBudget, ReserveRequest};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let sent = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&sent);
-    let store = Store::builder("sqlite::memory:")
-        .clock(Arc::new(ManualClock::new(noon())))
-        .on_statement(move |_| {
-            counter.fetch_add(1, Ordering::Relaxed);
-        })
-        .connect()
-        .await
-        .unwrap();
+    use std::sync::atomic::Ordering;
+    let (store, sent) = common::counting_store(noon()).await;
     let (acme, agent) = priced_tenant(&store, TenantSettings::default()).await;
     acme.budgets()
         .create(NewBudget::agent(agent).monthly(dec("1000"), "USD"))

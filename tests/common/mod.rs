@@ -71,6 +71,27 @@ pub fn sqlite_file_url() -> (tempfile::TempDir, String) {
 }
 
 /// Parses a decimal literal.
+/// An in-memory SQLite store on a clock stopped at `now`, and the number of
+/// statements it has sent to the database (`BEGIN` and `COMMIT` aside),
+/// which the caller may reset.
+pub async fn counting_store(
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Store, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&sent);
+    let store = Store::builder("sqlite::memory:")
+        .clock(Arc::new(bursar::clock::ManualClock::new(now)))
+        .on_statement(move |_| {
+            counter.fetch_add(1, Ordering::Relaxed);
+        })
+        .connect()
+        .await
+        .expect("an in-memory store");
+    (store, sent)
+}
+
 pub fn dec(s: &str) -> rust_decimal::Decimal {
     s.parse().expect("decimal literal")
 }
