@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, FromQueryResult,
-    IdenStatic, Iterable, QueryFilter, QuerySelect, QueryTrait, Set,
+    QueryFilter, QuerySelect, Set,
 };
 
 use sea_orm::sea_query::{Expr, Func, Query, SelectStatement};
@@ -18,7 +18,7 @@ use crate::page::list_page;
 use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
 use crate::store::agents::{AgentRepository, Agents};
-use crate::store::repo::Ctx;
+use crate::store::repo::{Ctx, left_join_prefixed};
 use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
 use crate::{Error, Result};
 
@@ -280,48 +280,23 @@ pub(crate) async fn tenant_and_stamp(
             of_policies(policy::Column::UpdatedAt.max()),
             "policies_changed",
         );
+    // Each joined on the tenant's own id too, so that the statement stays on
+    // one tenant's shard (docs/scaling.md).
     if let Some(agent_id) = joined.agent {
-        // Joined on the tenant's own id, so that the statement stays on one
-        // tenant's shard (docs/scaling.md).
-        QueryTrait::query(&mut read).left_join(
-            agent::Entity,
-            Condition::all()
-                .add(agent::Column::TenantId.eq(id))
-                .add(agent::Column::Id.eq(agent_id)),
-        );
-        for column in agent::Column::iter() {
-            read = read.column_as(
-                column.select_as(column.into_expr()),
-                format!("agent_{}", column.as_str()),
-            );
-        }
+        let on = Condition::all()
+            .add(agent::Column::TenantId.eq(id))
+            .add(agent::Column::Id.eq(agent_id));
+        read = left_join_prefixed::<_, agent::Entity>(read, on, "agent_");
     }
     if let Some((provider, model, at)) = joined.price {
-        // The price in force, joined on the tenant's own id too.
-        QueryTrait::query(&mut read).left_join(
-            model_price::Entity,
-            crate::store::meter::in_force(id, provider, model, at),
-        );
-        for column in model_price::Column::iter() {
-            read = read.column_as(
-                column.select_as(column.into_expr()),
-                format!("price_{}", column.as_str()),
-            );
-        }
+        let on = crate::store::meter::in_force(id, provider, model, at);
+        read = left_join_prefixed::<_, model_price::Entity>(read, on, "price_");
     }
     if let Some(normalized) = joined.merchant {
-        QueryTrait::query(&mut read).left_join(
-            merchant::Entity,
-            Condition::all()
-                .add(merchant::Column::TenantId.eq(id))
-                .add(merchant::Column::NormalizedName.eq(normalized)),
-        );
-        for column in merchant::Column::iter() {
-            read = read.column_as(
-                column.select_as(column.into_expr()),
-                format!("merchant_{}", column.as_str()),
-            );
-        }
+        let on = Condition::all()
+            .add(merchant::Column::TenantId.eq(id))
+            .add(merchant::Column::NormalizedName.eq(normalized));
+        read = left_join_prefixed::<_, merchant::Entity>(read, on, "merchant_");
     }
     let read = read
         .into_model::<TenantWithStamp>()

@@ -34,6 +34,30 @@ pub(crate) fn first<T>(rows: Vec<T>) -> Option<T> {
     rows.into_iter().next()
 }
 
+/// `select` with the table of `E` left-joined `on` a condition, and every
+/// column of `E` selected as `{prefix}{column}`: the columns a
+/// `#[sea_orm(nested(prefix = "…"))] Option<E::Model>` field of a
+/// `FromQueryResult` reads (`None` when nothing joined).
+pub(crate) fn left_join_prefixed<S, E>(
+    mut select: sea_orm::Select<S>,
+    on: sea_orm::Condition,
+    prefix: &str,
+) -> sea_orm::Select<S>
+where
+    S: EntityTrait,
+    E: EntityTrait,
+{
+    use sea_orm::{IdenStatic as _, Iterable as _, QuerySelect as _};
+    sea_orm::QueryTrait::query(&mut select).left_join(E::default(), on);
+    for column in E::Column::iter() {
+        select = select.column_as(
+            column.select_as(column.into_expr()),
+            format!("{prefix}{}", column.as_str()),
+        );
+    }
+    select
+}
+
 /// Inserts a row whose every value is known and returns it, reading nothing
 /// back (SeaORM's `insert` reads the whole row back with `RETURNING`).
 pub(crate) async fn insert_known<M, A>(

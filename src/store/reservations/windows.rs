@@ -2,7 +2,6 @@
 //! locked as needed) and their balances.
 
 use sea_orm::sea_query::ExprTrait as _;
-use sea_orm::{IdenStatic as _, Iterable as _};
 
 use super::*;
 
@@ -90,26 +89,21 @@ async fn budgets_with_windows(
             period.window(now, tz).start,
         );
     }
-    let mut read = applicable(tenant, principal);
-    sea_orm::QueryTrait::query(&mut read).left_join(
-        budget_window::Entity,
-        Condition::all()
-            .add(budget_window::Column::TenantId.eq(tenant))
-            .add(
-                Expr::col((budget_window::Entity, budget_window::Column::BudgetId))
-                    .equals((budget::Entity, budget::Column::Id)),
-            )
-            .add(sea_orm::sea_query::ExprTrait::eq(
-                Expr::col((budget_window::Entity, budget_window::Column::PeriodStart)),
-                start,
-            )),
+    let on = Condition::all()
+        .add(budget_window::Column::TenantId.eq(tenant))
+        .add(
+            Expr::col((budget_window::Entity, budget_window::Column::BudgetId))
+                .equals((budget::Entity, budget::Column::Id)),
+        )
+        .add(sea_orm::sea_query::ExprTrait::eq(
+            Expr::col((budget_window::Entity, budget_window::Column::PeriodStart)),
+            start,
+        ));
+    let read = crate::store::repo::left_join_prefixed::<_, budget_window::Entity>(
+        applicable(tenant, principal),
+        on,
+        "window_",
     );
-    for column in budget_window::Column::iter() {
-        read = read.column_as(
-            column.select_as(column.into_expr()),
-            format!("window_{}", column.as_str()),
-        );
-    }
     let rows = read.into_model::<BudgetWithWindow>().all(conn).await?;
     Ok(rows.into_iter().map(|r| (r.budget, r.window)).collect())
 }
