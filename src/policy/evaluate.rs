@@ -794,6 +794,22 @@ mod tests {
     }
 
     #[test]
+    fn scaling_a_mantissa_up_is_exact_until_it_would_overflow() {
+        // Up by a few places (the unchecked multiplication) and by many.
+        assert_eq!(scaled(5, 0, 2), Some(500));
+        assert_eq!(scaled(-5, 2, 11), Some(-5_000_000_000));
+        assert_eq!(scaled(7, 0, 12), Some(7_000_000_000_000));
+        assert_eq!(scaled(3, 4, 4), Some(3));
+        // The largest mantissa, up by 9 places, fits; up by 28 it does not.
+        let max = i128::from(u64::MAX) << 32 | i128::from(u32::MAX);
+        assert_eq!(scaled(max, 0, 9), Some(max * 1_000_000_000));
+        assert_eq!(scaled(max, 0, 28), None);
+        // Never down, and never past the largest scale.
+        assert_eq!(scaled(500, 2, 0), None);
+        assert_eq!(scaled(1, 0, 29), None);
+    }
+
+    #[test]
     fn scaled_integer_comparison_equals_decimal_comparison() {
         let ds = decimals();
         for a in &ds {

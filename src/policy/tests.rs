@@ -428,6 +428,10 @@ fn writes_is_true_for_writes_false_for_reads_and_undetermined_otherwise() {
     assert!(denies(Condition::Writes, &access("write"), &f));
     assert!(denies(Condition::Writes, &access("DELETE"), &f));
     assert!(!denies(Condition::Writes, &access("read"), &f));
+    // Determined, not merely undetermined: an allow on it approves.
+    assert!(allows(Condition::Writes, &access("write"), &f));
+    assert!(allows(Condition::Writes, &access(" Delete "), &f));
+    assert!(!allows(Condition::Writes, &access("append"), &f));
     assert!(allows(
         Condition::Not {
             condition: Box::new(Condition::Writes)
