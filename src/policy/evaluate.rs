@@ -547,16 +547,13 @@ fn fits(w: &WindowBalance, amount: Decimal) -> bool {
 /// [`fits`] for decimals of different scales.
 #[inline(never)]
 fn fits_rescaled(w: &WindowBalance, amount: Decimal) -> bool {
-    const BOUND: i128 = 1 << 96;
     let scale = w
         .spent
         .scale()
         .max(w.reserved.scale())
         .max(amount.scale())
         .max(w.limit.scale());
-    let at = |d: Decimal| {
-        scaled(d.mantissa(), d.scale(), scale).filter(|m| (-BOUND + 1..BOUND).contains(m))
-    };
+    let at = |d: Decimal| scaled(d.mantissa(), d.scale(), scale).filter(|m| below_2_96(*m));
     if let (Some(spent), Some(reserved), Some(amount), Some(limit)) =
         (at(w.spent), at(w.reserved), at(amount), at(w.limit))
         && let Some(total) = total_within_bound(spent, reserved, amount)
@@ -566,14 +563,21 @@ fn fits_rescaled(w: &WindowBalance, amount: Decimal) -> bool {
     w.fits(amount)
 }
 
+/// Whether `m` is below 2^96 in magnitude, as every `Decimal` mantissa is:
+/// where `Decimal` arithmetic on such values is exact.
+#[inline]
+fn below_2_96(m: i128) -> bool {
+    const BOUND: i128 = 1 << 96;
+    (-BOUND + 1..BOUND).contains(&m)
+}
+
 /// `spent + reserved + amount` for three terms below 2^96 in magnitude (so
 /// the sums cannot overflow), or `None` when a partial sum reaches 2^96.
 #[inline]
 fn total_within_bound(spent: i128, reserved: i128, amount: i128) -> Option<i128> {
-    const BOUND: i128 = 1 << 96;
     let used = spent + reserved;
     let total = used + amount;
-    ((-BOUND + 1..BOUND).contains(&used) && (-BOUND + 1..BOUND).contains(&total)).then_some(total)
+    (below_2_96(used) && below_2_96(total)).then_some(total)
 }
 
 /// Walks up to four ascending position lists as one ascending list without
@@ -807,6 +811,23 @@ mod tests {
         // Never down, and never past the largest scale.
         assert_eq!(scaled(500, 2, 0), None);
         assert_eq!(scaled(1, 0, 29), None);
+    }
+
+    #[test]
+    fn totals_are_summed_while_every_partial_sum_stays_below_2_96() {
+        let top = (1i128 << 96) - 1;
+        assert!(below_2_96(top) && below_2_96(-top) && below_2_96(0));
+        assert!(!below_2_96(top + 1) && !below_2_96(-top - 1));
+        assert_eq!(total_within_bound(1, 2, 3), Some(6));
+        assert_eq!(total_within_bound(-5, 2, 1), Some(-2));
+        assert_eq!(total_within_bound(top, 0, 0), Some(top));
+        assert_eq!(total_within_bound(-top, 0, 0), Some(-top));
+        assert_eq!(total_within_bound(top - 2, 1, 1), Some(top));
+        // `spent + reserved` reaching 2^96, or the total reaching it.
+        assert_eq!(total_within_bound(top, 1, -5), None);
+        assert_eq!(total_within_bound(-top, -1, 5), None);
+        assert_eq!(total_within_bound(top, 0, 1), None);
+        assert_eq!(total_within_bound(-top, 0, -1), None);
     }
 
     #[test]
