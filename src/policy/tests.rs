@@ -175,25 +175,21 @@ fn action_kinds_including_custom_names() {
     ));
     assert!(!allows(cond, &buy("1", "x"), &facts()));
     // Each kind matches only itself.
-    let llm = Request::new(agent, ActionKind::LlmUsage);
-    let purchases = c(r#"{"type":"action_in","actions":["purchase"]}"#);
-    assert!(allows(purchases.clone(), &buy("1", "x"), &facts()));
-    assert!(!allows(
-        purchases.clone(),
-        &Request::tool_call(agent, "t"),
-        &facts()
-    ));
-    assert!(!allows(purchases, &llm, &facts()));
-    let llm_calls = c(r#"{"type":"action_in","actions":["llm_usage"]}"#);
-    assert!(allows(llm_calls.clone(), &llm, &facts()));
-    assert!(!allows(
-        llm_calls.clone(),
-        &Request::tool_call(agent, "t"),
-        &facts()
-    ));
-    assert!(!allows(llm_calls, &buy("1", "x"), &facts()));
-    let tool_calls = c(r#"{"type":"action_in","actions":["tool_call"]}"#);
-    assert!(!allows(tool_calls, &llm, &facts()));
+    let requests = [
+        ("purchase", buy("1", "x")),
+        ("tool_call", Request::tool_call(agent, "t")),
+        ("llm_usage", Request::new(agent, ActionKind::LlmUsage)),
+    ];
+    for (kind, _) in &requests {
+        let only = c(&format!(r#"{{"type":"action_in","actions":["{kind}"]}}"#));
+        for (other, request) in &requests {
+            assert_eq!(
+                allows(only.clone(), request, &facts()),
+                kind == other,
+                "action_in [{kind}] on a {other}"
+            );
+        }
+    }
     assert!(
         serde_json::from_str::<Condition>(r#"{"type":"action_in","actions":["fly"]}"#).is_err()
     );
