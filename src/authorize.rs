@@ -536,14 +536,15 @@ impl Flow<'_> {
         // The tenant row, the stamp of its policies, the agent, for a
         // metered call its model's price in force and for a purchase the
         // merchant's history, in one read. A missing agent is a decision
-        // (AGENT_NOT_FOUND), not an error; a blank merchant name is a new
-        // vendor, looked up nowhere.
+        // (AGENT_NOT_FOUND), not an error. (A blank merchant name was
+        // refused by `validate` above.)
         let claimed_agent = request.principal.agent_id;
         let pricing = extra.pricing.take();
-        let merchant = match &request.merchant {
-            Some(m) if !m.name.trim().is_empty() => Some(normalized_name(&m.name)?),
-            _ => None,
-        };
+        let merchant = request
+            .merchant
+            .as_ref()
+            .map(|m| normalized_name(&m.name))
+            .transpose()?;
         let joined = crate::store::policies::Joined {
             agent: Some(claimed_agent),
             price: pricing
@@ -665,15 +666,12 @@ impl Flow<'_> {
         facts.budgets = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
         // A vendor is a merchant: a request that names none (a tool call, an
         // LLM call, an action) has no vendor to be new. Fail closed for one
-        // that does: a blank name, or a domain that is not where the known
-        // merchant was seen, is a new vendor.
-        facts.new_vendor = match &request.merchant {
-            None => false,
-            Some(m) => {
-                m.name.trim().is_empty()
-                    || !is_known_vendor(claim.known_merchant.as_ref(), m.domain.as_deref())
-            }
-        };
+        // that does: a name never bought from, or a domain that is not where
+        // the known merchant was seen, is a new vendor.
+        facts.new_vendor = request
+            .merchant
+            .as_ref()
+            .is_some_and(|m| !is_known_vendor(claim.known_merchant.as_ref(), m.domain.as_deref()));
         // Velocity: the agent row is locked first, so that concurrent requests
         // of one agent are counted one after the other (`FOR NO KEY UPDATE`,
         // which does not wait for the key-share locks that inserting this

@@ -125,30 +125,31 @@ pub(crate) async fn budgets_and_windows(
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<(Vec<Shortfall>, Vec<(budget::Model, budget_window::Model)>)> {
-    let budgets = if conn.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        let pairs = budgets_with_windows(conn, tenant, Some(principal), tz, now).await?;
-        let mut held = Vec::with_capacity(pairs.len());
-        let mut missing = false;
-        for (b, w) in pairs.iter().filter(|(b, _)| b.currency == currency) {
-            match w {
-                Some(w) => held.push((b.clone(), w.clone())),
-                None => missing = true,
-            }
-        }
-        let budgets: Vec<budget::Model> = pairs.into_iter().map(|(b, _)| b).collect();
-        if !missing {
-            held.sort_by_key(|(_, w)| w.id);
-            return Ok((currency_mismatches(&budgets, currency), held));
-        }
-        budgets
-    } else {
-        applicable_budgets(conn, tenant, Some(principal)).await?
-    };
-    let mismatched = currency_mismatches(&budgets, currency);
-    let budgets = budgets
+    if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        let budgets = applicable_budgets(conn, tenant, Some(principal)).await?;
+        let mismatched = currency_mismatches(&budgets, currency);
+        let budgets = budgets
+            .into_iter()
+            .filter(|b| b.currency == currency)
+            .collect();
+        let windows = current_windows(conn, tenant, budgets, tz, now, true).await?;
+        return Ok((mismatched, windows));
+    }
+    let pairs = budgets_with_windows(conn, tenant, Some(principal), tz, now).await?;
+    let mismatched = currency_mismatches(pairs.iter().map(|(b, _)| b), currency);
+    let in_currency: Vec<_> = pairs
         .into_iter()
-        .filter(|b| b.currency == currency)
+        .filter(|(b, _)| b.currency == currency)
         .collect();
+    if in_currency.iter().all(|(_, w)| w.is_some()) {
+        let mut held: Vec<_> = in_currency
+            .into_iter()
+            .filter_map(|(b, w)| Some((b, w?)))
+            .collect();
+        held.sort_by_key(|(_, w)| w.id);
+        return Ok((mismatched, held));
+    }
+    let budgets = in_currency.into_iter().map(|(b, _)| b).collect();
     let windows = current_windows(conn, tenant, budgets, tz, now, true).await?;
     Ok((mismatched, windows))
 }
@@ -156,9 +157,12 @@ pub(crate) async fn budgets_and_windows(
 /// The applicable budgets kept in another currency than `currency`, as
 /// shortfalls with the code [`BUDGET_CURRENCY_MISMATCH`](crate::codes::BUDGET_CURRENCY_MISMATCH)
 /// (nothing can be said of what remains, so `remaining` is zero).
-pub(crate) fn currency_mismatches(budgets: &[budget::Model], currency: Currency) -> Vec<Shortfall> {
+pub(crate) fn currency_mismatches<'a>(
+    budgets: impl IntoIterator<Item = &'a budget::Model>,
+    currency: Currency,
+) -> Vec<Shortfall> {
     budgets
-        .iter()
+        .into_iter()
         .filter(|b| b.currency != currency)
         .map(|b| Shortfall {
             budget_id: b.id,
