@@ -25,7 +25,7 @@ use crate::entity::audit_log::{self, AuditActorType, AuditDetails, AuditLevel, A
 use crate::id::{AuditLogId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::repo::Ctx;
+use crate::store::repo::{Ctx, Deferred};
 use crate::{Error, Result};
 
 /// `prev_hash` of a tenant's first entry.
@@ -263,16 +263,11 @@ pub(crate) async fn append(
     entry: AuditEntry,
     now: DateTime<Utc>,
 ) -> Result<audit_log::Model> {
-    append_with(conn, tenant, None, entry, now).await
+    append_with(conn, tenant, Deferred::default(), entry, now).await
 }
 
 /// Inserts `row`, then appends `entry` as [`append`] does, inside the
-/// caller's write transaction. On SQLite, when this process knows the
-/// chain's head, both statements go to the database in one call (SQLite runs
-/// them one after the other, binding the values in order): a recorded fact
-/// and its audit entry cost one round trip. Taking the row, not a statement,
-/// keeps the write to exactly one row, which is what tells from the rows the
-/// call changed whether the entry went in.
+/// caller's write transaction: [`writes_then_append`] with the one row.
 pub(crate) async fn write_then_append<M, A>(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -284,26 +279,42 @@ where
     M: sea_orm::IntoActiveModel<A>,
     A: sea_orm::ActiveModelTrait,
 {
-    let write = crate::store::repo::insert_statement(conn.get_database_backend(), row);
-    append_with(conn, tenant, Some(write), entry, now).await
+    let mut writes = Deferred::default();
+    writes.insert(conn, row).await?;
+    writes_then_append(conn, tenant, writes, entry, now).await
+}
+
+/// Sends the `writes` held so far, then appends `entry` as [`append`] does,
+/// inside the caller's write transaction. On SQLite, when this process knows
+/// the chain's head, the writes and the entry go to the database in one call
+/// (SQLite runs them one after the other, binding the values in order): a
+/// recorded fact and its audit entry cost one round trip. The writes say how
+/// many rows they change, which is what tells from the rows the call changed
+/// whether the entry went in.
+pub(crate) async fn writes_then_append(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    writes: Deferred,
+    entry: AuditEntry,
+    now: DateTime<Utc>,
+) -> Result<audit_log::Model> {
+    append_with(conn, tenant, writes, entry, now).await
 }
 
 async fn append_with(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
-    mut write: Option<Statement>,
+    mut writes: Deferred,
     entry: AuditEntry,
     now: DateTime<Utc>,
 ) -> Result<audit_log::Model> {
     entry.validate()?;
     let backend = conn.get_database_backend();
     let guess = remembered(tenant);
-    // Only SQLite takes several statements in one call; elsewhere, and when
-    // the head must be read first anyway, the write goes alone.
-    if backend != DatabaseBackend::Sqlite || guess.is_none() {
-        if let Some(write) = write.take() {
-            conn.execute_raw(write).await?;
-        }
+    // Only SQLite holds writes (elsewhere they were sent as they came); when
+    // the head must be read first anyway, they go alone.
+    if guess.is_none() {
+        writes.flush(conn).await?;
     }
     if backend == DatabaseBackend::Postgres {
         conn.execute_raw(Statement::from_sql_and_values(
@@ -338,7 +349,7 @@ async fn append_with(
     let appended = match guess {
         Some(guess) => {
             chain_after(&mut model, Some(&guess))?;
-            append_after(conn, write.take(), &model, &guess).await?
+            append_after(conn, writes, &model, &guess).await?
         }
         None => false,
     };
@@ -397,12 +408,12 @@ async fn read_head(conn: &impl ConnectionTrait, tenant: TenantId) -> Result<Opti
 /// tenant's chain, in one statement: `INSERT INTO audit_logs (…) SELECT …
 /// WHERE EXISTS (entry head.seq with head.hash) AND NOT EXISTS (entry
 /// head.seq + 1)`. Sequence numbers have no gaps, so an entry with no
-/// successor is the head. `write` (an insert of one row), when given, runs
-/// first in the same call; it is written whether or not the entry is.
+/// successor is the head. The `writes` held (SQLite), if any, run first in
+/// the same call; they are written whether or not the entry is.
 /// Returns whether the entry was inserted.
 async fn append_after(
     conn: &impl ConnectionTrait,
-    write: Option<Statement>,
+    mut writes: Deferred,
     entry: &audit_log::Model,
     head: &Head,
 ) -> Result<bool> {
@@ -436,35 +447,16 @@ async fn append_after(
         .map_err(|e| Error::Database(sea_orm::DbErr::Custom(e.to_string())))?
         .to_owned();
     let insert = conn.get_database_backend().build(&insert);
-    let Some(write) = write else {
-        return Ok(conn.execute_raw(insert).await?.rows_affected() == 1);
-    };
-    // SQLite reports the rows both statements changed: the write's one, and
+    let (call, written) = writes.then(insert);
+    // SQLite reports the rows every statement changed: the writes' own, and
     // the entry's when the guess held.
-    match conn
-        .execute_raw(one_call(write, insert))
-        .await?
-        .rows_affected()
-    {
-        2 => Ok(true),
-        1 => Ok(false),
+    match conn.execute_raw(call).await?.rows_affected() {
+        n if n == written + 1 => Ok(true),
+        n if n == written => Ok(false),
         n => Err(Error::Database(sea_orm::DbErr::Custom(format!(
-            "an insert of one row and an audit entry changed {n} rows"
+            "writes of {written} rows and an audit entry changed {n} rows"
         )))),
     }
-}
-
-/// `first` and `then` as one call: their SQL one after the other, their
-/// values in the same order (SQLite binds each statement's `?` from where
-/// the previous one stopped).
-fn one_call(first: Statement, then: Statement) -> Statement {
-    let mut values = first.values.map(|v| v.0).unwrap_or_default();
-    values.extend(then.values.map(|v| v.0).unwrap_or_default());
-    Statement::from_sql_and_values(
-        first.db_backend,
-        format!("{};\n{}", first.sql, then.sql),
-        values,
-    )
 }
 
 /// What [`AuditLogRepository::search`] selects; every filter left unset matches all.

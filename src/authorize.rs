@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use crate::audit::{AuditEntry, write_then_append};
+use crate::audit::{AuditEntry, writes_then_append};
 use crate::budget::Shortfall;
 use crate::codes;
 use crate::entity::approval_request::{self, ApprovalStatus, ApprovalSubjectKind};
@@ -29,11 +29,11 @@ use crate::id::{
 };
 use crate::money::{Amount, Currency, Money};
 use crate::policy::{BudgetDetail, Decision, Facts, Outcome, Reason, Request, evaluate};
-use crate::store::merchants::{is_known_vendor, normalized_name, record_seen};
+use crate::store::merchants::{hold_seen, is_known_vendor, normalized_name};
 use crate::store::policies::{Policies, PolicyCache};
-use crate::store::repo::Ctx;
+use crate::store::repo::{Ctx, Deferred};
 use crate::store::reservations::{
-    ReserveOutcome, ReserveRequest, balance_of, budgets_and_windows, reserve_with,
+    Inside, ReserveOutcome, ReserveRequest, balance_of, budgets_and_windows, reserve_with,
 };
 use crate::{Error, Result};
 
@@ -734,6 +734,9 @@ impl Flow<'_> {
         } = claim;
         let Loaded { windows, .. } = loaded;
         let mut reserving = std::time::Duration::ZERO;
+        // What reserving and approving write is held (on SQLite) and sent in
+        // one call with the intent and its audit entry.
+        let mut writes = Deferred::default();
         let settings = &tenant_row.settings;
         let authorization = match decision.outcome() {
             Outcome::Rejected => {
@@ -745,7 +748,8 @@ impl Flow<'_> {
                 // tenant exempts from money budgets.
                 let reasons = decision.into_reasons();
                 if outcome == Outcome::Approved {
-                    self.approve(intent, None, request, &merchant_name, Vec::new(), now)
+                    let approved = (None, Vec::new());
+                    self.approve(intent, approved, request, &merchant_name, writes, now)
                         .await
                 } else {
                     let expires_at = now + ttl(settings.approval_ttl_secs, DEFAULT_APPROVAL_TTL);
@@ -772,7 +776,11 @@ impl Flow<'_> {
                     .purchase_intent(intent.id);
                 // Alert thresholds this hold crosses, announced with it.
                 let crossings = crate::events::threshold_events(&windows, amount)?;
-                let (reserved, took) = self.reserve(&hold, windows, now, span).await;
+                let inside = Inside {
+                    windows,
+                    writes: &mut writes,
+                };
+                let (reserved, took) = self.reserve(&hold, inside, now, span).await;
                 reserving = took;
                 match reserved? {
                     ReserveOutcome::Rejected { shortfalls } => {
@@ -789,14 +797,17 @@ impl Flow<'_> {
                         if outcome == Outcome::Approved {
                             self.approve(
                                 intent,
-                                Some(reservation),
+                                (Some(reservation), crossings),
                                 request,
                                 &merchant_name,
-                                crossings,
+                                writes,
                                 now,
                             )
                             .await
                         } else {
+                            // The hold's expiry is set below: what is held
+                            // is written first.
+                            writes.flush(self.txn).await?;
                             self.hold_for_approval(
                                 intent,
                                 Some(reservation),
@@ -819,12 +830,12 @@ impl Flow<'_> {
     async fn reserve(
         &self,
         hold: &ReserveRequest,
-        windows: Vec<(budget::Model, budget_window::Model)>,
+        inside: Inside<'_>,
         now: DateTime<Utc>,
         span: &tracing::Span,
     ) -> (Result<ReserveOutcome>, std::time::Duration) {
         let reserve_started = std::time::Instant::now();
-        let reserved = reserve_with(self.txn, self.tenant, hold, now, Some(windows)).await;
+        let reserved = reserve_with(self.txn, self.tenant, hold, now, Some(inside)).await;
         let reserving = reserve_started.elapsed();
         span.record("reserve_us", micros(reserving));
         (reserved, reserving)
@@ -866,7 +877,7 @@ impl Flow<'_> {
                 },
                 ("rejected", AuditStatus::Denied, &reasons),
                 request,
-                now,
+                (Deferred::default(), now),
             )
             .await?;
         // The blocked attempts refer to the intent, recorded just above.
@@ -887,13 +898,16 @@ impl Flow<'_> {
         })
     }
 
+    /// Records an approval: the merchant as seen, the intent and its audit
+    /// entry, sent with the `writes` reserving held (on SQLite, one call),
+    /// then the thresholds the hold crossed.
     async fn approve(
         &self,
         intent: purchase_intent::Model,
-        reservation: Option<reservation::Model>,
+        (reservation, crossings): (Option<reservation::Model>, Vec<crate::events::NewEvent>),
         request: &Request,
         merchant_name: &str,
-        crossings: Vec<crate::events::NewEvent>,
+        mut writes: Deferred,
         now: DateTime<Utc>,
     ) -> Result<Authorization> {
         let domain = request
@@ -904,7 +918,15 @@ impl Flow<'_> {
         // Only a merchant is recorded as seen; a tool or a model is not a
         // vendor.
         if request.merchant.is_some() && !merchant_name.trim().is_empty() {
-            record_seen(self.txn, self.tenant, merchant_name, domain, now).await?;
+            hold_seen(
+                self.txn,
+                &mut writes,
+                self.tenant,
+                merchant_name,
+                domain,
+                now,
+            )
+            .await?;
         }
         let intent = self
             .record(
@@ -915,7 +937,7 @@ impl Flow<'_> {
                 },
                 ("approved", AuditStatus::Success, &[]),
                 request,
-                now,
+                (writes, now),
             )
             .await?;
         crate::events::emit_all(self.txn, self.tenant, crossings, now).await?;
@@ -1000,7 +1022,7 @@ impl Flow<'_> {
                 },
                 ("pending_approval", AuditStatus::Success, &reasons),
                 request,
-                now,
+                (Deferred::default(), now),
             )
             .await?;
         // The thresholds the hold crossed, then the request for approval.
@@ -1023,8 +1045,9 @@ impl Flow<'_> {
 
     /// Records the intent with its outcome, in one insert that also claims
     /// its idempotency key, and appends its audit entry (`action`, status and
-    /// reason codes) right after it (on SQLite in the same call:
-    /// `crate::audit::write_then_append`). A concurrent call with the same
+    /// reason codes) right after it; on SQLite the `writes` held before it,
+    /// the intent and the entry go in one call
+    /// (`crate::audit::writes_then_append`). A concurrent call with the same
     /// key that committed first makes this a [`Error::Conflict`], and the
     /// caller's retry returns that call's result instead
     /// (`TenantScope::authorize`).
@@ -1033,7 +1056,7 @@ impl Flow<'_> {
         intent: purchase_intent::Model,
         (action, status, reasons): (&str, AuditStatus, &[Reason]),
         request: &Request,
-        now: DateTime<Utc>,
+        (mut writes, now): (Deferred, DateTime<Utc>),
     ) -> Result<purchase_intent::Model> {
         let subject = match request.action {
             crate::policy::ActionKind::Purchase => "purchase",
@@ -1056,14 +1079,16 @@ impl Flow<'_> {
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
         }
-        write_then_append(self.txn, self.tenant, intent.clone(), entry, now)
-            .await
-            .map_err(|e| match e {
-                Error::Conflict { .. } => {
-                    Error::key_taken("purchase_intent", intent.idempotency_key.as_deref())
-                }
-                other => other,
-            })?;
+        let recorded = match writes.insert(self.txn, intent.clone()).await {
+            Ok(()) => writes_then_append(self.txn, self.tenant, writes, entry, now).await,
+            Err(err) => Err(err.into()),
+        };
+        recorded.map_err(|e| match e {
+            Error::Conflict { .. } => {
+                Error::key_taken("purchase_intent", intent.idempotency_key.as_deref())
+            }
+            other => other,
+        })?;
         Ok(intent)
     }
 }

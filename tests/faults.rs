@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bursar::audit::AuditLogRepository;
 use bursar::clock::ManualClock;
 use bursar::id::{AgentId, TenantId};
 use bursar::money::Currency;
@@ -390,6 +391,78 @@ async fn a_locked_sqlite_file_is_contention_and_transient() {
     other.execute("ROLLBACK").await.unwrap();
     let first = scope.authorize(buy(agent, "k1")).await.unwrap();
     assert!(!first.replayed);
+}
+
+/// On SQLite every write of an approved purchase after the guarded update of
+/// its windows (the reservation, its lines and ledger entries, the
+/// merchant, the intent, the audit entry) goes to the database in one call.
+/// A statement failing in the middle of that call fails the authorization
+/// and leaves nothing of it: not the statements before it in the call, not
+/// the update of the windows.
+#[tokio::test]
+async fn a_write_failing_inside_the_one_call_leaves_nothing_of_the_purchase() {
+    let (_dir, url) = sqlite_file_url();
+    let store = Store::builder(&url).clock(clock()).connect().await.unwrap();
+    let (tenant, agent) = tenant_with_agent(&store).await;
+    let scope = store.tenant(tenant);
+    // The window exists and the chain's head is known before the failure.
+    assert!(
+        scope
+            .authorize(buy(agent, "k0"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    let mut other = raw_sqlite(&url).await;
+    let counts = "SELECT (SELECT COUNT(*) FROM reservations), \
+                  (SELECT COUNT(*) FROM reservation_lines), \
+                  (SELECT COUNT(*) FROM ledger_entries), \
+                  (SELECT COUNT(*) FROM purchase_intents), \
+                  (SELECT COUNT(*) FROM audit_logs), \
+                  (SELECT SUM(purchase_count) FROM merchants), \
+                  (SELECT group_concat(reserved) FROM budget_windows)";
+    let before: (i64, i64, i64, i64, i64, i64, String) =
+        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
+    other
+        .execute(
+            "CREATE TRIGGER refuse_intents BEFORE INSERT ON purchase_intents \
+             BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        )
+        .await
+        .unwrap();
+    let err = scope.authorize(buy(agent, "k1")).await.unwrap_err();
+    assert_eq!(err.code(), "database");
+    assert!(
+        format!("{err:?}").contains("refused by the test"),
+        "{err:?}"
+    );
+    let after: (i64, i64, i64, i64, i64, i64, String) =
+        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
+    assert_eq!(after, before, "nothing of the failed purchase is left");
+    other.execute("DROP TRIGGER refuse_intents").await.unwrap();
+    // The same store goes on: the purchase goes through, its audit entry
+    // follows the last one written.
+    assert!(
+        scope
+            .authorize(buy(agent, "k1"))
+            .await
+            .unwrap()
+            .is_approved()
+    );
+    let last: (i64, i64, i64, i64, i64, i64, String) =
+        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
+    assert_eq!(
+        (last.0, last.1, last.2, last.3, last.4, last.5),
+        (
+            before.0 + 1,
+            before.1 + 1,
+            before.2 + 1,
+            before.3 + 1,
+            before.4 + 1,
+            before.5 + 1
+        )
+    );
+    assert!(scope.audit_log().verify().await.unwrap().is_intact());
 }
 
 /// A database of its own in the configured PostgreSQL, as a SeaORM

@@ -1038,13 +1038,15 @@ async fn concurrent_finishes_of_one_run_count_every_call_once() {
 
 /// The calls to the database `docs/performance.md` counts ("Metering"):
 /// with the policies cached, a metered call of a run with a cost cap, held on
-/// the agent's monthly budget and the run's, makes 8 calls to `begin` and 10
+/// the agent's monthly budget and the run's, makes 5 calls to `begin` and 10
 /// to `finish` on SQLite (`BEGIN` and `COMMIT` aside; the model's price is
-/// read with the tenant row, the budgets with their windows, and the intent
-/// and the usage record each go in one call with their audit entry); the
-/// same agent's `reserve` + `capture` makes 7 + 7.
+/// read with the tenant row, the budgets with their windows, every write
+/// after the guarded update of the windows goes in one call with the
+/// intent's audit entry, and the usage record in one call with its own);
+/// the same agent's `reserve` + `capture` makes 6 + 7 (the reservation's
+/// lines and ledger entries in one call).
 #[tokio::test]
-async fn a_metered_call_makes_eight_calls_to_begin_and_ten_to_finish_on_sqlite() {
+async fn a_metered_call_makes_five_calls_to_begin_and_ten_to_finish_on_sqlite() {
     use bursar::budget::Principal;
     use bursar::store::{BudgetRepository, NewBudget, ReserveRequest};
     use std::sync::atomic::Ordering;
@@ -1104,5 +1106,5 @@ async fn a_metered_call_makes_eight_calls_to_begin_and_ten_to_finish_on_sqlite()
         mark(&mut counts);
     }
     // `begin`, `finish`, `reserve`, `capture` (the first mark is setup).
-    assert_eq!(counts[1..], [8, 10, 7, 7]);
+    assert_eq!(counts[1..], [5, 10, 6, 7]);
 }

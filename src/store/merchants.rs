@@ -9,13 +9,13 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait, Set};
 
 use crate::entity::merchant;
 use crate::id::{MerchantId, TenantId};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::repo::Ctx;
+use crate::store::repo::{Ctx, Deferred};
 use crate::{Error, Result};
 
 /// Longest merchant name or domain, in characters (after normalization): the
@@ -95,6 +95,21 @@ pub(crate) async fn record_seen(
     domain: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<()> {
+    let mut writes = Deferred::default();
+    hold_seen(conn, &mut writes, tenant, name, domain, now).await?;
+    writes.flush(conn).await
+}
+
+/// [`record_seen`], added to `writes` ([`Deferred`]): on SQLite it is sent
+/// with the caller's next write.
+pub(crate) async fn hold_seen(
+    conn: &impl ConnectionTrait,
+    writes: &mut Deferred,
+    tenant: TenantId,
+    name: &str,
+    domain: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<()> {
     let (display, normalized) = checked_name(name)?;
     let domain = domain.map(checked_domain).transpose()?;
     let row = merchant::ActiveModel {
@@ -121,10 +136,11 @@ pub(crate) async fn record_seen(
                 Expr::cust("COALESCE(excluded.domain, merchants.domain)"),
             )
             .to_owned();
-    merchant::Entity::insert(row)
+    let upsert = merchant::Entity::insert(row)
         .on_conflict(on_conflict)
-        .exec_without_returning(conn)
-        .await?;
+        .build(conn.get_database_backend());
+    // An insert or an update of the one row: one row changed either way.
+    writes.add(conn, upsert, 1).await?;
     Ok(())
 }
 

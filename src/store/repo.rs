@@ -86,6 +86,105 @@ where
     <A::Entity as EntityTrait>::insert(row).build(backend)
 }
 
+/// Writes nothing reads before the transaction's next write that must be
+/// checked: on SQLite, which runs several statements in one call, they are
+/// held and sent in one call with that write ([`Deferred::take`]) or on
+/// their own ([`Deferred::flush`]); on other backends each is sent when it is
+/// added. Each write says how many rows it changes, so the one call can be
+/// checked as a whole.
+///
+/// What is held is sent in the order it was added, so rows that refer to
+/// each other go in the order their foreign keys need. A failure of any of
+/// them fails the call, and the caller's transaction is rolled back.
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    held: Vec<Statement>,
+    rows: u64,
+}
+
+impl Deferred {
+    /// Holds `statement`, which changes `rows` rows, on SQLite; sends it now
+    /// elsewhere.
+    pub(crate) async fn add(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        statement: Statement,
+        rows: u64,
+    ) -> std::result::Result<(), DbErr> {
+        if conn.get_database_backend() == DbBackend::Sqlite {
+            self.held.push(statement);
+            self.rows += rows;
+        } else {
+            conn.execute_raw(statement).await?;
+        }
+        Ok(())
+    }
+
+    /// [`add`](Self::add)s the insert of `model`, whose every value is known.
+    pub(crate) async fn insert<M, A>(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        model: M,
+    ) -> std::result::Result<(), DbErr>
+    where
+        M: IntoActiveModel<A>,
+        A: ActiveModelTrait,
+    {
+        let statement = insert_statement(conn.get_database_backend(), model);
+        self.add(conn, statement, 1).await
+    }
+
+    /// Sends what is held, in one call.
+    ///
+    /// # Errors
+    /// The database's error, or [`Error::Database`] when the call changed
+    /// another number of rows than its statements said.
+    pub(crate) async fn flush(&mut self, conn: &impl ConnectionTrait) -> Result<()> {
+        let Some((statement, rows)) = self.take() else {
+            return Ok(());
+        };
+        let changed = conn.execute_raw(statement).await?.rows_affected();
+        if changed != rows {
+            return Err(Error::Database(DbErr::Custom(format!(
+                "held writes changed {changed} rows where they should have changed {rows}"
+            ))));
+        }
+        Ok(())
+    }
+
+    /// What is held and then `last`, as one statement (their SQL one after
+    /// the other, their values in the same order: SQLite binds each
+    /// statement's `?` from where the previous one stopped), and the rows
+    /// the held ones change. Nothing is held afterwards.
+    pub(crate) fn then(&mut self, last: Statement) -> (Statement, u64) {
+        let rows = std::mem::take(&mut self.rows);
+        let held = std::mem::take(&mut self.held);
+        if held.is_empty() {
+            return (last, rows);
+        }
+        let backend = last.db_backend;
+        let mut sql = String::new();
+        let mut values = Vec::new();
+        for statement in held.into_iter().chain([last]) {
+            if !sql.is_empty() {
+                sql.push_str(";\n");
+            }
+            sql.push_str(&statement.sql);
+            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+        }
+        (Statement::from_sql_and_values(backend, sql, values), rows)
+    }
+
+    /// What is held, as one statement, and the rows it changes; `None` when
+    /// nothing is held. Nothing is held afterwards.
+    pub(crate) fn take(&mut self) -> Option<(Statement, u64)> {
+        let rows = self.rows;
+        let last = self.held.pop()?;
+        let (statement, _) = self.then(last);
+        Some((statement, rows))
+    }
+}
+
 /// The write transactions of one SQLite store, in line.
 ///
 /// SQLite admits one writer at a time. Without a line, concurrent writers
@@ -604,6 +703,136 @@ mod tests {
             .connect()
             .await
             .expect("store")
+    }
+
+    /// The rows of the scratch table `held`, in id order.
+    async fn held_rows(conn: &DatabaseConnection) -> Vec<(i64, String)> {
+        conn.query_all_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "SELECT id, v FROM held ORDER BY id",
+        ))
+        .await
+        .expect("rows")
+        .iter()
+        .map(|row| {
+            (
+                row.try_get_by_index(0).expect("id"),
+                row.try_get_by_index(1).expect("v"),
+            )
+        })
+        .collect()
+    }
+
+    #[tokio::test]
+    async fn held_writes_are_sent_in_one_call_in_order_and_checked() {
+        let store = store(Duration::from_secs(5)).await;
+        let conn = store.connection();
+        conn.execute_unprepared("CREATE TABLE held (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .await
+            .expect("table");
+        let sql = |sql: &str, values: Vec<sea_orm::Value>| {
+            Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+        };
+        let mut writes = Deferred::default();
+        assert!(writes.take().is_none(), "nothing held");
+        writes
+            .add(
+                conn,
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?)",
+                    vec![1.into(), "a".into()],
+                ),
+                1,
+            )
+            .await
+            .expect("held");
+        // The update finds the row only if the insert ran before it.
+        writes
+            .add(
+                conn,
+                sql(
+                    "UPDATE held SET v = ? WHERE id = ?",
+                    vec!["b".into(), 1.into()],
+                ),
+                1,
+            )
+            .await
+            .expect("held");
+        writes
+            .add(
+                conn,
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?), (?, ?)",
+                    vec![2.into(), "c".into(), 3.into(), "d".into()],
+                ),
+                2,
+            )
+            .await
+            .expect("held");
+        assert!(held_rows(conn).await.is_empty(), "held, not sent");
+        writes.flush(conn).await.expect("one call");
+        assert_eq!(
+            held_rows(conn).await,
+            [
+                (1, "b".to_owned()),
+                (2, "c".to_owned()),
+                (3, "d".to_owned())
+            ]
+        );
+        assert!(writes.take().is_none(), "nothing held after a flush");
+        writes.flush(conn).await.expect("nothing to send");
+
+        // A call that changes another number of rows than its statements
+        // said is refused.
+        writes
+            .add(
+                conn,
+                sql(
+                    "UPDATE held SET v = ? WHERE id > ?",
+                    vec!["e".into(), 1.into()],
+                ),
+                1,
+            )
+            .await
+            .expect("held");
+        let err = writes
+            .flush(conn)
+            .await
+            .expect_err("two rows changed, one said");
+        assert!(
+            format!("{err:?}").contains("changed 2 rows where they should have changed 1"),
+            "{err:?}"
+        );
+
+        // `then` puts its statement last, and counts only what was held.
+        let last = sql("DELETE FROM held WHERE id = ?", vec![3.into()]);
+        let (alone, rows) = writes.then(last.clone());
+        assert_eq!((alone.sql.as_str(), rows), (last.sql.as_str(), 0));
+        writes
+            .add(
+                conn,
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?)",
+                    vec![4.into(), "f".into()],
+                ),
+                1,
+            )
+            .await
+            .expect("held");
+        let (call, rows) = writes.then(last);
+        assert_eq!(rows, 1);
+        assert_eq!(
+            conn.execute_raw(call).await.expect("call").rows_affected(),
+            2
+        );
+        assert_eq!(
+            held_rows(conn)
+                .await
+                .iter()
+                .map(|(id, _)| *id)
+                .collect::<Vec<_>>(),
+            [1, 2, 4]
+        );
     }
 
     #[tokio::test]

@@ -33,15 +33,27 @@ pub(super) fn ledger_row(
     }
 }
 
+/// Appends `rows` to the ledger, in one insert.
 pub(super) async fn append_ledger(
     conn: &impl ConnectionTrait,
+    rows: Vec<ledger_entry::ActiveModel>,
+) -> Result<()> {
+    let mut writes = Deferred::default();
+    hold_ledger(conn, &mut writes, rows).await?;
+    writes.flush(conn).await
+}
+
+/// Adds the insert of `rows` to `writes` ([`Deferred`]).
+pub(super) async fn hold_ledger(
+    conn: &impl ConnectionTrait,
+    writes: &mut Deferred,
     rows: Vec<ledger_entry::ActiveModel>,
 ) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
-    ledger_entry::Entity::insert_many(rows)
-        .exec_without_returning(conn)
-        .await?;
+    let count = rows.len() as u64;
+    let insert = ledger_entry::Entity::insert_many(rows).build(conn.get_database_backend());
+    writes.add(conn, insert, count).await?;
     Ok(())
 }

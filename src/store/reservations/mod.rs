@@ -33,7 +33,7 @@ use rust_decimal::Decimal;
 use sea_orm::sea_query::{CaseStatement, Expr, LockType};
 use sea_orm::{
     ActiveEnum, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Set,
 };
 use serde::Serialize;
 
@@ -54,7 +54,7 @@ use crate::id::{
 use crate::money::{Amount, Currency, Money};
 use crate::page::list_page;
 use crate::page::{Page, PageRequest};
-use crate::store::repo::{Ctx, finish, retry_contention};
+use crate::store::repo::{Ctx, Deferred, finish, retry_contention};
 use crate::{Error, Result};
 
 mod capture;

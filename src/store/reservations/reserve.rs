@@ -74,15 +74,26 @@ pub async fn reserve_in(
     reserve_with(txn, tenant, request, now, None).await
 }
 
-/// [`reserve_in`], given the tenant's time zone and the applicable budgets
-/// when the caller has loaded them already (`authorize` does, for its facts),
-/// so they are not read twice in one transaction.
+/// What `authorize` hands [`reserve_with`]: the applicable budgets with
+/// their current windows, which it read and locked for its facts (so they
+/// are not read twice in one transaction), and the writes it holds to send
+/// with its own ([`Deferred`]).
+pub(crate) struct Inside<'a> {
+    pub(crate) windows: Vec<(budget::Model, budget_window::Model)>,
+    pub(crate) writes: &'a mut Deferred,
+}
+
+/// [`reserve_in`], or inside `authorize` ([`Inside`]). There the request has
+/// no idempotency key to claim, so the reservation is written with its lines
+/// and ledger entries after the guarded update of the windows, added to the
+/// caller's held writes (on SQLite, sent in one call with the intent and its
+/// audit entry).
 pub(crate) async fn reserve_with(
     txn: &impl ConnectionTrait,
     tenant: TenantId,
     request: &ReserveRequest,
     now: DateTime<Utc>,
-    known: Option<Vec<(budget::Model, budget_window::Model)>>,
+    inside: Option<Inside<'_>>,
 ) -> Result<ReserveOutcome> {
     let amount = positive_amount("amount", &request.amount)?;
     if request.expires_at <= now {
@@ -103,12 +114,12 @@ pub(crate) async fn reserve_with(
         }
     }
     let currency = request.amount.currency();
-    let inside_authorize = known.is_some();
+    let mut own = Deferred::default();
     // Inside authorize, the windows were read and locked (in the lock order)
     // by this transaction, and a budget in another currency refused the
     // request already; they are not read again.
-    let to_read = match known {
-        Some(windows) => Ok(windows),
+    let (to_read, writes, inside_authorize) = match inside {
+        Some(Inside { windows, writes }) => (Ok(windows), writes, true),
         None => {
             let budgets = applicable_budgets(txn, tenant, request.principal.as_ref()).await?;
             // A budget in another currency cannot evaluate the amount:
@@ -119,7 +130,11 @@ pub(crate) async fn reserve_with(
                     shortfalls: mismatched,
                 });
             }
-            Err((tenant_timezone(txn, tenant).await?, budgets))
+            (
+                Err((tenant_timezone(txn, tenant).await?, budgets)),
+                &mut own,
+                false,
+            )
         }
     };
     let run_id = request.principal.and_then(|p| p.run_id);
@@ -137,36 +152,45 @@ pub(crate) async fn reserve_with(
         }
     }
     let reservation_id = ReservationId::new();
-    let row = reservation::ActiveModel {
-        id: Set(reservation_id),
-        tenant_id: Set(tenant),
-        agent_id: Set(request.principal.map(|p| p.agent_id)),
-        run_id: Set(run_id),
-        purchase_intent_id: Set(request.purchase_intent_id),
-        idempotency_key: Set(request.idempotency_key.clone()),
-        currency: Set(currency),
-        amount: Set(amount),
-        captured_amount: Set(Amount::ZERO),
-        refunded_amount: Set(Amount::ZERO),
-        status: Set(ReservationStatus::Held),
-        expires_at: Set(request.expires_at),
-        captured_at: Set(None),
-        released_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
+    let reservation = reservation::Model {
+        id: reservation_id,
+        tenant_id: tenant,
+        agent_id: request.principal.map(|p| p.agent_id),
+        run_id,
+        purchase_intent_id: request.purchase_intent_id,
+        idempotency_key: request.idempotency_key.clone(),
+        currency,
+        amount,
+        captured_amount: Amount::ZERO,
+        refunded_amount: Amount::ZERO,
+        status: ReservationStatus::Held,
+        expires_at: request.expires_at,
+        captured_at: None,
+        released_at: None,
+        created_at: now,
+        updated_at: now,
     };
-    let reservation = row.insert(txn).await.map_err(|e| match Error::from(e) {
-        // The agent is a composite foreign key (tenant, agent): another
-        // tenant's agent fails it exactly like a missing one.
-        Error::Invalid { ref field, .. } if field == "reference" => match request.principal {
-            Some(p) => Error::not_found(AgentId::ENTITY, p.agent_id),
-            None => Error::invalid("reference", "the reservation refers to a missing row"),
-        },
-        Error::Conflict { .. } => {
-            Error::key_taken("reservation", request.idempotency_key.as_deref())
-        }
-        other => other,
-    })?;
+    if !inside_authorize {
+        // First, so that a concurrent call with the same key waits on it.
+        crate::store::repo::insert_known(txn, reservation.clone())
+            .await
+            .map_err(|e| match Error::from(e) {
+                // The agent is a composite foreign key (tenant, agent):
+                // another tenant's agent fails it exactly like a missing one.
+                Error::Invalid { ref field, .. } if field == "reference" => {
+                    match request.principal {
+                        Some(p) => Error::not_found(AgentId::ENTITY, p.agent_id),
+                        None => {
+                            Error::invalid("reference", "the reservation refers to a missing row")
+                        }
+                    }
+                }
+                Error::Conflict { .. } => {
+                    Error::key_taken("reservation", request.idempotency_key.as_deref())
+                }
+                other => other,
+            })?;
+    }
 
     let windows = match to_read {
         Ok(windows) => windows,
@@ -175,13 +199,15 @@ pub(crate) async fn reserve_with(
 
     let balances: Vec<WindowBalance> = windows.iter().map(|(b, w)| balance_of(b, w)).collect();
     if let crate::budget::Fit::Exceeds(shortfalls) = check_fit(&balances, amount.get())? {
-        // Give the idempotency key back: a rejection holds nothing and
-        // records nothing, whoever commits this transaction.
-        reservation::Entity::delete_many()
-            .filter(reservation::Column::TenantId.eq(tenant))
-            .filter(reservation::Column::Id.eq(reservation_id))
-            .exec(txn)
-            .await?;
+        if !inside_authorize {
+            // Give the idempotency key back: a rejection holds nothing and
+            // records nothing, whoever commits this transaction.
+            reservation::Entity::delete_many()
+                .filter(reservation::Column::TenantId.eq(tenant))
+                .filter(reservation::Column::Id.eq(reservation_id))
+                .exec(txn)
+                .await?;
+        }
         return Ok(ReserveOutcome::Rejected { shortfalls });
     }
 
@@ -198,6 +224,9 @@ pub(crate) async fn reserve_with(
         });
     }
     write_windows(txn, &balances, true, now).await?;
+    if inside_authorize {
+        writes.insert(txn, reservation.clone()).await?;
+    }
     let mut lines = Vec::with_capacity(windows.len());
     let mut entries = Vec::with_capacity(windows.len());
     for (_, w) in &windows {
@@ -227,16 +256,17 @@ pub(crate) async fn reserve_with(
     }
     if !lines.is_empty() {
         // The lines are known: insert them and return them, no read-back.
-        reservation_line::Entity::insert_many(
+        let insert = reservation_line::Entity::insert_many(
             lines
                 .iter()
                 .map(|l| reservation_line::ActiveModel::from(l.clone()).reset_all()),
         )
-        .exec_without_returning(txn)
-        .await?;
+        .build(txn.get_database_backend());
+        writes.add(txn, insert, lines.len() as u64).await?;
     }
-    append_ledger(txn, entries).await?;
+    hold_ledger(txn, writes, entries).await?;
     if !inside_authorize {
+        writes.flush(txn).await?;
         // A direct reservation announces the thresholds its hold crossed
         // (inside authorize, the flow announces them with its outcome).
         let crossings = crate::events::threshold_events(&windows, amount.get())?;
