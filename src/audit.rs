@@ -280,7 +280,7 @@ where
     A: sea_orm::ActiveModelTrait,
 {
     let mut writes = Deferred::default();
-    writes.insert(conn, row).await?;
+    writes.insert(conn.get_database_backend(), row);
     writes_then_append(conn, tenant, writes, entry, now).await
 }
 
@@ -311,9 +311,9 @@ async fn append_with(
     entry.validate()?;
     let backend = conn.get_database_backend();
     let guess = remembered(tenant);
-    // Only SQLite holds writes (elsewhere they were sent as they came); when
-    // the head must be read first anyway, they go alone.
-    if guess.is_none() {
+    // Only SQLite takes the writes and the entry in one call; elsewhere, and
+    // when the head must be read first anyway, the writes go first.
+    if backend != DatabaseBackend::Sqlite || guess.is_none() {
         writes.flush(conn).await?;
     }
     if backend == DatabaseBackend::Postgres {

@@ -8,8 +8,8 @@ use chrono::{DateTime, Duration, Utc};
 use rust_decimal::Decimal;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
-    ActiveEnum, ActiveModelTrait, ColumnTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QuerySelect, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    QueryFilter, QuerySelect, Set,
 };
 use serde::Serialize;
 
@@ -918,15 +918,15 @@ impl Flow<'_> {
         // Only a merchant is recorded as seen; a tool or a model is not a
         // vendor.
         if request.merchant.is_some() && !merchant_name.trim().is_empty() {
+            let backend = self.txn.get_database_backend();
             hold_seen(
-                self.txn,
+                backend,
                 &mut writes,
                 self.tenant,
                 merchant_name,
                 domain,
                 now,
-            )
-            .await?;
+            )?;
         }
         let intent = self
             .record(
@@ -1079,16 +1079,15 @@ impl Flow<'_> {
         if let Some(key) = &request.idempotency_key {
             entry = entry.correlation_id(key.clone());
         }
-        let recorded = match writes.insert(self.txn, intent.clone()).await {
-            Ok(()) => writes_then_append(self.txn, self.tenant, writes, entry, now).await,
-            Err(err) => Err(err.into()),
-        };
-        recorded.map_err(|e| match e {
-            Error::Conflict { .. } => {
-                Error::key_taken("purchase_intent", intent.idempotency_key.as_deref())
-            }
-            other => other,
-        })?;
+        writes.insert(self.txn.get_database_backend(), intent.clone());
+        writes_then_append(self.txn, self.tenant, writes, entry, now)
+            .await
+            .map_err(|e| match e {
+                Error::Conflict { .. } => {
+                    Error::key_taken("purchase_intent", intent.idempotency_key.as_deref())
+                }
+                other => other,
+            })?;
         Ok(intent)
     }
 }

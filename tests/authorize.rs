@@ -180,6 +180,45 @@ async fn an_approved_purchase_makes_four_calls_on_sqlite() {
     assert_eq!(known.purchase_count, 2);
 }
 
+/// The same purchase on PostgreSQL (`BEGIN` and `COMMIT` aside): the tenant
+/// with its agent, its policies' stamp and the merchant's history; the
+/// budgets; their current windows, locked; one guarded update of the
+/// windows; one statement with every write after it (the reservation, its
+/// lines, its ledger entries, the merchant's upsert and the intent, each a
+/// data-modifying `WITH`); the audit chain's lock; the audit entry.
+#[tokio::test]
+async fn an_approved_purchase_makes_seven_round_trips_on_postgres() {
+    use std::sync::atomic::Ordering;
+    if common::postgres_url().is_none() {
+        return;
+    }
+    let url = common::fresh_postgres_schema().await;
+    let (store, sent) = common::counting_store_at(&url, noon()).await;
+    let (acme, agent) = setup(&store).await;
+    for budget in [
+        NewBudget::agent(agent).daily(dec("1000"), "USD"),
+        NewBudget::tenant().yearly(dec("1000"), "USD"),
+    ] {
+        acme.budgets().create(budget).await.unwrap();
+    }
+    let mut counts = Vec::new();
+    for merchant in ["GitHub", "Linear", "Linear"] {
+        sent.store(0, Ordering::Relaxed);
+        let auth = acme.authorize(buy(agent, "3", merchant)).await.unwrap();
+        assert!(auth.is_approved(), "{:?}", auth.reasons);
+        counts.push(sent.load(Ordering::Relaxed));
+    }
+    assert_eq!(counts[1..], [7, 7]);
+    let known = merchant::Entity::find()
+        .filter(merchant::Column::TenantId.eq(acme.tenant_id()))
+        .filter(merchant::Column::NormalizedName.eq("linear"))
+        .one(store.connection())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(known.purchase_count, 2);
+}
+
 #[tokio::test]
 async fn pending_approval_opens_a_request_and_holds_the_budget_until_it_expires() {
     for backend in backends() {

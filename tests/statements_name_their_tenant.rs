@@ -159,13 +159,21 @@ fn word(t: &Tok, w: &str) -> bool {
     matches!(t, Tok::Word(x) if x == w)
 }
 
-/// Lifts every `( SELECT … )` out of `toks` (replaced by [`Tok::Sub`]),
+/// Lifts every `( SELECT … )`, and every `( INSERT … )`, `( UPDATE … )` or
+/// `( DELETE … )` of a `WITH`, out of `toks` (replaced by [`Tok::Sub`]),
 /// innermost first, into `subs`.
 fn lift_subqueries(toks: Vec<Tok>, subs: &mut Vec<Vec<Tok>>) -> Result<Vec<Tok>, String> {
     let mut out = Vec::with_capacity(toks.len());
     let mut i = 0;
     while i < toks.len() {
-        if toks[i] == Tok::Punct('(') && toks.get(i + 1).is_some_and(|t| word(t, "SELECT")) {
+        // A subquery, or the body of a data-modifying `WITH` (`w0 AS
+        // (INSERT …)`), is checked as a statement of its own.
+        let lifted = toks.get(i + 1).is_some_and(|t| {
+            ["SELECT", "INSERT", "UPDATE", "DELETE"]
+                .iter()
+                .any(|kind| word(t, kind))
+        });
+        if toks[i] == Tok::Punct('(') && lifted {
             let mut depth = 0;
             let mut j = i;
             loop {
@@ -639,6 +647,20 @@ fn the_checker_refuses_what_a_router_could_not_route() {
             Value::Uuid(Some(u)),
         ],
     );
+    // Writes sent together as one statement, one of them into another
+    // tenant, or one without its tenant.
+    refused(
+        r#"WITH w0 AS (INSERT INTO "teams" ("id", "tenant_id") VALUES ($1, $2) RETURNING 1), w1 AS (INSERT INTO "agents" ("id", "tenant_id") VALUES ($3, $4) RETURNING 1) SELECT (SELECT count(*) FROM w0) + (SELECT count(*) FROM w1)"#,
+        v(&[u, t, u, u]),
+    );
+    refused(
+        r#"WITH w0 AS (INSERT INTO "teams" ("id", "tenant_id") VALUES ($1, $2) RETURNING 1), w1 AS (INSERT INTO "agents" ("id", "name") VALUES ($3, $4) RETURNING 1) SELECT (SELECT count(*) FROM w0) + (SELECT count(*) FROM w1)"#,
+        v(&[u, t, u, u]),
+    );
+    refused(
+        r#"WITH w0 AS (INSERT INTO "teams" ("id", "tenant_id") VALUES ($1, $2) RETURNING 1) UPDATE "agents" SET "status" = $3"#,
+        v(&[u, t, u]),
+    );
     // Moving a row to another tenant.
     refused(
         r#"UPDATE "agents" SET "tenant_id" = $1 WHERE "agents"."tenant_id" = $2"#,
@@ -678,6 +700,19 @@ fn the_checker_refuses_what_a_router_could_not_route() {
     refused(
         r#"SELECT "tenants"."id", "agents"."id" FROM "tenants" LEFT JOIN "agents" ON "agents"."id" = $1 WHERE "tenants"."id" = $2"#,
         v(&[u, t]),
+    );
+    // Writes sent together as one statement (`repo::Deferred` on
+    // PostgreSQL).
+    pass(
+        r#"WITH w0 AS (INSERT INTO "reservations" ("id", "tenant_id") VALUES ($1, $2) RETURNING 1), w1 AS (INSERT INTO "merchants" ("id", "tenant_id", "purchase_count") VALUES ($3, $4, $5) ON CONFLICT ("tenant_id", "normalized_name") DO UPDATE SET "purchase_count" = "merchants"."purchase_count" + $6 RETURNING 1) SELECT (SELECT count(*) FROM w0) + (SELECT count(*) FROM w1)"#,
+        vec![
+            Value::Uuid(Some(u)),
+            Value::Uuid(Some(t)),
+            Value::Uuid(Some(u)),
+            Value::Uuid(Some(t)),
+            Value::Int(Some(1)),
+            Value::Int(Some(1)),
+        ],
     );
     // The audit chain's guarded append.
     pass(

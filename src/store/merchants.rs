@@ -96,14 +96,21 @@ pub(crate) async fn record_seen(
     now: DateTime<Utc>,
 ) -> Result<()> {
     let mut writes = Deferred::default();
-    hold_seen(conn, &mut writes, tenant, name, domain, now).await?;
+    hold_seen(
+        conn.get_database_backend(),
+        &mut writes,
+        tenant,
+        name,
+        domain,
+        now,
+    )?;
     writes.flush(conn).await
 }
 
-/// [`record_seen`], added to `writes` ([`Deferred`]): on SQLite it is sent
-/// with the caller's next write.
-pub(crate) async fn hold_seen(
-    conn: &impl ConnectionTrait,
+/// [`record_seen`], added to `writes` ([`Deferred`]), sent with the
+/// caller's next writes.
+pub(crate) fn hold_seen(
+    backend: sea_orm::DbBackend,
     writes: &mut Deferred,
     tenant: TenantId,
     name: &str,
@@ -138,9 +145,9 @@ pub(crate) async fn hold_seen(
             .to_owned();
     let upsert = merchant::Entity::insert(row)
         .on_conflict(on_conflict)
-        .build(conn.get_database_backend());
+        .build(backend);
     // An insert or an update of the one row: one row changed either way.
-    writes.add(conn, upsert, 1).await?;
+    writes.add(upsert, 1);
     Ok(())
 }
 
@@ -342,35 +349,10 @@ mod tests {
         assert_eq!(normalized_name(" ").unwrap_err().code(), "invalid");
     }
 
-    /// In-memory SQLite, and a fresh schema of `BURSAR_TEST_POSTGRES_URL` when set.
-    async fn stores() -> Vec<crate::store::Store> {
-        use sea_orm::ConnectionTrait;
-        let mut all = vec![
-            crate::store::Store::connect("sqlite::memory:")
-                .await
-                .unwrap(),
-        ];
-        if let Some(base) = std::env::var("BURSAR_TEST_POSTGRES_URL")
-            .ok()
-            .filter(|u| !u.trim().is_empty())
-        {
-            let admin = sea_orm::Database::connect(base.as_str()).await.unwrap();
-            let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
-            admin
-                .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
-                .await
-                .unwrap();
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-            all.push(crate::store::Store::connect(&url).await.unwrap());
-        }
-        all
-    }
-
     #[tokio::test]
     async fn record_seen_inserts_then_counts() {
         use crate::store::{NewTenant, TenantRepository};
-        for store in stores().await {
+        for store in crate::store::repo::test_stores().await {
             let t = store
                 .tenants()
                 .create(NewTenant::new("Acme", "acme"))

@@ -87,15 +87,16 @@ where
 }
 
 /// Writes nothing reads before the transaction's next write that must be
-/// checked: on SQLite, which runs several statements in one call, they are
-/// held and sent in one call with that write ([`Deferred::take`]) or on
-/// their own ([`Deferred::flush`]); on other backends each is sent when it is
-/// added. Each write says how many rows it changes, so the one call can be
-/// checked as a whole.
+/// checked, held and sent together: on SQLite, which runs several statements
+/// in one call, in one call ([`Deferred::flush`], or with that write:
+/// [`Deferred::then`]); on PostgreSQL as one statement, each write a
+/// data-modifying `WITH` of it; elsewhere one by one. Each write says how
+/// many rows it changes, so what is sent together is checked as a whole.
 ///
 /// What is held is sent in the order it was added, so rows that refer to
-/// each other go in the order their foreign keys need. A failure of any of
-/// them fails the call, and the caller's transaction is rolled back.
+/// each other go in the order their foreign keys need (PostgreSQL checks
+/// them when the whole statement has run). A failure of any of them fails
+/// the call, and the caller's transaction is rolled back.
 #[derive(Debug, Default)]
 pub(crate) struct Deferred {
     held: Vec<Statement>,
@@ -103,53 +104,90 @@ pub(crate) struct Deferred {
 }
 
 impl Deferred {
-    /// Holds `statement`, which changes `rows` rows, on SQLite; sends it now
-    /// elsewhere.
-    pub(crate) async fn add(
-        &mut self,
-        conn: &impl ConnectionTrait,
-        statement: Statement,
-        rows: u64,
-    ) -> std::result::Result<(), DbErr> {
-        if conn.get_database_backend() == DbBackend::Sqlite {
-            self.held.push(statement);
-            self.rows += rows;
-        } else {
-            conn.execute_raw(statement).await?;
-        }
-        Ok(())
+    /// Holds `statement` (an `INSERT`, with or without `ON CONFLICT … DO
+    /// UPDATE`), which changes `rows` rows.
+    pub(crate) fn add(&mut self, statement: Statement, rows: u64) {
+        self.held.push(statement);
+        self.rows += rows;
     }
 
     /// [`add`](Self::add)s the insert of `model`, whose every value is known.
-    pub(crate) async fn insert<M, A>(
-        &mut self,
-        conn: &impl ConnectionTrait,
-        model: M,
-    ) -> std::result::Result<(), DbErr>
+    pub(crate) fn insert<M, A>(&mut self, backend: DbBackend, model: M)
     where
         M: IntoActiveModel<A>,
         A: ActiveModelTrait,
     {
-        let statement = insert_statement(conn.get_database_backend(), model);
-        self.add(conn, statement, 1).await
+        self.add(insert_statement(backend, model), 1);
     }
 
-    /// Sends what is held, in one call.
+    /// Sends what is held: on SQLite in one call, on PostgreSQL in one
+    /// statement, elsewhere one by one.
     ///
     /// # Errors
-    /// The database's error, or [`Error::Database`] when the call changed
-    /// another number of rows than its statements said.
+    /// The database's error, or [`Error::Database`] when the writes changed
+    /// another number of rows than they said.
     pub(crate) async fn flush(&mut self, conn: &impl ConnectionTrait) -> Result<()> {
-        let Some((statement, rows)) = self.take() else {
-            return Ok(());
+        let rows = self.rows;
+        let changed = match conn.get_database_backend() {
+            DbBackend::Postgres if self.held.len() > 1 => {
+                let (statement, _) = self.with_clauses();
+                let counted = conn
+                    .query_one_raw(statement)
+                    .await?
+                    .map(|row| row.try_get_by_index::<i64>(0))
+                    .transpose()?;
+                counted.map_or(0, |n| u64::try_from(n).unwrap_or(0))
+            }
+            DbBackend::Sqlite | DbBackend::Postgres => match self.take() {
+                Some((statement, _)) => conn.execute_raw(statement).await?.rows_affected(),
+                None => return Ok(()),
+            },
+            _ => {
+                let mut changed = 0;
+                self.rows = 0;
+                for statement in std::mem::take(&mut self.held) {
+                    changed += conn.execute_raw(statement).await?.rows_affected();
+                }
+                changed
+            }
         };
-        let changed = conn.execute_raw(statement).await?.rows_affected();
         if changed != rows {
             return Err(Error::Database(DbErr::Custom(format!(
                 "held writes changed {changed} rows where they should have changed {rows}"
             ))));
         }
         Ok(())
+    }
+
+    /// PostgreSQL: what is held as one statement, `WITH w0 AS (… RETURNING
+    /// 1), w1 AS (…) SELECT (SELECT count(*) FROM w0) + …`, whose one value
+    /// is the rows they changed; each statement's `$n` renumbered after the
+    /// values of the ones before it. Nothing is held afterwards.
+    fn with_clauses(&mut self) -> (Statement, u64) {
+        let rows = std::mem::take(&mut self.rows);
+        let mut sql = String::from("WITH ");
+        let mut values = Vec::new();
+        let mut counts = Vec::new();
+        for (n, statement) in std::mem::take(&mut self.held).into_iter().enumerate() {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            let body = renumbered(&statement.sql, values.len());
+            let returning = if body.contains(" RETURNING ") {
+                ""
+            } else {
+                " RETURNING 1"
+            };
+            sql.push_str(&format!("w{n} AS ({body}{returning})"));
+            counts.push(format!("(SELECT count(*) FROM w{n})"));
+            values.extend(statement.values.map(|v| v.0).unwrap_or_default());
+        }
+        sql.push_str(" SELECT ");
+        sql.push_str(&counts.join(" + "));
+        (
+            Statement::from_sql_and_values(DbBackend::Postgres, sql, values),
+            rows,
+        )
     }
 
     /// What is held and then `last`, as one statement (their SQL one after
@@ -183,6 +221,42 @@ impl Deferred {
         let (statement, _) = self.then(last);
         Some((statement, rows))
     }
+}
+
+/// `sql` with every PostgreSQL parameter `$n` outside quotes made `$(n +
+/// offset)`.
+fn renumbered(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut digits = String::new();
+                while let Some(d) = chars.next_if(char::is_ascii_digit) {
+                    digits.push(d);
+                }
+                out.push('$');
+                match digits
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|n| n.checked_add(offset))
+                {
+                    Some(n) => out.push_str(&n.to_string()),
+                    None => out.push_str(&digits),
+                }
+                continue;
+            }
+            _ => {}
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The write transactions of one SQLite store, in line.
@@ -651,6 +725,38 @@ pub(crate) async fn finish<T>(txn: impl Into<Write>, result: Result<T>) -> Resul
     }
 }
 
+/// In-memory SQLite, and a fresh schema of `BURSAR_TEST_POSTGRES_URL` when
+/// set: the stores a unit test runs on.
+#[cfg(test)]
+pub(crate) async fn test_stores() -> Vec<crate::store::Store> {
+    let mut all = vec![
+        crate::store::Store::connect("sqlite::memory:")
+            .await
+            .expect("an in-memory store"),
+    ];
+    if let Some(base) = std::env::var("BURSAR_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.trim().is_empty())
+    {
+        let admin = sea_orm::Database::connect(base.as_str())
+            .await
+            .expect("PostgreSQL");
+        let schema = format!("t_{}", uuid::Uuid::now_v7().simple());
+        admin
+            .execute_unprepared(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("a schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+        all.push(
+            crate::store::Store::connect(&url)
+                .await
+                .expect("a PostgreSQL store"),
+        );
+    }
+    all
+}
+
 /// Rolls back a transaction whose result is already decided; a failing
 /// rollback is logged, never allowed to replace that result (the connection
 /// is checked before it is reused).
@@ -705,10 +811,23 @@ mod tests {
             .expect("store")
     }
 
+    #[test]
+    fn postgres_parameters_are_renumbered_outside_quotes() {
+        assert_eq!(
+            renumbered(r#"SELECT $1, '$2 ''$3''', "$4", $10, $ 5, $$"#, 5),
+            r#"SELECT $6, '$2 ''$3''', "$4", $15, $ 5, $$"#
+        );
+        assert_eq!(renumbered("VALUES ($1, $2)", 0), "VALUES ($1, $2)");
+        assert_eq!(
+            renumbered("$99999999999999999999999", 1),
+            "$99999999999999999999999"
+        );
+    }
+
     /// The rows of the scratch table `held`, in id order.
     async fn held_rows(conn: &DatabaseConnection) -> Vec<(i64, String)> {
         conn.query_all_raw(Statement::from_string(
-            DbBackend::Sqlite,
+            conn.get_database_backend(),
             "SELECT id, v FROM held ORDER BY id",
         ))
         .await
@@ -723,107 +842,129 @@ mod tests {
         .collect()
     }
 
+    /// `sql` with SQLite's `?` placeholders, written as `backend` writes them.
+    fn placeholders(backend: DbBackend, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        let sql = match backend {
+            DbBackend::Postgres => {
+                let mut parts = sql.split('?');
+                let mut out = parts.next().unwrap_or_default().to_owned();
+                for (n, part) in parts.enumerate() {
+                    out.push_str(&format!("${}{part}", n + 1));
+                }
+                out
+            }
+            _ => sql.to_owned(),
+        };
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
     #[tokio::test]
-    async fn held_writes_are_sent_in_one_call_in_order_and_checked() {
+    async fn held_writes_are_sent_together_in_order_and_checked() {
+        for store in test_stores().await {
+            let conn = store.connection();
+            let backend = conn.get_database_backend();
+            for table in [
+                "CREATE TABLE held (id BIGINT PRIMARY KEY, v TEXT NOT NULL)",
+                "CREATE TABLE held_child (id BIGINT PRIMARY KEY, \
+                 parent BIGINT NOT NULL REFERENCES held (id))",
+            ] {
+                conn.execute_unprepared(table).await.expect("table");
+            }
+            let sql = |sql: &str, values: Vec<sea_orm::Value>| placeholders(backend, sql, values);
+            let mut writes = Deferred::default();
+            assert!(writes.take().is_none(), "nothing held");
+            writes.flush(conn).await.expect("nothing to send");
+            writes.add(
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?)",
+                    vec![1i64.into(), "a".into()],
+                ),
+                1,
+            );
+            // The child refers to the row held before it.
+            writes.add(
+                sql(
+                    "INSERT INTO held_child (id, parent) VALUES (?, ?)",
+                    vec![10i64.into(), 1i64.into()],
+                ),
+                1,
+            );
+            writes.add(
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?), (?, ?) \
+                     ON CONFLICT (id) DO UPDATE SET v = excluded.v",
+                    vec![2i64.into(), "b".into(), 3i64.into(), "c".into()],
+                ),
+                2,
+            );
+            assert!(held_rows(conn).await.is_empty(), "held, not sent");
+            writes.flush(conn).await.expect("sent together");
+            assert_eq!(
+                held_rows(conn).await,
+                [
+                    (1, "a".to_owned()),
+                    (2, "b".to_owned()),
+                    (3, "c".to_owned())
+                ],
+                "{backend:?}"
+            );
+            assert!(writes.take().is_none(), "nothing held after a flush");
+
+            // Writes that change another number of rows than they said are
+            // refused, and nothing of them stays.
+            writes.add(
+                sql(
+                    "INSERT INTO held (id, v) VALUES (?, ?)",
+                    vec![4i64.into(), "d".into()],
+                ),
+                1,
+            );
+            writes.add(
+                sql(
+                    "INSERT INTO held (id, v) SELECT id + 10, v FROM held WHERE id > ?",
+                    vec![1i64.into()],
+                ),
+                1,
+            );
+            let txn = conn.begin().await.expect("transaction");
+            let err = writes.flush(&txn).await.expect_err("more rows than said");
+            let said = match backend {
+                // Every part of one PostgreSQL statement sees the rows as
+                // they were before the statement.
+                DbBackend::Postgres => "changed 3 rows where they should have changed 2",
+                _ => "changed 4 rows where they should have changed 2",
+            };
+            assert!(format!("{err:?}").contains(said), "{backend:?}: {err:?}");
+            txn.rollback().await.expect("rollback");
+            assert_eq!(held_rows(conn).await.len(), 3, "{backend:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_takes_what_is_held_and_one_more_in_one_call() {
         let store = store(Duration::from_secs(5)).await;
         let conn = store.connection();
         conn.execute_unprepared("CREATE TABLE held (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
             .await
             .expect("table");
-        let sql = |sql: &str, values: Vec<sea_orm::Value>| {
-            Statement::from_sql_and_values(DbBackend::Sqlite, sql, values)
+        let insert = |id: i64| {
+            Statement::from_sql_and_values(
+                DbBackend::Sqlite,
+                "INSERT INTO held (id, v) VALUES (?, ?)",
+                [id.into(), "x".into()],
+            )
         };
         let mut writes = Deferred::default();
-        assert!(writes.take().is_none(), "nothing held");
-        writes
-            .add(
-                conn,
-                sql(
-                    "INSERT INTO held (id, v) VALUES (?, ?)",
-                    vec![1.into(), "a".into()],
-                ),
-                1,
-            )
-            .await
-            .expect("held");
-        // The update finds the row only if the insert ran before it.
-        writes
-            .add(
-                conn,
-                sql(
-                    "UPDATE held SET v = ? WHERE id = ?",
-                    vec!["b".into(), 1.into()],
-                ),
-                1,
-            )
-            .await
-            .expect("held");
-        writes
-            .add(
-                conn,
-                sql(
-                    "INSERT INTO held (id, v) VALUES (?, ?), (?, ?)",
-                    vec![2.into(), "c".into(), 3.into(), "d".into()],
-                ),
-                2,
-            )
-            .await
-            .expect("held");
-        assert!(held_rows(conn).await.is_empty(), "held, not sent");
-        writes.flush(conn).await.expect("one call");
-        assert_eq!(
-            held_rows(conn).await,
-            [
-                (1, "b".to_owned()),
-                (2, "c".to_owned()),
-                (3, "d".to_owned())
-            ]
-        );
-        assert!(writes.take().is_none(), "nothing held after a flush");
-        writes.flush(conn).await.expect("nothing to send");
-
-        // A call that changes another number of rows than its statements
-        // said is refused.
-        writes
-            .add(
-                conn,
-                sql(
-                    "UPDATE held SET v = ? WHERE id > ?",
-                    vec!["e".into(), 1.into()],
-                ),
-                1,
-            )
-            .await
-            .expect("held");
-        let err = writes
-            .flush(conn)
-            .await
-            .expect_err("two rows changed, one said");
-        assert!(
-            format!("{err:?}").contains("changed 2 rows where they should have changed 1"),
-            "{err:?}"
-        );
-
         // `then` puts its statement last, and counts only what was held.
-        let last = sql("DELETE FROM held WHERE id = ?", vec![3.into()]);
-        let (alone, rows) = writes.then(last.clone());
-        assert_eq!((alone.sql.as_str(), rows), (last.sql.as_str(), 0));
-        writes
-            .add(
-                conn,
-                sql(
-                    "INSERT INTO held (id, v) VALUES (?, ?)",
-                    vec![4.into(), "f".into()],
-                ),
-                1,
-            )
-            .await
-            .expect("held");
-        let (call, rows) = writes.then(last);
-        assert_eq!(rows, 1);
+        let (alone, rows) = writes.then(insert(1));
+        assert_eq!((alone.sql.as_str(), rows), (insert(1).sql.as_str(), 0));
+        writes.add(insert(2), 1);
+        writes.add(insert(3), 1);
+        let (call, rows) = writes.then(insert(4));
+        assert_eq!(rows, 2);
         assert_eq!(
             conn.execute_raw(call).await.expect("call").rows_affected(),
-            2
+            3
         );
         assert_eq!(
             held_rows(conn)
@@ -831,8 +972,9 @@ mod tests {
                 .iter()
                 .map(|(id, _)| *id)
                 .collect::<Vec<_>>(),
-            [1, 2, 4]
+            [2, 3, 4]
         );
+        assert!(writes.take().is_none());
     }
 
     #[tokio::test]

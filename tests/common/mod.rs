@@ -77,18 +77,26 @@ pub fn sqlite_file_url() -> (tempfile::TempDir, String) {
 pub async fn counting_store(
     now: chrono::DateTime<chrono::Utc>,
 ) -> (Store, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    counting_store_at("sqlite::memory:", now).await
+}
+
+/// [`counting_store`] on the database at `url`.
+pub async fn counting_store_at(
+    url: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> (Store, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&sent);
-    let store = Store::builder("sqlite::memory:")
+    let store = Store::builder(url)
         .clock(Arc::new(bursar::clock::ManualClock::new(now)))
         .on_statement(move |_| {
             counter.fetch_add(1, Ordering::Relaxed);
         })
         .connect()
         .await
-        .expect("an in-memory store");
+        .expect("a counting store");
     (store, sent)
 }
 

@@ -39,21 +39,22 @@ pub(super) async fn append_ledger(
     rows: Vec<ledger_entry::ActiveModel>,
 ) -> Result<()> {
     let mut writes = Deferred::default();
-    hold_ledger(conn, &mut writes, rows).await?;
+    hold_ledger(conn.get_database_backend(), &mut writes, rows);
     writes.flush(conn).await
 }
 
 /// Adds the insert of `rows` to `writes` ([`Deferred`]).
-pub(super) async fn hold_ledger(
-    conn: &impl ConnectionTrait,
+pub(super) fn hold_ledger(
+    backend: sea_orm::DbBackend,
     writes: &mut Deferred,
     rows: Vec<ledger_entry::ActiveModel>,
-) -> Result<()> {
+) {
     if rows.is_empty() {
-        return Ok(());
+        return;
     }
     let count = rows.len() as u64;
-    let insert = ledger_entry::Entity::insert_many(rows).build(conn.get_database_backend());
-    writes.add(conn, insert, count).await?;
-    Ok(())
+    writes.add(
+        ledger_entry::Entity::insert_many(rows).build(backend),
+        count,
+    );
 }

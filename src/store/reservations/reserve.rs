@@ -225,7 +225,7 @@ pub(crate) async fn reserve_with(
     }
     write_windows(txn, &balances, true, now).await?;
     if inside_authorize {
-        writes.insert(txn, reservation.clone()).await?;
+        writes.insert(txn.get_database_backend(), reservation.clone());
     }
     let mut lines = Vec::with_capacity(windows.len());
     let mut entries = Vec::with_capacity(windows.len());
@@ -262,9 +262,9 @@ pub(crate) async fn reserve_with(
                 .map(|l| reservation_line::ActiveModel::from(l.clone()).reset_all()),
         )
         .build(txn.get_database_backend());
-        writes.add(txn, insert, lines.len() as u64).await?;
+        writes.add(insert, lines.len() as u64);
     }
-    hold_ledger(txn, writes, entries).await?;
+    hold_ledger(txn.get_database_backend(), writes, entries);
     if !inside_authorize {
         writes.flush(txn).await?;
         // A direct reservation announces the thresholds its hold crossed
