@@ -311,18 +311,20 @@ async fn append_with(
     entry.validate()?;
     let backend = conn.get_database_backend();
     let guess = remembered(tenant);
-    // Only SQLite takes the writes and the entry in one call; elsewhere, and
-    // when the head must be read first anyway, the writes go first.
-    if backend != DatabaseBackend::Sqlite || guess.is_none() {
-        writes.flush(conn).await?;
-    }
     if backend == DatabaseBackend::Postgres {
-        conn.execute_raw(Statement::from_sql_and_values(
+        // The writes, then the chain's lock (last in the lock order), in one
+        // statement; the entry follows in a statement of its own, whose
+        // snapshot is taken once the lock is held.
+        let lock = Statement::from_sql_and_values(
             DatabaseBackend::Postgres,
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             [format!("bursar.audit.{tenant}").into()],
-        ))
-        .await?;
+        );
+        writes.flush_then(conn, Some(lock)).await?;
+    } else if backend != DatabaseBackend::Sqlite || guess.is_none() {
+        // Only SQLite takes the writes and the entry in one call; elsewhere,
+        // and when the head must be read first anyway, the writes go first.
+        writes.flush(conn).await?;
     }
     let mut model = audit_log::Model {
         id: AuditLogId::new(),

@@ -39,7 +39,22 @@ pub(crate) fn first<T>(rows: Vec<T>) -> Option<T> {
 /// `#[sea_orm(nested(prefix = "…"))] Option<E::Model>` field of a
 /// `FromQueryResult` reads (`None` when nothing joined).
 pub(crate) fn left_join_prefixed<S, E>(
+    select: sea_orm::Select<S>,
+    on: sea_orm::Condition,
+    prefix: &str,
+) -> sea_orm::Select<S>
+where
+    S: EntityTrait,
+    E: EntityTrait,
+{
+    join_prefixed::<S, E>(select, sea_orm::JoinType::LeftJoin, on, prefix)
+}
+
+/// [`left_join_prefixed`] with any join: an inner join's nested field is
+/// an `E::Model`.
+pub(crate) fn join_prefixed<S, E>(
     mut select: sea_orm::Select<S>,
+    join: sea_orm::JoinType,
     on: sea_orm::Condition,
     prefix: &str,
 ) -> sea_orm::Select<S>
@@ -48,7 +63,7 @@ where
     E: EntityTrait,
 {
     use sea_orm::{IdenStatic as _, Iterable as _, QuerySelect as _};
-    sea_orm::QueryTrait::query(&mut select).left_join(E::default(), on);
+    sea_orm::QueryTrait::query(&mut select).join(join, E::default(), on);
     for column in E::Column::iter() {
         select = select.column_as(
             column.select_as(column.into_expr()),
@@ -93,10 +108,14 @@ where
 /// data-modifying `WITH` of it; elsewhere one by one. Each write says how
 /// many rows it changes, so what is sent together is checked as a whole.
 ///
-/// What is held is sent in the order it was added, so rows that refer to
-/// each other go in the order their foreign keys need (PostgreSQL checks
-/// them when the whole statement has run). A failure of any of them fails
-/// the call, and the caller's transaction is rolled back.
+/// What is held is sent in the order it was added (on PostgreSQL each part
+/// runs when the final `SELECT` counts its rows, left to right), so rows
+/// that refer to each other go in the order their foreign keys need
+/// (PostgreSQL checks them when the whole statement has run) and locks are
+/// taken in the lock order (`crate::store::reservations`). On PostgreSQL
+/// every part sees the rows as they were before the statement: no held
+/// write may need to read what an earlier one wrote. A failure of any of
+/// them fails the call, and the caller's transaction is rolled back.
 #[derive(Debug, Default)]
 pub(crate) struct Deferred {
     held: Vec<Statement>,
@@ -127,10 +146,28 @@ impl Deferred {
     /// The database's error, or [`Error::Database`] when the writes changed
     /// another number of rows than they said.
     pub(crate) async fn flush(&mut self, conn: &impl ConnectionTrait) -> Result<()> {
+        self.flush_then(conn, None).await
+    }
+
+    /// [`flush`](Self::flush), then `select` (a `SELECT` whose value is not
+    /// read, such as taking a lock): on PostgreSQL in the same statement, as
+    /// a scalar subquery the final `SELECT` evaluates after counting the
+    /// held writes' rows; elsewhere in a call of its own.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub(crate) async fn flush_then(
+        &mut self,
+        conn: &impl ConnectionTrait,
+        select: Option<Statement>,
+    ) -> Result<()> {
         let rows = self.rows;
-        let changed = match conn.get_database_backend() {
-            DbBackend::Postgres if self.held.len() > 1 => {
-                let (statement, _) = self.with_clauses();
+        let backend = conn.get_database_backend();
+        let changed = match backend {
+            DbBackend::Postgres
+                if !self.held.is_empty() && (self.held.len() > 1 || select.is_some()) =>
+            {
+                let statement = self.with_clauses(select);
                 let counted = conn
                     .query_one_raw(statement)
                     .await?
@@ -138,14 +175,20 @@ impl Deferred {
                     .transpose()?;
                 counted.map_or(0, |n| u64::try_from(n).unwrap_or(0))
             }
-            DbBackend::Sqlite | DbBackend::Postgres => match self.take() {
-                Some((statement, _)) => conn.execute_raw(statement).await?.rows_affected(),
-                None => return Ok(()),
-            },
+            DbBackend::Sqlite | DbBackend::Postgres => {
+                let changed = match self.take() {
+                    Some((statement, _)) => conn.execute_raw(statement).await?.rows_affected(),
+                    None => 0,
+                };
+                if let Some(select) = select {
+                    conn.execute_raw(select).await?;
+                }
+                changed
+            }
             _ => {
                 let mut changed = 0;
                 self.rows = 0;
-                for statement in std::mem::take(&mut self.held) {
+                for statement in std::mem::take(&mut self.held).into_iter().chain(select) {
                     changed += conn.execute_raw(statement).await?.rows_affected();
                 }
                 changed
@@ -160,11 +203,12 @@ impl Deferred {
     }
 
     /// PostgreSQL: what is held as one statement, `WITH w0 AS (… RETURNING
-    /// 1), w1 AS (…) SELECT (SELECT count(*) FROM w0) + …`, whose one value
-    /// is the rows they changed; each statement's `$n` renumbered after the
-    /// values of the ones before it. Nothing is held afterwards.
-    fn with_clauses(&mut self) -> (Statement, u64) {
-        let rows = std::mem::take(&mut self.rows);
+    /// 1), w1 AS (…) SELECT (SELECT count(*) FROM w0) + …`, whose first
+    /// value is the rows they changed, then `(select)` when given; each
+    /// statement's `$n` renumbered after the values of the ones before it.
+    /// Nothing is held afterwards.
+    fn with_clauses(&mut self, select: Option<Statement>) -> Statement {
+        self.rows = 0;
         let mut sql = String::from("WITH ");
         let mut values = Vec::new();
         let mut counts = Vec::new();
@@ -184,10 +228,11 @@ impl Deferred {
         }
         sql.push_str(" SELECT ");
         sql.push_str(&counts.join(" + "));
-        (
-            Statement::from_sql_and_values(DbBackend::Postgres, sql, values),
-            rows,
-        )
+        if let Some(select) = select {
+            sql.push_str(&format!(", ({})", renumbered(&select.sql, values.len())));
+            values.extend(select.values.map(|v| v.0).unwrap_or_default());
+        }
+        Statement::from_sql_and_values(DbBackend::Postgres, sql, values)
     }
 
     /// What is held and then `last`, as one statement (their SQL one after
@@ -898,7 +943,13 @@ mod tests {
                 2,
             );
             assert!(held_rows(conn).await.is_empty(), "held, not sent");
-            writes.flush(conn).await.expect("sent together");
+            // A one-value SELECT after them (on PostgreSQL in the same
+            // statement) does not count as a row written.
+            let after = sql("SELECT count(*) FROM held WHERE id > ?", vec![0i64.into()]);
+            writes
+                .flush_then(conn, Some(after))
+                .await
+                .expect("sent together");
             assert_eq!(
                 held_rows(conn).await,
                 [

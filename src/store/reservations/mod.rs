@@ -19,7 +19,9 @@
 //!    `FOR NO KEY UPDATE`);
 //! 5. the agent row, for velocity (`authorize`);
 //! 6. merchants (`record_seen`), then the purchase intent's idempotency key
-//!    (`authorize` records the intent once, with its outcome);
+//!    (`authorize` records the intent once, with its outcome; its writes
+//!    after the windows' update go together, in this order:
+//!    `crate::store::repo::Deferred`);
 //! 7. the tenant's audit chain ([`crate::audit`]), always last.
 //!
 //! A group-commit batch ([`GroupCommit`](crate::store::GroupCommit)) runs

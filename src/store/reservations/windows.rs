@@ -82,6 +82,19 @@ async fn budgets_with_windows(
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<(budget::Model, Option<budget_window::Model>)>> {
+    let read = crate::store::repo::left_join_prefixed::<_, budget_window::Entity>(
+        applicable(tenant, principal),
+        current_window_of_budget(tenant, tz, now),
+        "window_",
+    );
+    let rows = read.into_model::<BudgetWithWindow>().all(conn).await?;
+    Ok(rows.into_iter().map(|r| (r.budget, r.window)).collect())
+}
+
+/// `budget_windows.tenant_id = ? AND budget_windows.budget_id = budgets.id
+/// AND budget_windows.period_start = CASE WHEN budgets.period = 'daily' THEN
+/// ? … END`: the window of the period that contains `now` in `tz`.
+fn current_window_of_budget(tenant: TenantId, tz: chrono_tz::Tz, now: DateTime<Utc>) -> Condition {
     let mut start = CaseStatement::new();
     for period in crate::budget::Period::ALL {
         start = start.case(
@@ -89,7 +102,7 @@ async fn budgets_with_windows(
             period.window(now, tz).start,
         );
     }
-    let on = Condition::all()
+    Condition::all()
         .add(budget_window::Column::TenantId.eq(tenant))
         .add(
             Expr::col((budget_window::Entity, budget_window::Column::BudgetId))
@@ -98,25 +111,77 @@ async fn budgets_with_windows(
         .add(sea_orm::sea_query::ExprTrait::eq(
             Expr::col((budget_window::Entity, budget_window::Column::PeriodStart)),
             start,
-        ));
-    let read = crate::store::repo::left_join_prefixed::<_, budget_window::Entity>(
-        applicable(tenant, principal),
-        on,
+        ))
+}
+
+/// A budget, its current window, and how many budgets apply in all, as one
+/// row of [`budgets_with_locked_windows`] returns them.
+#[derive(sea_orm::FromQueryResult)]
+struct BudgetWithLockedWindow {
+    #[sea_orm(nested)]
+    budget: budget::Model,
+    #[sea_orm(nested(prefix = "window_"))]
+    window: budget_window::Model,
+    applicable: i64,
+}
+
+/// PostgreSQL: [`applicable_budgets`] with the current window of each,
+/// locked in ascending window id order (the lock order), in one statement:
+/// `SELECT budgets.*, budget_windows.*, (SELECT count(*) FROM budgets WHERE
+/// …applicable…) FROM budgets JOIN budget_windows ON … ORDER BY
+/// budget_windows.id FOR NO KEY UPDATE OF budget_windows`. `None` when a
+/// budget that applies has no current window yet (or none has one), which
+/// the row count tells: the caller then creates them ([`current_windows`]).
+async fn budgets_with_locked_windows(
+    conn: &impl ConnectionTrait,
+    tenant: TenantId,
+    principal: &Principal,
+    tz: chrono_tz::Tz,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<(budget::Model, budget_window::Model)>>> {
+    let mut count = sea_orm::QueryTrait::into_query(applicable(tenant, Some(principal)));
+    count
+        .clear_selects()
+        .clear_order_by()
+        .expr(Expr::col((budget::Entity, budget::Column::Id)).count());
+    let mut read = crate::store::repo::join_prefixed::<_, budget_window::Entity>(
+        applicable(tenant, Some(principal)),
+        sea_orm::JoinType::InnerJoin,
+        current_window_of_budget(tenant, tz, now),
         "window_",
-    );
-    let rows = read.into_model::<BudgetWithWindow>().all(conn).await?;
-    Ok(rows.into_iter().map(|r| (r.budget, r.window)).collect())
+    )
+    .column_as(Expr::SubQuery(None, Box::new(count.into())), "applicable");
+    sea_orm::QueryTrait::query(&mut read)
+        .clear_order_by()
+        .order_by(
+            (budget_window::Entity, budget_window::Column::Id),
+            sea_orm::Order::Asc,
+        )
+        .lock_with_tables(LockType::NoKeyUpdate, [budget_window::Entity]);
+    let rows = read
+        .into_model::<BudgetWithLockedWindow>()
+        .all(conn)
+        .await?;
+    let applicable = rows.first().map_or(0, |r| r.applicable);
+    if rows.is_empty() || usize::try_from(applicable).ok() != Some(rows.len()) {
+        return Ok(None);
+    }
+    Ok(Some(
+        rows.into_iter().map(|r| (r.budget, r.window)).collect(),
+    ))
 }
 
 /// What a request's money is held on: the budgets that apply to
 /// `principal` in another currency than `currency` (refused, see
 /// [`currency_mismatches`]), and the current window of each one in
 /// `currency`, created when absent and locked, in ascending window id order
-/// (the lock order, docs/budgets.md). On SQLite, where the write transaction
-/// already holds the database and nothing is locked row by row, the budgets
-/// and the windows that exist are read in one statement
-/// ([`budgets_with_windows`]); a window found missing, or PostgreSQL, takes
-/// [`current_windows`].
+/// (the lock order, docs/budgets.md). The budgets and their windows are
+/// read in one statement: on SQLite, where the write transaction already
+/// holds the database and nothing is locked row by row, with
+/// [`budgets_with_windows`]; on PostgreSQL, the windows locked as they are
+/// read, with [`budgets_with_locked_windows`]. A window found missing (the
+/// first request of a period), or on PostgreSQL no window at all, takes
+/// [`current_windows`], which creates them.
 pub(crate) async fn budgets_and_windows(
     conn: &impl ConnectionTrait,
     tenant: TenantId,
@@ -126,6 +191,14 @@ pub(crate) async fn budgets_and_windows(
     now: DateTime<Utc>,
 ) -> Result<(Vec<Shortfall>, Vec<(budget::Model, budget_window::Model)>)> {
     if conn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        if let Some(pairs) = budgets_with_locked_windows(conn, tenant, principal, tz, now).await? {
+            let mismatched = currency_mismatches(pairs.iter().map(|(b, _)| b), currency);
+            let held = pairs
+                .into_iter()
+                .filter(|(b, _)| b.currency == currency)
+                .collect();
+            return Ok((mismatched, held));
+        }
         let budgets = applicable_budgets(conn, tenant, Some(principal)).await?;
         let mismatched = currency_mismatches(&budgets, currency);
         let budgets = budgets
