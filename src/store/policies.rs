@@ -18,7 +18,7 @@ use crate::page::list_page;
 use crate::page::{Page, PageRequest};
 use crate::policy::{CompiledPolicies, DefaultEffect, Policy, PolicyScope};
 use crate::store::agents::{AgentRepository, Agents};
-use crate::store::repo::{Ctx, left_join_prefixed};
+use crate::store::repo::{Ctx, join_prefixed};
 use crate::store::teams::{ProjectRepository, Projects, TeamRepository, Teams};
 use crate::{Error, Result};
 
@@ -286,17 +286,27 @@ pub(crate) async fn tenant_and_stamp(
         let on = Condition::all()
             .add(agent::Column::TenantId.eq(id))
             .add(agent::Column::Id.eq(agent_id));
-        read = left_join_prefixed::<_, agent::Entity>(read, on, "agent_");
+        read = join_prefixed::<_, agent::Entity>(read, sea_orm::JoinType::LeftJoin, on, "agent_");
     }
     if let Some((provider, model, at)) = joined.price {
         let on = crate::store::meter::in_force(id, provider, model, at);
-        read = left_join_prefixed::<_, model_price::Entity>(read, on, "price_");
+        read = join_prefixed::<_, model_price::Entity>(
+            read,
+            sea_orm::JoinType::LeftJoin,
+            on,
+            "price_",
+        );
     }
     if let Some(normalized) = joined.merchant {
         let on = Condition::all()
             .add(merchant::Column::TenantId.eq(id))
             .add(merchant::Column::NormalizedName.eq(normalized));
-        read = left_join_prefixed::<_, merchant::Entity>(read, on, "merchant_");
+        read = join_prefixed::<_, merchant::Entity>(
+            read,
+            sea_orm::JoinType::LeftJoin,
+            on,
+            "merchant_",
+        );
     }
     let read = read
         .into_model::<TenantWithStamp>()

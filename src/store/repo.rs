@@ -34,24 +34,11 @@ pub(crate) fn first<T>(rows: Vec<T>) -> Option<T> {
     rows.into_iter().next()
 }
 
-/// `select` with the table of `E` left-joined `on` a condition, and every
-/// column of `E` selected as `{prefix}{column}`: the columns a
-/// `#[sea_orm(nested(prefix = "…"))] Option<E::Model>` field of a
-/// `FromQueryResult` reads (`None` when nothing joined).
-pub(crate) fn left_join_prefixed<S, E>(
-    select: sea_orm::Select<S>,
-    on: sea_orm::Condition,
-    prefix: &str,
-) -> sea_orm::Select<S>
-where
-    S: EntityTrait,
-    E: EntityTrait,
-{
-    join_prefixed::<S, E>(select, sea_orm::JoinType::LeftJoin, on, prefix)
-}
-
-/// [`left_join_prefixed`] with any join: an inner join's nested field is
-/// an `E::Model`.
+/// `select` with the table of `E` joined `on` a condition, and every column
+/// of `E` selected as `{prefix}{column}`: the columns a
+/// `#[sea_orm(nested(prefix = "…"))]` field of a `FromQueryResult` reads,
+/// an `Option<E::Model>` for a left join (`None` when nothing joined), an
+/// `E::Model` for an inner one.
 pub(crate) fn join_prefixed<S, E>(
     mut select: sea_orm::Select<S>,
     join: sea_orm::JoinType,

@@ -82,8 +82,9 @@ async fn budgets_with_windows(
     tz: chrono_tz::Tz,
     now: DateTime<Utc>,
 ) -> Result<Vec<(budget::Model, Option<budget_window::Model>)>> {
-    let read = crate::store::repo::left_join_prefixed::<_, budget_window::Entity>(
+    let read = crate::store::repo::join_prefixed::<_, budget_window::Entity>(
         applicable(tenant, principal),
+        sea_orm::JoinType::LeftJoin,
         current_window_of_budget(tenant, tz, now),
         "window_",
     );
