@@ -948,6 +948,42 @@ mod tests {
             );
             assert!(writes.take().is_none(), "nothing held after a flush");
 
+            // A model held whole is inserted with every value it has.
+            let tenant = {
+                use crate::store::{NewTenant, TenantRepository as _};
+                let slug = format!("t{}", uuid::Uuid::now_v7().simple());
+                store
+                    .tenants()
+                    .create(NewTenant::new("Acme", slug))
+                    .await
+                    .expect("tenant")
+            };
+            let now = Utc::now();
+            let team = crate::entity::team::Model {
+                id: crate::id::TeamId::new(),
+                tenant_id: tenant.id,
+                name: "Platform".to_owned(),
+                slug: "platform".to_owned(),
+                description: Some("held".to_owned()),
+                created_at: now,
+                updated_at: now,
+            };
+            writes.insert(backend, team.clone());
+            writes.flush(conn).await.expect("the team");
+            let found = crate::entity::team::Entity::find()
+                .filter(crate::entity::team::Column::TenantId.eq(tenant.id))
+                .all(conn)
+                .await
+                .expect("teams");
+            assert_eq!(
+                found
+                    .iter()
+                    .map(|t| (t.id, t.name.as_str(), t.description.as_deref()))
+                    .collect::<Vec<_>>(),
+                [(team.id, "Platform", Some("held"))],
+                "{backend:?}"
+            );
+
             // Writes that change another number of rows than they said are
             // refused, and nothing of them stays.
             writes.add(
