@@ -92,8 +92,8 @@ where
 /// checked, held and sent together: on SQLite, which runs several statements
 /// in one call, in one call ([`Deferred::flush`], or with that write:
 /// [`Deferred::then`]); on PostgreSQL as one statement, each write a
-/// data-modifying `WITH` of it; elsewhere one by one. Each write says how
-/// many rows it changes, so what is sent together is checked as a whole.
+/// data-modifying `WITH` of it. Each write says how many rows it changes, so
+/// what is sent together is checked as a whole.
 ///
 /// What is held is sent in the order it was added (on PostgreSQL each part
 /// runs when the final `SELECT` counts its rows, left to right), so rows
@@ -127,7 +127,7 @@ impl Deferred {
     }
 
     /// Sends what is held: on SQLite in one call, on PostgreSQL in one
-    /// statement, elsewhere one by one.
+    /// statement.
     ///
     /// # Errors
     /// The database's error, or [`Error::Database`] when the writes changed
@@ -139,7 +139,7 @@ impl Deferred {
     /// [`flush`](Self::flush), then `select` (a `SELECT` whose value is not
     /// read, such as taking a lock): on PostgreSQL in the same statement, as
     /// a scalar subquery the final `SELECT` evaluates after counting the
-    /// held writes' rows; elsewhere in a call of its own.
+    /// held writes' rows; on SQLite in a call of its own.
     ///
     /// # Errors
     /// As [`flush`](Self::flush).
@@ -150,36 +150,26 @@ impl Deferred {
     ) -> Result<()> {
         let rows = self.rows;
         let backend = conn.get_database_backend();
-        let changed = match backend {
-            DbBackend::Postgres
-                if !self.held.is_empty() && (self.held.len() > 1 || select.is_some()) =>
-            {
-                let statement = self.with_clauses(select);
-                let counted = conn
-                    .query_one_raw(statement)
-                    .await?
-                    .map(|row| row.try_get_by_index::<i64>(0))
-                    .transpose()?;
-                counted.map_or(0, |n| u64::try_from(n).unwrap_or(0))
+        // A store is SQLite or PostgreSQL (`Store::connect` refuses any
+        // other URL).
+        let together = !self.held.is_empty() && (self.held.len() > 1 || select.is_some());
+        let changed = if backend == DbBackend::Postgres && together {
+            let statement = self.with_clauses(select);
+            let counted = conn
+                .query_one_raw(statement)
+                .await?
+                .map(|row| row.try_get_by_index::<i64>(0))
+                .transpose()?;
+            counted.map_or(0, |n| u64::try_from(n).unwrap_or(0))
+        } else {
+            let changed = match self.take() {
+                Some((statement, _)) => conn.execute_raw(statement).await?.rows_affected(),
+                None => 0,
+            };
+            if let Some(select) = select {
+                conn.execute_raw(select).await?;
             }
-            DbBackend::Sqlite | DbBackend::Postgres => {
-                let changed = match self.take() {
-                    Some((statement, _)) => conn.execute_raw(statement).await?.rows_affected(),
-                    None => 0,
-                };
-                if let Some(select) = select {
-                    conn.execute_raw(select).await?;
-                }
-                changed
-            }
-            _ => {
-                let mut changed = 0;
-                self.rows = 0;
-                for statement in std::mem::take(&mut self.held).into_iter().chain(select) {
-                    changed += conn.execute_raw(statement).await?.rows_affected();
-                }
-                changed
-            }
+            changed
         };
         if changed != rows {
             return Err(Error::Database(DbErr::Custom(format!(
@@ -906,6 +896,12 @@ mod tests {
             let mut writes = Deferred::default();
             assert!(writes.take().is_none(), "nothing held");
             writes.flush(conn).await.expect("nothing to send");
+            // Nothing held: the SELECT alone.
+            let alone = sql("SELECT count(*) FROM held WHERE id > ?", vec![0i64.into()]);
+            writes
+                .flush_then(conn, Some(alone))
+                .await
+                .expect("the select alone");
             writes.add(
                 sql(
                     "INSERT INTO held (id, v) VALUES (?, ?)",
