@@ -258,7 +258,7 @@ fn renumbered(sql: &str, offset: usize) -> String {
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (None, '\'' | '"') => quote = Some(c),
-            (None, '$') if chars.peek().is_some_and(char::is_ascii_digit) => {
+            (None, '$') => {
                 let mut digits = String::new();
                 while let Some(d) = chars.next_if(char::is_ascii_digit) {
                     digits.push(d);
@@ -836,8 +836,11 @@ mod tests {
     #[test]
     fn postgres_parameters_are_renumbered_outside_quotes() {
         assert_eq!(
-            renumbered(r#"SELECT $1, '$2 ''$3''', "$4", $10, $ 5, $$"#, 5),
-            r#"SELECT $6, '$2 ''$3''', "$4", $15, $ 5, $$"#
+            renumbered(
+                r#"SELECT $1, '$2 ''$3''', 'a $2', "$4", "x$4", $10, $ 5, $$"#,
+                5
+            ),
+            r#"SELECT $6, '$2 ''$3''', 'a $2', "$4", "x$4", $15, $ 5, $$"#
         );
         assert_eq!(renumbered("VALUES ($1, $2)", 0), "VALUES ($1, $2)");
         assert_eq!(
