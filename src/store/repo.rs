@@ -883,6 +883,49 @@ mod tests {
         Statement::from_sql_and_values(backend, sql, values)
     }
 
+    /// On PostgreSQL the held writes are parts of one statement, which the
+    /// docs (and the lock order of `crate::store::reservations`) say run in
+    /// the order they were held: a sequence each takes shows it.
+    #[tokio::test]
+    async fn held_writes_run_in_the_order_they_were_held() {
+        for store in test_stores().await {
+            let conn = store.connection();
+            let backend = conn.get_database_backend();
+            let table = match backend {
+                DbBackend::Postgres => {
+                    "CREATE TABLE held_order (seq BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)"
+                }
+                _ => {
+                    "CREATE TABLE held_order (seq INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)"
+                }
+            };
+            conn.execute_unprepared(table).await.expect("table");
+            let mut writes = Deferred::default();
+            for v in ["first", "second", "third"] {
+                writes.add(
+                    placeholders(
+                        backend,
+                        "INSERT INTO held_order (v) VALUES (?)",
+                        vec![v.into()],
+                    ),
+                    1,
+                );
+            }
+            writes.flush(conn).await.expect("sent together");
+            let order: Vec<String> = conn
+                .query_all_raw(Statement::from_string(
+                    backend,
+                    "SELECT v FROM held_order ORDER BY seq",
+                ))
+                .await
+                .expect("rows")
+                .iter()
+                .map(|row| row.try_get_by_index(0).expect("v"))
+                .collect();
+            assert_eq!(order, ["first", "second", "third"], "{backend:?}");
+        }
+    }
+
     #[tokio::test]
     async fn held_writes_are_sent_together_in_order_and_checked() {
         for store in test_stores().await {
