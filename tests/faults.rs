@@ -393,6 +393,26 @@ async fn a_locked_sqlite_file_is_contention_and_transient() {
     assert!(!first.replayed);
 }
 
+/// What a purchase leaves, read from another connection: how many
+/// reservations, lines, ledger entries, intents and audit entries there are
+/// and how many purchases the merchants counted; and every window's
+/// `reserved`.
+async fn purchase_rows(conn: &mut sqlx::SqliteConnection) -> ([i64; 6], String) {
+    let row: (i64, i64, i64, i64, i64, i64, String) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM reservations), \
+         (SELECT COUNT(*) FROM reservation_lines), \
+         (SELECT COUNT(*) FROM ledger_entries), \
+         (SELECT COUNT(*) FROM purchase_intents), \
+         (SELECT COUNT(*) FROM audit_logs), \
+         (SELECT SUM(purchase_count) FROM merchants), \
+         (SELECT group_concat(reserved) FROM budget_windows)",
+    )
+    .fetch_one(conn)
+    .await
+    .unwrap();
+    ([row.0, row.1, row.2, row.3, row.4, row.5], row.6)
+}
+
 /// On SQLite every write of an approved purchase after the guarded update of
 /// its windows (the reservation, its lines and ledger entries, the
 /// merchant, the intent, the audit entry) goes to the database in one call.
@@ -414,15 +434,7 @@ async fn a_write_failing_inside_the_one_call_leaves_nothing_of_the_purchase() {
             .is_approved()
     );
     let mut other = raw_sqlite(&url).await;
-    let counts = "SELECT (SELECT COUNT(*) FROM reservations), \
-                  (SELECT COUNT(*) FROM reservation_lines), \
-                  (SELECT COUNT(*) FROM ledger_entries), \
-                  (SELECT COUNT(*) FROM purchase_intents), \
-                  (SELECT COUNT(*) FROM audit_logs), \
-                  (SELECT SUM(purchase_count) FROM merchants), \
-                  (SELECT group_concat(reserved) FROM budget_windows)";
-    let before: (i64, i64, i64, i64, i64, i64, String) =
-        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
+    let before = purchase_rows(&mut other).await;
     other
         .execute(
             "CREATE TRIGGER refuse_intents BEFORE INSERT ON purchase_intents \
@@ -436,8 +448,7 @@ async fn a_write_failing_inside_the_one_call_leaves_nothing_of_the_purchase() {
         format!("{err:?}").contains("refused by the test"),
         "{err:?}"
     );
-    let after: (i64, i64, i64, i64, i64, i64, String) =
-        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
+    let after = purchase_rows(&mut other).await;
     assert_eq!(after, before, "nothing of the failed purchase is left");
     other.execute("DROP TRIGGER refuse_intents").await.unwrap();
     // The same store goes on: the purchase goes through, its audit entry
@@ -449,19 +460,8 @@ async fn a_write_failing_inside_the_one_call_leaves_nothing_of_the_purchase() {
             .unwrap()
             .is_approved()
     );
-    let last: (i64, i64, i64, i64, i64, i64, String) =
-        sqlx::query_as(counts).fetch_one(&mut other).await.unwrap();
-    assert_eq!(
-        (last.0, last.1, last.2, last.3, last.4, last.5),
-        (
-            before.0 + 1,
-            before.1 + 1,
-            before.2 + 1,
-            before.3 + 1,
-            before.4 + 1,
-            before.5 + 1
-        )
-    );
+    let last = purchase_rows(&mut other).await;
+    assert_eq!(last.0, before.0.map(|n| n + 1));
     assert!(scope.audit_log().verify().await.unwrap().is_intact());
 }
 
